@@ -1,0 +1,3 @@
+//! The control plane: per-service telemetry state, planners, scalers, actuators and the simulator.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
