@@ -1,0 +1,115 @@
+//! The two plug-in points of the control plane, shared by the server, the simulator and the lab.
+//!
+//! A [`Planner`] turns a telemetry [`Snapshot`] into a [`PlanUpdate`] (weights, subsets, blocking);
+//! a [`Scaler`] turns one into [`ScaleDecision`]s. Both are sans-IO: everything they know arrives
+//! in the snapshot (including the clock), so the same implementation runs in `loadshift control`,
+//! `loadshift sim` and `loadshift lab`.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use loadshift_proxy::{
+    endpoint::Endpoint,
+    plan::ServicePlan,
+    telemetry::{WindowSnapshot, pressure::HostPressure},
+};
+use serde::{Deserialize, Serialize};
+
+/// Identity of one proxy (pod name; unique within the mesh).
+pub type ProxyId = String;
+
+/// One container of a service as the control plane sees it.
+#[derive(Clone, Debug)]
+pub struct ContainerState {
+    pub endpoint: Endpoint,
+    /// Latency of the container's own app, measured by its inbound sidecar (the papers'
+    /// "container latency"); `None` until its proxy reports.
+    pub inbound: Option<WindowSnapshot>,
+    /// Calls to this container as seen by every caller's outbound side, merged.
+    pub outbound: WindowSnapshot,
+    /// Requests in flight to the container summed over callers.
+    pub in_flight: u32,
+    /// Mean Peak-EWMA estimate over callers, milliseconds.
+    pub ewma_ms: f64,
+}
+
+/// Everything known about one service.
+#[derive(Clone, Debug, Default)]
+pub struct ServiceState {
+    pub name: String,
+    pub containers: Vec<ContainerState>,
+    /// Proxies that call this service (its downstreams), for per-proxy subsets.
+    pub callers: Vec<ProxyId>,
+    /// Offered load, requests per second, summed over callers (including blocked requests).
+    pub offered_rps: f64,
+    /// Objective the operator set, if any.
+    pub objective: Option<Objective>,
+}
+
+/// A service-level objective.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Objective {
+    /// Latency target in milliseconds at `percentile`.
+    pub sla_ms: f64,
+    /// Percentile of the target, e.g. 95.0.
+    pub percentile: f64,
+}
+
+/// The input of every planner and scaler.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Clock reading (time since the control plane or simulation started).
+    pub now: Duration,
+    pub services: BTreeMap<String, ServiceState>,
+    /// Host pressure per `host` label.
+    pub hosts: BTreeMap<String, HostPressure>,
+}
+
+/// A planner's output.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlanUpdate {
+    /// Plans that apply to every caller of a service.
+    pub services: BTreeMap<String, ServicePlan>,
+    /// Plans for one caller only (per-proxy subsets); win over `services` for that proxy.
+    pub per_proxy: BTreeMap<ProxyId, BTreeMap<String, ServicePlan>>,
+}
+
+/// Turns telemetry into plans. Called every `interval()`.
+pub trait Planner: Send {
+    /// Registry name (`even`, `static`, `imbres-shift`, ...).
+    fn name(&self) -> &str;
+    /// How often the control loop calls `plan` (default 5 s).
+    fn interval(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+    /// Plans for the services this planner owns; services absent from the update keep their plan.
+    fn plan(&mut self, snap: &Snapshot) -> PlanUpdate;
+}
+
+/// One scaling decision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScaleDecision {
+    pub service: String,
+    /// Containers before the decision.
+    pub from: u32,
+    /// Containers wanted.
+    pub to: u32,
+    /// Why, in words an operator reads.
+    pub reason: String,
+}
+
+/// Turns telemetry into container counts. Called every `interval()`.
+pub trait Scaler: Send {
+    fn name(&self) -> &str;
+    /// Default 60 s.
+    fn interval(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+    fn scale(&mut self, snap: &Snapshot) -> Vec<ScaleDecision>;
+}
+
+/// Carries out scale decisions (dry-run, lab supervisor, Kubernetes).
+pub trait Actuator: Send {
+    fn name(&self) -> &str;
+    /// Applies one decision; an error is logged and reported, never fatal to the loop.
+    fn apply(&mut self, d: &ScaleDecision) -> Result<(), String>;
+}
