@@ -3,3 +3,4 @@
 #![deny(rust_2018_idioms)]
 
 pub mod policy;
+pub mod planners;

@@ -1,0 +1,27 @@
+//! Planner registry: every planner by its name, so config files, the operator API, `loadshift sim
+//! --planner` and the lab all choose planners the same way.
+
+mod even;
+
+use crate::policy::Planner;
+
+pub use even::Even;
+
+/// A planner name nobody registered.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown planner {name:?}; known planners: {known}")]
+pub struct UnknownPlanner {
+    pub name: String,
+    pub known: String,
+}
+
+/// Names `build` accepts.
+pub const NAMES: &[&str] = &["even"];
+
+/// Builds a planner with its paper's defaults.
+pub fn build(name: &str) -> Result<Box<dyn Planner>, UnknownPlanner> {
+    match name {
+        "even" => Ok(Box::new(Even)),
+        _ => Err(UnknownPlanner { name: name.to_string(), known: NAMES.join(", ") }),
+    }
+}
