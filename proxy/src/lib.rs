@@ -12,4 +12,5 @@ pub mod endpoint;
 pub mod outlier;
 pub mod plan;
 pub mod retry_budget;
+pub mod shift;
 pub mod telemetry;
