@@ -2,10 +2,12 @@
 //! --planner` and the lab all choose planners the same way.
 
 mod even;
+pub mod imbres_shift;
 
 use crate::policy::Planner;
 
 pub use even::Even;
+pub use imbres_shift::ImbresShift;
 
 /// A planner name nobody registered.
 #[derive(Debug, thiserror::Error)]
@@ -16,12 +18,14 @@ pub struct UnknownPlanner {
 }
 
 /// Names `build` accepts.
-pub const NAMES: &[&str] = &["even"];
+pub const NAMES: &[&str] = &["even", "imbres-shift", "imbres-shift-pure"];
 
 /// Builds a planner with its paper's defaults.
 pub fn build(name: &str) -> Result<Box<dyn Planner>, UnknownPlanner> {
     match name {
         "even" => Ok(Box::new(Even)),
+        "imbres-shift" => Ok(Box::new(ImbresShift::new(Default::default()))),
+        "imbres-shift-pure" => Ok(Box::new(ImbresShift::pure(Default::default()))),
         _ => Err(UnknownPlanner { name: name.to_string(), known: NAMES.join(", ") }),
     }
 }
