@@ -26,13 +26,15 @@ impl BlockReason {
     }
 }
 
-/// Admission state for one (service, class).
+/// Admission state for one (service, class). Fraction and cap can be changed while requests hold
+/// permits, so a new plan keeps counting the requests already in flight.
 #[derive(Debug)]
 pub struct Gate {
     /// Fraction in fixed point (0..=2^32).
-    fraction: u64,
+    fraction: AtomicU64,
     credit: AtomicU64,
-    cap: Option<u32>,
+    /// `u32::MAX` means no cap.
+    cap: AtomicU32,
     in_flight: AtomicU32,
 }
 
@@ -51,28 +53,38 @@ impl Drop for Permit<'_> {
 impl Gate {
     /// `fraction` must already be validated into [0, 1].
     pub fn new(fraction: f64, cap: Option<u32>) -> Self {
-        Self {
-            fraction: (fraction.clamp(0.0, 1.0) * ONE) as u64,
+        let g = Self {
+            fraction: AtomicU64::new(0),
             credit: AtomicU64::new(0),
-            cap,
+            cap: AtomicU32::new(u32::MAX),
             in_flight: AtomicU32::new(0),
-        }
+        };
+        g.set(fraction, cap);
+        g
+    }
+
+    /// Changes the fraction and the cap.
+    pub fn set(&self, fraction: f64, cap: Option<u32>) {
+        self.fraction
+            .store((fraction.clamp(0.0, 1.0) * ONE) as u64, Ordering::Relaxed);
+        self.cap.store(cap.unwrap_or(u32::MAX), Ordering::Relaxed);
     }
 
     /// Admits or refuses one request.
     pub fn admit(&self) -> Result<Permit<'_>, BlockReason> {
-        if self.fraction > 0 {
-            let old = self.credit.fetch_add(self.fraction, Ordering::Relaxed);
-            if (old.wrapping_add(self.fraction) >> 32) != (old >> 32) {
+        let fraction = self.fraction.load(Ordering::Relaxed);
+        if fraction > 0 {
+            let old = self.credit.fetch_add(fraction, Ordering::Relaxed);
+            if (old.wrapping_add(fraction) >> 32) != (old >> 32) {
                 return Err(BlockReason::Fraction);
             }
         }
         let now = self.in_flight.fetch_add(1, Ordering::Relaxed);
         let permit = Permit { gate: self };
-        match self.cap {
-            Some(cap) if now >= cap => Err(BlockReason::InFlightCap),
-            _ => Ok(permit),
+        if now >= self.cap.load(Ordering::Relaxed) {
+            return Err(BlockReason::InFlightCap);
         }
+        Ok(permit)
     }
 
     /// Requests of this class now in flight.

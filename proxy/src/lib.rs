@@ -8,9 +8,25 @@
 
 pub mod admission;
 pub mod balance;
+pub mod control_client;
 pub mod endpoint;
 pub mod outlier;
 pub mod plan;
 pub mod retry_budget;
 pub mod shift;
 pub mod telemetry;
+
+mod admin;
+pub mod config;
+pub mod error;
+mod headers;
+pub mod metrics;
+pub mod plan_file;
+mod request;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod stats;
+mod upstream;
+
+pub use server::{Running, StartError, start};

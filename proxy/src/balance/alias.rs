@@ -14,8 +14,10 @@ pub struct AliasTable {
 impl AliasTable {
     /// Builds the table; `None` when no weight is finite and positive.
     pub fn new(weights: &[f64]) -> Option<Self> {
-        let clean: Vec<f64> =
-            weights.iter().map(|&w| if w.is_finite() && w > 0.0 { w } else { 0.0 }).collect();
+        let clean: Vec<f64> = weights
+            .iter()
+            .map(|&w| if w.is_finite() && w > 0.0 { w } else { 0.0 })
+            .collect();
         let total: f64 = clean.iter().sum();
         let n = clean.len();
         if n == 0 || total <= 0.0 || !total.is_finite() {
@@ -24,7 +26,8 @@ impl AliasTable {
         let mut scaled: Vec<f64> = clean.iter().map(|w| w * n as f64 / total).collect();
         let mut keep = vec![u32::MAX; n];
         let mut alias: Vec<u32> = (0..n as u32).collect();
-        let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| scaled[i] < 1.0);
+        let (mut small, mut large): (Vec<usize>, Vec<usize>) =
+            (0..n).partition(|&i| scaled[i] < 1.0);
         while let (Some(s), Some(&l)) = (small.pop(), large.last()) {
             keep[s] = (scaled[s] * f64::from(u32::MAX)) as u32;
             alias[s] = l as u32;
@@ -51,7 +54,7 @@ impl AliasTable {
     /// Draws one index.
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> usize {
         let r: u64 = rng.random();
-        let col = ((r >> 32) * self.keep.len() as u64 >> 32) as usize;
+        let col = (((r >> 32) * self.keep.len() as u64) >> 32) as usize;
         if (r as u32) < self.keep[col] || self.keep[col] == u32::MAX {
             col
         } else {

@@ -1,0 +1,133 @@
+//! The admin thread: `/metrics`, `/live`, `/ready`, `/plan`, `/stats` on the admin listener, and
+//! the background tasks (host pressure sampling, plan file reload).
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::{net::TcpListener, sync::watch};
+
+use crate::{plan_file, state::Shared, stats, telemetry::pressure::HostSampler};
+
+/// Runs until shutdown.
+pub fn run(
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    prom: PrometheusHandle,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "admin runtime failed to start");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        tokio::spawn(sample_host(shared.clone()));
+        if let Some(path) = shared.config.plan_file.clone() {
+            tokio::spawn(plan_file::watch(shared.clone(), path));
+        }
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "admin listener registration failed");
+                return;
+            }
+        };
+        loop {
+            let (stream, _) = tokio::select! {
+                r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
+                _ = shutdown.wait_for(|&s| s) => break,
+            };
+            let shared = shared.clone();
+            let prom = prom.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| serve(shared.clone(), prom.clone(), req));
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+}
+
+async fn sample_host(shared: Arc<Shared>) {
+    let mut sampler = HostSampler::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(
+        shared.config.telemetry.host_sample_ms,
+    ));
+    loop {
+        tick.tick().await;
+        let p = tokio::task::spawn_blocking(move || {
+            let p = sampler.sample();
+            (sampler, p)
+        })
+        .await;
+        let Ok((s, p)) = p else { return };
+        sampler = s;
+        *shared.host.lock() = p;
+    }
+}
+
+fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Response<Full<Bytes>> {
+    match serde_json::to_vec_pretty(v) {
+        Ok(b) => reply(StatusCode::OK, "application/json", b),
+        Err(e) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            e.to_string(),
+        ),
+    }
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    prom: PrometheusHandle,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Ok(reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "admin endpoints are read-only (GET)\n",
+        ));
+    }
+    Ok(match req.uri().path() {
+        "/live" => reply(StatusCode::OK, "text/plain", "live\n"),
+        "/ready" if shared.is_ready() => reply(StatusCode::OK, "text/plain", "ready\n"),
+        "/ready" => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n"),
+        "/plan" => json(&*shared.plan()),
+        "/stats" => json(&stats::collect(&shared)),
+        "/metrics" => {
+            stats::refresh_gauges(&shared);
+            reply(StatusCode::OK, "text/plain; version=0.0.4", prom.render())
+        }
+        other => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            format!("no admin endpoint {other:?}; try /metrics, /live, /ready, /plan, /stats\n"),
+        ),
+    })
+}

@@ -1,0 +1,608 @@
+//! `loadshift proxy` configuration: one typed struct, YAML on disk, validated before anything
+//! binds. Errors name the field, the value and the reason; the CLI exits 64 on any of them.
+
+use std::{collections::HashSet, net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+use crate::{endpoint::Endpoint, outlier::OutlierParams, retry_budget::BudgetParams};
+
+/// Sidecar (inbound + outbound listeners around one app) or standalone (one listener).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Standalone,
+    Sidecar,
+}
+
+/// Upstream protocol of a service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Same version as the downstream request (h2 in -> h2 prior knowledge out).
+    #[default]
+    Auto,
+    Http1,
+    Http2,
+}
+
+/// Who this proxy is; reported to the control plane and used for rendezvous subsetting.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// Pod name, unique in the mesh. Default: the machine's hostname.
+    #[serde(default = "default_pod")]
+    pub pod: String,
+    /// Container id of the local app. Default: the pod name.
+    #[serde(default)]
+    pub container: String,
+    /// Node label. Default "local".
+    #[serde(default = "local")]
+    pub host: String,
+    /// Zone label. Default "local".
+    #[serde(default = "local")]
+    pub zone: String,
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Self {
+            pod: default_pod(),
+            container: String::new(),
+            host: local(),
+            zone: local(),
+        }
+    }
+}
+
+fn default_pod() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "loadshift".into())
+}
+
+fn local() -> String {
+    "local".into()
+}
+
+/// A listening socket.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Address to bind; port 0 picks a free one (see `admin /stats` for the bound address).
+    pub listen: SocketAddr,
+}
+
+/// The sidecar's inbound side: a listener in front of the local app.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inbound {
+    /// Address to bind for traffic to the local app.
+    pub listen: SocketAddr,
+    /// The local app's address.
+    pub app: SocketAddr,
+    /// Service name of the local app (reported to the control plane). Default: `identity.pod`.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Protocol to the app. Default auto.
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// One upstream endpoint.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// `ip:port` of the container.
+    pub addr: SocketAddr,
+    /// Node label. Default "local".
+    #[serde(default = "local")]
+    pub host: String,
+    /// Zone label. Default "local".
+    #[serde(default = "local")]
+    pub zone: String,
+    /// Container id. Default: the address.
+    #[serde(default)]
+    pub container: Option<String>,
+}
+
+/// One upstream service.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Service name; plans and reports use it.
+    pub name: String,
+    /// `Host` / `:authority` values (port ignored) routed to this service. Default: `[name]`.
+    #[serde(default)]
+    pub authorities: Vec<String>,
+    /// Upstream protocol. Default auto.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Static endpoints (the control plane may add discovery results).
+    #[serde(default)]
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// Timeouts in milliseconds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// TCP connect timeout. Default 1000 ms.
+    pub connect_ms: u64,
+    /// Time from sending a request to its response headers. Default 10000 ms; 0 disables.
+    pub request_ms: u64,
+    /// Grace period for in-flight requests on SIGTERM. Default 10000 ms.
+    pub drain_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect_ms: 1000,
+            request_ms: 10_000,
+            drain_ms: 10_000,
+        }
+    }
+}
+
+/// Per-endpoint connection pool.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pool {
+    /// Most HTTP/1.1 connections per endpoint per worker. Default 256.
+    pub max_per_endpoint: usize,
+    /// Idle connections are closed after this long. Default 90000 ms.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Self {
+            max_per_endpoint: 256,
+            idle_timeout_ms: 90_000,
+        }
+    }
+}
+
+/// Passive outlier ejection.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ejection {
+    /// Consecutive failures (connect error, timeout, 5xx) that eject. Default 5.
+    pub consecutive_failures: u32,
+    /// First ejection. Default 1000 ms; doubles per repeated ejection.
+    pub base_ms: u64,
+    /// Longest ejection. Default 60000 ms.
+    pub max_ms: u64,
+}
+
+impl Default for Ejection {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            base_ms: 1000,
+            max_ms: 60_000,
+        }
+    }
+}
+
+/// Retries of idempotent requests without a body after connect failures.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retries {
+    /// Retries may add this fraction of requests. Default 0.2.
+    pub budget_ratio: f64,
+    /// Retries always allowed per second. Default 10.
+    pub min_per_sec: u32,
+    /// Most attempts per request including the first. Default 2.
+    pub max_attempts: u32,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Self {
+            budget_ratio: 0.2,
+            min_per_sec: 10,
+            max_attempts: 2,
+        }
+    }
+}
+
+/// Telemetry windows.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Telemetry {
+    /// Window slots. Default 10.
+    pub slots: usize,
+    /// Slot width. Default 1000 ms.
+    pub slot_ms: u64,
+    /// Peak-EWMA decay constant. Default 10000 ms.
+    pub ewma_tau_ms: u64,
+    /// Host pressure sampling interval. Default 1000 ms.
+    pub host_sample_ms: u64,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self {
+            slots: 10,
+            slot_ms: 1000,
+            ewma_tau_ms: 10_000,
+            host_sample_ms: 1000,
+        }
+    }
+}
+
+/// Control plane connection.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    /// Control plane URL, e.g. `http://127.0.0.1:8090`.
+    pub url: String,
+    /// File holding the bearer token. Default: none.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Report interval. Default 1000 ms.
+    #[serde(default = "default_report_ms")]
+    pub report_ms: u64,
+}
+
+fn default_report_ms() -> u64 {
+    1000
+}
+
+/// The whole proxy configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Default standalone.
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub identity: Identity,
+    /// Standalone: the one listener. Sidecar: where the local app sends its outbound calls.
+    pub outbound: Listener,
+    /// Sidecar only: listener in front of the local app.
+    #[serde(default)]
+    pub inbound: Option<Inbound>,
+    /// Admin listener (`/metrics`, `/live`, `/ready`, `/plan`, `/stats`). Default 127.0.0.1:9990.
+    #[serde(default = "default_admin")]
+    pub admin: Listener,
+    /// Worker threads, each with its own listener (SO_REUSEPORT) and pools. Default 1.
+    #[serde(default = "one")]
+    pub workers: usize,
+    /// Request header naming the priority class for blocking. Default `x-loadshift-priority`.
+    #[serde(default = "default_priority_header")]
+    pub priority_header: String,
+    /// Service for requests whose authority matches none. Default: none (404).
+    #[serde(default)]
+    pub default_service: Option<String>,
+    pub services: Vec<ServiceConfig>,
+    /// Plan file (YAML or JSON), reloaded when it changes. Default: none.
+    #[serde(default)]
+    pub plan_file: Option<PathBuf>,
+    /// Control plane; without it the proxy runs on static config, plan file and local mode.
+    #[serde(default)]
+    pub control: Option<Control>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub pool: Pool,
+    #[serde(default)]
+    pub ejection: Ejection,
+    #[serde(default)]
+    pub retries: Retries,
+    #[serde(default)]
+    pub telemetry: Telemetry,
+}
+
+fn default_admin() -> Listener {
+    Listener {
+        listen: SocketAddr::from(([127, 0, 0, 1], 9990)),
+    }
+}
+
+fn one() -> usize {
+    1
+}
+
+fn default_priority_header() -> String {
+    "x-loadshift-priority".into()
+}
+
+/// A configuration the proxy refuses to start with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{field} = {value}: {reason}")]
+    Invalid {
+        field: String,
+        value: String,
+        reason: &'static str,
+    },
+}
+
+fn invalid(field: impl Into<String>, value: impl ToString, reason: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        value: value.to_string(),
+        reason,
+    }
+}
+
+impl ProxyConfig {
+    /// Reads, parses and validates a YAML file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.into(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates YAML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Self = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.workers == 0 || self.workers > 256 {
+            return Err(invalid(
+                "workers",
+                self.workers,
+                "must be between 1 and 256",
+            ));
+        }
+        match (self.mode, &self.inbound) {
+            (Mode::Sidecar, None) => {
+                return Err(invalid(
+                    "inbound",
+                    "missing",
+                    "sidecar mode needs an inbound listener and app",
+                ));
+            }
+            (Mode::Standalone, Some(_)) => {
+                return Err(invalid(
+                    "inbound",
+                    "set",
+                    "only sidecar mode has an inbound side",
+                ));
+            }
+            _ => {}
+        }
+        if http::HeaderName::from_bytes(self.priority_header.as_bytes()).is_err() {
+            return Err(invalid(
+                "priority_header",
+                &self.priority_header,
+                "not a valid header name",
+            ));
+        }
+        let mut names = HashSet::new();
+        let mut authorities = HashSet::new();
+        for (i, s) in self.services.iter().enumerate() {
+            let f = |k: &str| format!("services[{i}].{k}");
+            if s.name.is_empty() || s.name.contains(char::is_whitespace) {
+                return Err(invalid(
+                    f("name"),
+                    format!("{:?}", s.name),
+                    "must be non-empty without spaces",
+                ));
+            }
+            if !names.insert(s.name.as_str()) {
+                return Err(invalid(f("name"), &s.name, "duplicate service name"));
+            }
+            for a in s.authority_list() {
+                if !authorities.insert(a.to_ascii_lowercase()) {
+                    return Err(invalid(
+                        f("authorities"),
+                        a,
+                        "authority already routes to another service",
+                    ));
+                }
+            }
+            let mut addrs = HashSet::new();
+            for (j, e) in s.endpoints.iter().enumerate() {
+                if e.addr.port() == 0 {
+                    return Err(invalid(
+                        format!("services[{i}].endpoints[{j}].addr"),
+                        e.addr,
+                        "port 0 is not an endpoint",
+                    ));
+                }
+                if !addrs.insert(e.addr) {
+                    return Err(invalid(
+                        format!("services[{i}].endpoints[{j}].addr"),
+                        e.addr,
+                        "duplicate endpoint",
+                    ));
+                }
+            }
+        }
+        if let Some(d) = &self.default_service
+            && !names.contains(d.as_str())
+        {
+            return Err(invalid("default_service", d, "no service has that name"));
+        }
+        let t = &self.timeouts;
+        if t.connect_ms == 0 {
+            return Err(invalid("timeouts.connect_ms", 0, "must be > 0"));
+        }
+        if self.pool.max_per_endpoint == 0 {
+            return Err(invalid("pool.max_per_endpoint", 0, "must be > 0"));
+        }
+        if self.ejection.consecutive_failures == 0 {
+            return Err(invalid("ejection.consecutive_failures", 0, "must be > 0"));
+        }
+        if self.ejection.base_ms > self.ejection.max_ms {
+            return Err(invalid(
+                "ejection.base_ms",
+                self.ejection.base_ms,
+                "must be <= ejection.max_ms",
+            ));
+        }
+        let r = &self.retries;
+        if !(0.0..=10.0).contains(&r.budget_ratio) {
+            return Err(invalid(
+                "retries.budget_ratio",
+                r.budget_ratio,
+                "must be in [0, 10]",
+            ));
+        }
+        if r.max_attempts == 0 {
+            return Err(invalid(
+                "retries.max_attempts",
+                0,
+                "must be >= 1 (1 = no retries)",
+            ));
+        }
+        let tm = &self.telemetry;
+        if tm.slots == 0 || tm.slots > 3600 {
+            return Err(invalid(
+                "telemetry.slots",
+                tm.slots,
+                "must be between 1 and 3600",
+            ));
+        }
+        if tm.slot_ms == 0 || tm.ewma_tau_ms == 0 || tm.host_sample_ms == 0 {
+            return Err(invalid(
+                "telemetry",
+                "0",
+                "slot_ms, ewma_tau_ms and host_sample_ms must be > 0",
+            ));
+        }
+        if let Some(c) = &self.control {
+            if !(c.url.starts_with("http://") || c.url.starts_with("https://")) {
+                return Err(invalid(
+                    "control.url",
+                    &c.url,
+                    "must start with http:// or https://",
+                ));
+            }
+            if c.report_ms == 0 {
+                return Err(invalid("control.report_ms", 0, "must be > 0"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The service name of the local app (sidecar mode).
+    pub fn inbound_service(&self) -> Option<String> {
+        self.inbound.as_ref().map(|i| {
+            i.service
+                .clone()
+                .unwrap_or_else(|| self.identity.pod.clone())
+        })
+    }
+
+    pub fn outlier_params(&self) -> OutlierParams {
+        OutlierParams {
+            consecutive_failures: self.ejection.consecutive_failures,
+            base: Duration::from_millis(self.ejection.base_ms),
+            max: Duration::from_millis(self.ejection.max_ms),
+        }
+    }
+
+    pub fn budget_params(&self) -> BudgetParams {
+        BudgetParams {
+            ratio: self.retries.budget_ratio,
+            min_per_sec: self.retries.min_per_sec,
+            window_secs: 10,
+        }
+    }
+
+    pub fn telemetry_params(&self) -> crate::telemetry::TelemetryParams {
+        crate::telemetry::TelemetryParams {
+            slots: self.telemetry.slots,
+            slot_width: Duration::from_millis(self.telemetry.slot_ms),
+            ewma_tau: Duration::from_millis(self.telemetry.ewma_tau_ms),
+            ..Default::default()
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// Authorities that route here (the name when none are listed).
+    pub fn authority_list(&self) -> Vec<&str> {
+        if self.authorities.is_empty() {
+            vec![self.name.as_str()]
+        } else {
+            self.authorities.iter().map(String::as_str).collect()
+        }
+    }
+
+    /// Endpoints with their labels.
+    pub fn endpoint_list(&self) -> Vec<Endpoint> {
+        self.endpoints
+            .iter()
+            .map(|e| {
+                let container = e.container.clone().unwrap_or_else(|| e.addr.to_string());
+                Endpoint::new(e.addr, e.host.clone(), e.zone.clone(), container)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MIN: &str = "outbound: { listen: 127.0.0.1:0 }\nservices:\n  - name: web\n    endpoints: [{ addr: 127.0.0.1:8080 }]\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = ProxyConfig::parse(MIN).unwrap();
+        assert_eq!(c.mode, Mode::Standalone);
+        assert_eq!(c.workers, 1);
+        assert_eq!(c.services[0].authority_list(), vec!["web"]);
+        assert_eq!(c.timeouts.connect_ms, 1000);
+    }
+
+    #[test]
+    fn errors_name_field_value_and_reason() {
+        let cases = [
+            (MIN.replace("8080", "0"), "services[0].endpoints[0].addr"),
+            (format!("{MIN}workers: 0\n"), "workers = 0"),
+            (format!("{MIN}mode: sidecar\n"), "inbound"),
+            (
+                format!("{MIN}default_service: nope\n"),
+                "default_service = nope",
+            ),
+            (
+                format!("{MIN}retries: {{ budget_ratio: -1 }}\n"),
+                "retries.budget_ratio = -1",
+            ),
+            (format!("{MIN}bogus: 1\n"), "unknown field `bogus`"),
+        ];
+        for (text, want) in cases {
+            let e = ProxyConfig::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn parser_never_panics(s in "\\PC{0,300}") {
+            let _ = ProxyConfig::parse(&s);
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Hop-by-hop header handling per RFC 9110 §7.6.1: connection-specific fields and every field the
+//! `Connection` header names are removed before forwarding, in both directions. `TE: trailers` is
+//! kept (gRPC needs it end to end over HTTP/2).
+
+use http::{HeaderMap, HeaderValue, header};
+
+const HOP_BY_HOP: [header::HeaderName; 5] = [
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+];
+const KEEP_ALIVE: &str = "keep-alive";
+const PROXY_CONNECTION: &str = "proxy-connection";
+
+/// Strips hop-by-hop fields in place.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Most requests carry none of these: check before paying for removals.
+    if let Some(conn) = h.get(header::CONNECTION).cloned()
+        && let Ok(list) = conn.to_str()
+    {
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if !name.eq_ignore_ascii_case("te") {
+                h.remove(name);
+            }
+        }
+    }
+    for name in &HOP_BY_HOP {
+        if h.contains_key(name) {
+            h.remove(name);
+        }
+    }
+    if h.contains_key(KEEP_ALIVE) {
+        h.remove(KEEP_ALIVE);
+    }
+    if h.contains_key(PROXY_CONNECTION) {
+        h.remove(PROXY_CONNECTION);
+    }
+    if let Some(te) = h.get(header::TE) {
+        let trailers = te.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+        h.remove(header::TE);
+        if trailers {
+            h.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn removes_connection_listed_and_fixed_fields() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers, deflate"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert_eq!(h.get(header::TE).unwrap(), "trailers");
+        assert!(h.contains_key("x-kept"));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_and_leaves_no_connection_field(v in "[ -~]{0,80}") {
+            let mut h = HeaderMap::new();
+            if let Ok(val) = HeaderValue::from_str(&v) {
+                h.insert(header::CONNECTION, val.clone());
+                h.insert(header::TE, val);
+            }
+            strip_hop_by_hop(&mut h);
+            prop_assert!(!h.contains_key(header::CONNECTION));
+        }
+    }
+}

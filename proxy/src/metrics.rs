@@ -1,0 +1,118 @@
+//! Metric names and handles. Every metric the proxy exports is declared here and documented in
+//! `docs/metrics.md`. Hot-path counters are registered once per endpoint (a handle increment is
+//! one atomic add); latency quantiles, in-flight and host pressure are gauges refreshed from the
+//! telemetry windows when `/metrics` is scraped, so requests never touch a histogram lock.
+
+use metrics::{Counter, counter, gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::endpoint::Endpoint;
+
+pub const REQUESTS: &str = "loadshift_proxy_requests_total";
+pub const RESPONSES: &str = "loadshift_proxy_responses_total";
+pub const UPSTREAM_ERRORS: &str = "loadshift_proxy_upstream_errors_total";
+pub const EJECTIONS: &str = "loadshift_proxy_ejections_total";
+pub const BLOCKED: &str = "loadshift_proxy_blocked_total";
+pub const UNROUTED: &str = "loadshift_proxy_unrouted_total";
+pub const RETRIES: &str = "loadshift_proxy_retries_total";
+pub const IN_FLIGHT: &str = "loadshift_proxy_in_flight";
+pub const LATENCY_MS: &str = "loadshift_proxy_latency_ms";
+pub const EWMA_MS: &str = "loadshift_proxy_ewma_ms";
+pub const INBOUND_LATENCY_MS: &str = "loadshift_proxy_inbound_latency_ms";
+pub const HOST_CPU: &str = "loadshift_proxy_host_cpu_utilisation";
+pub const HOST_PSI: &str = "loadshift_proxy_host_psi_some_avg10";
+pub const PLAN_VERSION: &str = "loadshift_proxy_plan_version";
+pub const PLAN_UPDATES: &str = "loadshift_proxy_plan_updates_total";
+
+/// Installs the Prometheus recorder once per process and returns its render handle.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (an embedding program's); then our
+            // handle renders nothing and the embedder's exporter has the metrics.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Per-endpoint counters, registered once.
+#[derive(Debug)]
+pub struct EndpointMetrics {
+    pub requests: Counter,
+    /// Indexed by status class: 1xx..5xx at 0..4.
+    pub responses: [Counter; 5],
+    pub connect_errors: Counter,
+    pub timeouts: Counter,
+    pub protocol_errors: Counter,
+    pub ejections: Counter,
+}
+
+impl EndpointMetrics {
+    pub fn new(service: &str, e: &Endpoint) -> Self {
+        let labels = [
+            ("service", service.to_string()),
+            ("endpoint", e.key().to_string()),
+            ("host", e.host.clone()),
+            ("zone", e.zone.clone()),
+        ];
+        let class = |c: &'static str| {
+            let mut l = labels.to_vec();
+            l.push(("class", c.to_string()));
+            counter!(RESPONSES, &l)
+        };
+        let err = |k: &'static str| {
+            let mut l = labels.to_vec();
+            l.push(("kind", k.to_string()));
+            counter!(UPSTREAM_ERRORS, &l)
+        };
+        Self {
+            requests: counter!(REQUESTS, &labels),
+            responses: [
+                class("1xx"),
+                class("2xx"),
+                class("3xx"),
+                class("4xx"),
+                class("5xx"),
+            ],
+            connect_errors: err("connect"),
+            timeouts: err("timeout"),
+            protocol_errors: err("protocol"),
+            ejections: counter!(EJECTIONS, &labels),
+        }
+    }
+
+    pub fn response(&self, status: u16) {
+        let i = usize::from(status / 100).clamp(1, 5) - 1;
+        self.responses[i].increment(1);
+    }
+}
+
+/// Counts one blocked request (rare path: labels resolved per call).
+pub fn blocked(service: &str, class: &str, reason: &'static str) {
+    counter!(BLOCKED, "service" => service.to_string(), "class" => class.to_string(), "reason" => reason)
+        .increment(1);
+}
+
+/// Sets a per-endpoint gauge.
+pub fn endpoint_gauge(
+    name: &'static str,
+    service: &str,
+    e: &Endpoint,
+    extra: Option<(&'static str, &'static str)>,
+    v: f64,
+) {
+    let mut labels = vec![
+        ("service", service.to_string()),
+        ("endpoint", e.key().to_string()),
+    ];
+    if let Some((k, val)) = extra {
+        labels.push((k, val.to_string()));
+    }
+    gauge!(name, &labels).set(v);
+}

@@ -1,0 +1,87 @@
+//! Plan file source: a YAML or JSON file holding a [`Plan`], checked every second and applied when
+//! its contents change. A file that does not parse or validate is logged and counted; the plan in
+//! force stays.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use crate::{plan::Plan, state::Shared};
+
+/// Why a plan file was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFileError {
+    #[error("reading plan file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("plan file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("plan file {path}: {source}")]
+    Invalid {
+        path: PathBuf,
+        source: crate::plan::PlanError,
+    },
+}
+
+/// Parses plan text (YAML; JSON is valid YAML).
+pub fn parse(text: &str) -> Result<Plan, String> {
+    serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+}
+
+/// Reads, parses and applies the file once.
+pub fn load(shared: &Shared, path: &std::path::Path) -> Result<u64, PlanFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PlanFileError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let plan = parse(&text).map_err(|message| PlanFileError::Parse {
+        path: path.into(),
+        message,
+    })?;
+    let version = plan.version;
+    shared
+        .apply_plan(plan)
+        .map_err(|source| PlanFileError::Invalid {
+            path: path.into(),
+            source,
+        })?;
+    Ok(version)
+}
+
+/// Applies the file now and whenever its contents change.
+pub async fn watch(shared: Arc<Shared>, path: PathBuf) {
+    let mut last: Option<String> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Ok(text) = tokio::fs::read_to_string(&path).await else {
+            if last.is_some() {
+                tracing::warn!(path = %path.display(), "plan file unreadable; keeping the plan in force");
+                last = None;
+            }
+            continue;
+        };
+        if last.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        match parse(&text)
+            .map_err(|message| PlanFileError::Parse {
+                path: path.clone(),
+                message,
+            })
+            .and_then(|plan| {
+                let v = plan.version;
+                shared
+                    .apply_plan(plan)
+                    .map(|()| v)
+                    .map_err(|source| PlanFileError::Invalid {
+                        path: path.clone(),
+                        source,
+                    })
+            }) {
+            Ok(v) => tracing::info!(version = v, path = %path.display(), "plan file applied"),
+            Err(e) => tracing::error!(error = %e, "plan file refused; keeping the plan in force"),
+        }
+        last = Some(text);
+    }
+}

@@ -1,0 +1,291 @@
+//! The request path, in order: route -> admission (blocking) -> balance (weights / subset) ->
+//! endpoint connection (retried elsewhere only when nothing was sent) -> send -> telemetry.
+//! Bodies stream in both directions; nothing is buffered.
+
+use std::{
+    cell::RefCell,
+    collections::HashSet,
+    convert::Infallible,
+    rc::Rc,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{
+    HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version, header, uri::Scheme,
+};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use rand::rngs::SmallRng;
+
+use crate::{
+    admission::BlockReason,
+    config::Protocol,
+    error::ProxyError,
+    headers::strip_hop_by_hop,
+    metrics,
+    routes::{EndpointState, LiveLoads, ServiceRoute},
+    state::Shared,
+    upstream::Pool,
+};
+
+/// Response body: the upstream's, streamed, or one the proxy wrote.
+pub type RespBody = Either<Incoming, Full<Bytes>>;
+
+/// Which listener a request came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// From the local app (sidecar) or any client (standalone): routed by authority.
+    Outbound,
+    /// To the local app: its latency is the container latency the planners use.
+    Inbound,
+}
+
+/// Per-worker request context.
+pub struct Worker {
+    pub shared: Arc<Shared>,
+    pub pool: Rc<Pool>,
+    pub rng: RefCell<SmallRng>,
+    pub priority_header: HeaderName,
+    pub request_timeout: Option<Duration>,
+    pub max_attempts: u32,
+}
+
+const BLOCKED_HEADER: &str = "loadshift-blocked";
+const ERROR_HEADER: &str = "loadshift-error";
+const DEFAULT_CLASS: &str = "default";
+
+/// Serves one request.
+pub async fn handle(
+    w: Rc<Worker>,
+    side: Side,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, Infallible> {
+    let routes = w.shared.routes.load_full();
+    w.pool.sync(routes.generation, || allowed_addrs(&routes));
+    let svc = match side {
+        Side::Outbound => routes.lookup(authority(&req)),
+        Side::Inbound => routes.inbound.as_ref(),
+    };
+    let Some(svc) = svc else {
+        ::metrics::counter!(metrics::UNROUTED).increment(1);
+        let authority = authority(&req).unwrap_or("").to_string();
+        return Ok(error_response(&ProxyError::NoRoute { authority }));
+    };
+
+    let class = req
+        .headers()
+        .get(&w.priority_header)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(DEFAULT_CLASS);
+    let _permit = match svc.gate(class).map(|g| g.admit()) {
+        Some(Err(reason)) => {
+            metrics::blocked(&svc.name, class, reason.as_str());
+            return Ok(blocked_response(reason));
+        }
+        Some(Ok(permit)) => Some(permit),
+        None => None,
+    };
+
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let h2 = match svc.protocol {
+        Protocol::Http1 => false,
+        Protocol::Http2 => true,
+        Protocol::Auto => parts.version == Version::HTTP_2,
+    };
+    if let Err(resp) = prepare_upstream_uri(&mut parts, h2) {
+        return Ok(resp);
+    }
+
+    let now = w.shared.clock.now();
+    w.shared.budget.lock().deposit(now);
+    let mut attempt = 0;
+    let (ep, conn, start) = loop {
+        attempt += 1;
+        let Some(ep) = pick(&w, svc) else {
+            return Ok(error_response(&ProxyError::NoEndpoint {
+                service: svc.name.clone(),
+            }));
+        };
+        let start = w.shared.clock.now();
+        match w.pool.checkout(ep.endpoint.addr, h2).await {
+            Ok(conn) => break (ep, conn, start),
+            Err(e) => {
+                let now = w.shared.clock.now();
+                ep.metrics.requests.increment(1);
+                count_error(ep, &e);
+                ep.record(&w.shared.outlier, now, now - start, false);
+                let retry = e.retryable()
+                    && attempt < w.max_attempts
+                    && w.shared.budget.lock().try_withdraw(now);
+                if !retry {
+                    tracing::debug!(service = %svc.name, error = %e, "request failed");
+                    return Ok(error_response(&e));
+                }
+                ::metrics::counter!(metrics::RETRIES, "service" => svc.name.clone()).increment(1);
+            }
+        }
+    };
+
+    ep.metrics.requests.increment(1);
+    ep.in_flight.fetch_add(1, Ordering::Relaxed);
+    let sent = w
+        .pool
+        .send(ep.endpoint.addr, conn, Request::from_parts(parts, body));
+    let result = match w.request_timeout {
+        Some(t) => tokio::time::timeout(t, sent)
+            .await
+            .unwrap_or(Err(ProxyError::Timeout {
+                addr: ep.endpoint.addr,
+            })),
+        None => sent.await,
+    };
+    ep.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let now = w.shared.clock.now();
+    match result {
+        Ok(mut resp) => {
+            let status = resp.status();
+            ep.metrics.response(status.as_u16());
+            ep.record(
+                &w.shared.outlier,
+                now,
+                now - start,
+                !status.is_server_error(),
+            );
+            strip_hop_by_hop(resp.headers_mut());
+            Ok(resp.map(Either::Left))
+        }
+        Err(e) => {
+            count_error(ep, &e);
+            ep.record(&w.shared.outlier, now, now - start, false);
+            tracing::debug!(service = %svc.name, error = %e, "request failed");
+            Ok(error_response(&e))
+        }
+    }
+}
+
+fn pick<'a>(w: &Worker, svc: &'a ServiceRoute) -> Option<&'a Arc<EndpointState>> {
+    let loads = LiveLoads {
+        endpoints: &svc.endpoints,
+        now: w.shared.clock.now(),
+    };
+    let i = svc.balancer.pick(&mut *w.rng.borrow_mut(), &loads)?;
+    svc.endpoints.get(i)
+}
+
+fn count_error(ep: &EndpointState, e: &ProxyError) {
+    match e {
+        ProxyError::Connect { .. }
+        | ProxyError::ConnectTimeout { .. }
+        | ProxyError::PoolExhausted { .. } => ep.metrics.connect_errors.increment(1),
+        ProxyError::Timeout { .. } => ep.metrics.timeouts.increment(1),
+        _ => ep.metrics.protocol_errors.increment(1),
+    }
+}
+
+/// Endpoints the table lets this proxy connect to.
+fn allowed_addrs(routes: &crate::routes::Routes) -> HashSet<std::net::SocketAddr> {
+    let mut set: HashSet<_> = routes
+        .services
+        .iter()
+        .flat_map(|s| {
+            s.balancer
+                .eligible()
+                .iter()
+                .map(|&i| s.endpoints[i].endpoint.addr)
+        })
+        .collect();
+    if let Some(i) = &routes.inbound {
+        set.extend(i.endpoints.iter().map(|e| e.endpoint.addr));
+    }
+    set
+}
+
+/// `:authority` (h2) or `Host` (h1).
+fn authority<B>(req: &Request<B>) -> Option<&str> {
+    req.uri().authority().map(|a| a.as_str()).or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    })
+}
+
+/// HTTP/1.1 upstreams get origin-form and a `Host`; HTTP/2 upstreams get an absolute URI.
+#[allow(clippy::result_large_err)]
+fn prepare_upstream_uri(
+    parts: &mut http::request::Parts,
+    h2: bool,
+) -> Result<(), Response<RespBody>> {
+    let authority = parts.uri.authority().cloned().or_else(|| {
+        parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.parse().ok())
+    });
+    if h2 {
+        let Some(authority) = authority else {
+            return Err(plain(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "request has no authority",
+            ));
+        };
+        let mut u = std::mem::take(&mut parts.uri).into_parts();
+        u.scheme = Some(Scheme::HTTP);
+        u.authority = Some(authority);
+        if u.path_and_query.is_none() {
+            u.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        parts.uri = Uri::from_parts(u).map_err(|_| {
+            plain(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "invalid request URI",
+            )
+        })?;
+        parts.headers.remove(header::HOST);
+        parts.version = Version::HTTP_2;
+    } else {
+        if parts.uri.authority().is_some() {
+            let pq = parts.uri.path_and_query().cloned();
+            parts.uri = pq.map_or_else(|| Uri::from_static("/"), Uri::from);
+        }
+        if !parts.headers.contains_key(header::HOST)
+            && let Some(a) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(header::HOST, a);
+        }
+        parts.version = Version::HTTP_11;
+    }
+    Ok(())
+}
+
+fn plain(status: StatusCode, code: &'static str, msg: &str) -> Response<RespBody> {
+    let mut r = Response::new(Either::Right(Full::new(Bytes::from(format!("{msg}\n")))));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(ERROR_HEADER, HeaderValue::from_static(code));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+fn error_response(e: &ProxyError) -> Response<RespBody> {
+    plain(e.status(), e.code(), &e.to_string())
+}
+
+fn blocked_response(reason: BlockReason) -> Response<RespBody> {
+    let mut r = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "blocked",
+        &format!("blocked: {}", reason.as_str()),
+    );
+    r.headers_mut()
+        .insert(BLOCKED_HEADER, HeaderValue::from_static(reason.as_str()));
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}

@@ -1,0 +1,272 @@
+//! The route table every worker reads: services by authority, their endpoints with live state,
+//! the balancer and the admission gates built from the plan in force. Swapped whole through
+//! `arc-swap` on a plan or membership change, so a request never waits for an update and an update
+//! never sees half a table. Endpoint state (telemetry, ejection) and gates (in-flight counts) are
+//! carried over by key into the new table.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU32, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use parking_lot::Mutex;
+
+use crate::{
+    admission::Gate,
+    balance::{Balancer, Loads},
+    config::Protocol,
+    endpoint::Endpoint,
+    metrics::EndpointMetrics,
+    outlier::{Outlier, OutlierParams, Transition},
+    plan::{Plan, ServicePlan},
+    telemetry::{EndpointTelemetry, TelemetryParams},
+};
+
+/// Live state of one upstream endpoint, shared by all workers.
+#[derive(Debug)]
+pub struct EndpointState {
+    pub endpoint: Endpoint,
+    pub in_flight: AtomicU32,
+    /// Mirror of the Peak-EWMA estimate (f64 bits), so picking takes no lock.
+    ewma_ns: AtomicU64,
+    /// Ejected until this clock reading (ns); 0 = not ejected.
+    ejected_until_ns: AtomicU64,
+    pub telemetry: Mutex<EndpointTelemetry>,
+    outlier: Mutex<Outlier>,
+    pub metrics: EndpointMetrics,
+}
+
+impl EndpointState {
+    pub fn new(service: &str, endpoint: Endpoint, p: &TelemetryParams, now: Duration) -> Self {
+        let t = EndpointTelemetry::new(p, now);
+        Self {
+            metrics: EndpointMetrics::new(service, &endpoint),
+            endpoint,
+            in_flight: AtomicU32::new(0),
+            ewma_ns: AtomicU64::new(t.ewma.estimate_ns().to_bits()),
+            ejected_until_ns: AtomicU64::new(0),
+            telemetry: Mutex::new(t),
+            outlier: Mutex::new(Outlier::default()),
+        }
+    }
+
+    /// Records one finished call: window, Peak-EWMA and ejection.
+    pub fn record(&self, p: &OutlierParams, now: Duration, latency: Duration, ok: bool) {
+        {
+            let mut t = self.telemetry.lock();
+            t.record(now, latency, !ok);
+            self.ewma_ns
+                .store(t.ewma.estimate_ns().to_bits(), Ordering::Relaxed);
+        }
+        if let Transition::Ejected { until } = self.outlier.lock().observe(p, now, ok) {
+            self.ejected_until_ns
+                .store(until.as_nanos() as u64, Ordering::Relaxed);
+            self.metrics.ejections.increment(1);
+            tracing::warn!(endpoint = %self.endpoint.addr, until_s = until.as_secs_f64(), "endpoint ejected");
+        }
+    }
+
+    pub fn ewma_ns(&self) -> f64 {
+        f64::from_bits(self.ewma_ns.load(Ordering::Relaxed))
+    }
+
+    pub fn is_ejected(&self, now: Duration) -> bool {
+        (now.as_nanos() as u64) < self.ejected_until_ns.load(Ordering::Relaxed)
+    }
+}
+
+/// One service as the request path sees it.
+#[derive(Debug)]
+pub struct ServiceRoute {
+    pub name: String,
+    pub protocol: Protocol,
+    pub endpoints: Vec<Arc<EndpointState>>,
+    pub balancer: Balancer,
+    /// Gates per priority class; `"*"` applies to classes without their own.
+    pub gates: HashMap<String, Arc<Gate>>,
+    pub plan: Option<ServicePlan>,
+}
+
+/// `Loads` over live endpoint state at one clock reading.
+pub struct LiveLoads<'a> {
+    pub endpoints: &'a [Arc<EndpointState>],
+    pub now: Duration,
+}
+
+impl Loads for LiveLoads<'_> {
+    fn cost(&self, i: usize) -> f64 {
+        let e = &self.endpoints[i];
+        e.ewma_ns() * (f64::from(e.in_flight.load(Ordering::Relaxed)) + 1.0)
+    }
+
+    fn available(&self, i: usize) -> bool {
+        !self.endpoints[i].is_ejected(self.now)
+    }
+}
+
+impl ServiceRoute {
+    /// The gate for a class (its own, else `"*"`).
+    pub fn gate(&self, class: &str) -> Option<&Gate> {
+        if self.gates.is_empty() {
+            return None;
+        }
+        self.gates
+            .get(class)
+            .or_else(|| self.gates.get("*"))
+            .map(Arc::as_ref)
+    }
+
+    /// Endpoint list as plans see it.
+    pub fn endpoint_list(&self) -> Vec<Endpoint> {
+        self.endpoints.iter().map(|e| e.endpoint.clone()).collect()
+    }
+}
+
+/// Everything needed to (re)build a service route.
+pub struct RouteSpec<'a> {
+    pub name: &'a str,
+    pub protocol: Protocol,
+    pub endpoints: Vec<Endpoint>,
+    pub plan: Option<&'a ServicePlan>,
+}
+
+/// Builds a service route, reusing endpoint state and gates from `old` by key.
+pub fn build_service(
+    spec: RouteSpec<'_>,
+    old: Option<&ServiceRoute>,
+    identity: &str,
+    p: &TelemetryParams,
+    now: Duration,
+) -> ServiceRoute {
+    let endpoints: Vec<Arc<EndpointState>> = spec
+        .endpoints
+        .into_iter()
+        .map(|ep| {
+            old.and_then(|o| o.endpoints.iter().find(|e| e.endpoint == ep).cloned())
+                .unwrap_or_else(|| Arc::new(EndpointState::new(spec.name, ep, p, now)))
+        })
+        .collect();
+    let eps: Vec<Endpoint> = endpoints.iter().map(|e| e.endpoint.clone()).collect();
+    let balancer = Balancer::new(&eps, spec.plan, identity);
+    let gates = spec
+        .plan
+        .map(|sp| {
+            sp.blocking
+                .iter()
+                .map(|(class, b)| {
+                    let gate = match old.and_then(|o| o.gates.get(class)) {
+                        Some(g) => {
+                            g.set(b.fraction, b.max_in_flight);
+                            g.clone()
+                        }
+                        None => Arc::new(Gate::new(b.fraction, b.max_in_flight)),
+                    };
+                    (class.clone(), gate)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ServiceRoute {
+        name: spec.name.to_string(),
+        protocol: spec.protocol,
+        endpoints,
+        balancer,
+        gates,
+        plan: spec.plan.cloned(),
+    }
+}
+
+/// The whole table.
+#[derive(Debug)]
+pub struct Routes {
+    pub services: Vec<ServiceRoute>,
+    /// Lower-case authority (no port) -> index into `services`.
+    pub by_authority: HashMap<String, usize>,
+    pub default_service: Option<usize>,
+    /// The local app behind the inbound listener (sidecar mode).
+    pub inbound: Option<ServiceRoute>,
+    /// The plan in force (version 0 and empty before any plan).
+    pub plan: Arc<Plan>,
+    /// Bumped on every swap; workers prune idle connections the new table no longer allows.
+    pub generation: u64,
+}
+
+impl Routes {
+    /// The service an authority routes to.
+    pub fn lookup(&self, authority: Option<&str>) -> Option<&ServiceRoute> {
+        let idx = authority
+            .map(strip_port)
+            .and_then(|a| {
+                self.by_authority
+                    .get(a)
+                    .or_else(|| self.by_authority.get(&a.to_ascii_lowercase()))
+            })
+            .copied()
+            .or(self.default_service)?;
+        self.services.get(idx)
+    }
+
+    /// Endpoints per service, as plan validation needs them.
+    pub fn known_endpoints(&self) -> HashMap<String, Vec<Endpoint>> {
+        self.services
+            .iter()
+            .map(|s| (s.name.clone(), s.endpoint_list()))
+            .collect()
+    }
+}
+
+/// `host:port` or `[v6]:port` -> host.
+pub fn strip_port(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_ports() {
+        assert_eq!(strip_port("web:8080"), "web");
+        assert_eq!(strip_port("web"), "web");
+        assert_eq!(strip_port("[::1]:80"), "::1");
+    }
+
+    #[test]
+    fn rebuild_keeps_endpoint_state_and_gate_counts() {
+        let p = TelemetryParams::default();
+        let ep = Endpoint::new("127.0.0.1:1".parse().unwrap(), "h", "z", "c");
+        let mut sp = ServicePlan::default();
+        sp.blocking.insert(
+            "*".into(),
+            crate::plan::Blocking {
+                fraction: 0.0,
+                max_in_flight: Some(1),
+            },
+        );
+        let spec = |plan| RouteSpec {
+            name: "s",
+            protocol: Protocol::Auto,
+            endpoints: vec![ep.clone()],
+            plan,
+        };
+        let a = build_service(spec(Some(&sp)), None, "me", &p, Duration::ZERO);
+        let permit = a.gate("gold").unwrap().admit().unwrap();
+        a.endpoints[0].in_flight.store(3, Ordering::Relaxed);
+        let b = build_service(spec(Some(&sp)), Some(&a), "me", &p, Duration::ZERO);
+        assert!(Arc::ptr_eq(&a.endpoints[0], &b.endpoints[0]));
+        // The cap of 1 is still taken by the permit granted under the old table.
+        assert!(b.gate("gold").unwrap().admit().is_err());
+        drop(permit);
+        assert!(b.gate("gold").unwrap().admit().is_ok());
+    }
+}

@@ -1,0 +1,292 @@
+//! Listeners and workers. Each worker is one thread with a current-thread runtime, its own
+//! `SO_REUSEPORT` listener(s) and its own connection pool, so a request is served start to finish
+//! on one core without locks. One more thread runs the admin listener and background tasks
+//! (plan file, host pressure, control client). Shutdown drains: listeners close, open connections
+//! are asked to finish (HTTP/1.1 `Connection: close` after the current request, HTTP/2 GOAWAY),
+//! and the workers wait for them up to the grace period.
+
+use std::{
+    cell::{Cell, RefCell},
+    net::SocketAddr,
+    rc::Rc,
+    sync::{Arc, atomic::Ordering},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use hyper::service::service_fn;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::conn::auto,
+};
+use rand::{SeedableRng, rngs::SmallRng};
+use tokio::{net::TcpListener, sync::watch, task::LocalSet};
+
+use crate::{
+    admin,
+    config::ProxyConfig,
+    request::{Side, Worker, handle},
+    state::Shared,
+    upstream::{LocalExec, Pool, PoolParams},
+};
+
+/// Could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("binding {what} listener on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("starting a runtime thread: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// A started proxy.
+pub struct Running {
+    pub shared: Arc<Shared>,
+    pub outbound: SocketAddr,
+    pub inbound: Option<SocketAddr>,
+    pub admin: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Starts draining and waits for the workers (bounded by `timeouts.drain_ms`).
+    pub fn shutdown(self) {
+        self.shared.ready.store(false, Ordering::Relaxed);
+        let _ = self.shutdown.send(true);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+
+    /// A receiver that turns true when draining starts.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}
+
+fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+    reuse_port: bool,
+) -> Result<std::net::TcpListener, StartError> {
+    let err = |source| StartError::Bind { what, addr, source };
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
+        .map_err(err)?;
+    s.set_reuse_address(true).map_err(err)?;
+    if reuse_port {
+        s.set_reuse_port(true).map_err(err)?;
+    }
+    s.set_nonblocking(true).map_err(err)?;
+    s.bind(&addr.into()).map_err(err)?;
+    s.listen(4096).map_err(err)?;
+    Ok(s.into())
+}
+
+/// Binds `workers` listeners on one address (the first picks the port when it is 0).
+fn bind_group(
+    what: &'static str,
+    addr: SocketAddr,
+    workers: usize,
+) -> Result<(SocketAddr, Vec<std::net::TcpListener>), StartError> {
+    let first = bind(what, addr, workers > 1)?;
+    let local = first
+        .local_addr()
+        .map_err(|source| StartError::Bind { what, addr, source })?;
+    let mut all = vec![first];
+    for _ in 1..workers {
+        all.push(bind(what, local, true)?);
+    }
+    Ok((local, all))
+}
+
+/// Binds every listener and starts the workers and the admin thread.
+pub fn start(config: ProxyConfig) -> Result<Running, StartError> {
+    let handle = crate::metrics::install();
+    let workers = config.workers;
+    let (outbound, mut out_listeners) = bind_group("outbound", config.outbound.listen, workers)?;
+    let (inbound, mut in_listeners) = match &config.inbound {
+        Some(i) => {
+            let (a, l) = bind_group("inbound", i.listen, workers)?;
+            (Some(a), l)
+        }
+        None => (None, Vec::new()),
+    };
+    let admin_listener = bind("admin", config.admin.listen, false)?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            what: "admin",
+            addr: config.admin.listen,
+            source,
+        })?;
+    let shared = Shared::new(config);
+    let (shutdown, _) = watch::channel(false);
+
+    let mut threads = Vec::new();
+    for id in 0..workers {
+        let out = out_listeners.remove(0);
+        let inb = if in_listeners.is_empty() {
+            None
+        } else {
+            Some(in_listeners.remove(0))
+        };
+        let shared = shared.clone();
+        let rx = shutdown.subscribe();
+        let t = std::thread::Builder::new()
+            .name(format!("loadshift-worker-{id}"))
+            .spawn(move || run_worker(id, shared, out, inb, rx))
+            .map_err(StartError::Runtime)?;
+        threads.push(t);
+    }
+    let bg_shared = shared.clone();
+    let rx = shutdown.subscribe();
+    let t = std::thread::Builder::new()
+        .name("loadshift-admin".into())
+        .spawn(move || admin::run(bg_shared, admin_listener, handle, rx))
+        .map_err(StartError::Runtime)?;
+    threads.push(t);
+    tracing::info!(%outbound, inbound = ?inbound, admin = %admin_addr, workers, "proxy listening");
+    Ok(Running {
+        shared,
+        outbound,
+        inbound,
+        admin: admin_addr,
+        shutdown,
+        threads,
+    })
+}
+
+fn run_worker(
+    id: usize,
+    shared: Arc<Shared>,
+    out: std::net::TcpListener,
+    inb: Option<std::net::TcpListener>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(worker = id, error = %e, "worker runtime failed to start");
+            return;
+        }
+    };
+    let local = LocalSet::new();
+    local.block_on(&rt, async move {
+        let cfg = &shared.config;
+        let pool = Pool::new(PoolParams {
+            connect_timeout: Duration::from_millis(cfg.timeouts.connect_ms),
+            idle_timeout: Duration::from_millis(cfg.pool.idle_timeout_ms),
+            max_per_endpoint: cfg.pool.max_per_endpoint,
+        });
+        let worker = Rc::new(Worker {
+            pool: pool.clone(),
+            rng: RefCell::new(SmallRng::from_rng(&mut rand::rng())),
+            // Validated at config load.
+            priority_header: http::HeaderName::from_bytes(cfg.priority_header.as_bytes())
+                .unwrap_or(http::HeaderName::from_static("x-loadshift-priority")),
+            request_timeout: (cfg.timeouts.request_ms > 0)
+                .then(|| Duration::from_millis(cfg.timeouts.request_ms)),
+            max_attempts: cfg.retries.max_attempts,
+            shared: shared.clone(),
+        });
+        let active = Rc::new(Cell::new(0usize));
+        let sweep_every = Duration::from_millis(cfg.pool.idle_timeout_ms / 2)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
+        tokio::task::spawn_local(async move {
+            let mut tick = tokio::time::interval(sweep_every);
+            loop {
+                tick.tick().await;
+                pool.sweep();
+            }
+        });
+        let mut loops = Vec::new();
+        for (listener, side) in [(Some(out), Side::Outbound), (inb, Side::Inbound)] {
+            let Some(l) = listener else { continue };
+            match TcpListener::from_std(l) {
+                Ok(l) => loops.push(tokio::task::spawn_local(accept_loop(
+                    l,
+                    side,
+                    worker.clone(),
+                    active.clone(),
+                    shutdown.clone(),
+                ))),
+                Err(e) => tracing::error!(worker = id, error = %e, "listener registration failed"),
+            }
+        }
+        for l in loops {
+            let _ = l.await;
+        }
+        let grace = Duration::from_millis(cfg.timeouts.drain_ms);
+        let deadline = tokio::time::Instant::now() + grace;
+        while active.get() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if active.get() > 0 {
+            tracing::warn!(
+                worker = id,
+                open = active.get(),
+                "drain grace period over; closing connections"
+            );
+        }
+    });
+}
+
+async fn accept_loop(
+    l: TcpListener,
+    side: Side,
+    worker: Rc<Worker>,
+    active: Rc<Cell<usize>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut builder = auto::Builder::new(LocalExec);
+    builder.http1().timer(TokioTimer::new()).keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Rc::new(builder);
+    loop {
+        let accepted = tokio::select! {
+            r = l.accept() => r,
+            _ = shutdown.wait_for(|&s| s) => break,
+        };
+        let (stream, _) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of descriptors or similar: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let worker = worker.clone();
+        let builder = builder.clone();
+        let active = active.clone();
+        let mut shutdown = shutdown.clone();
+        active.set(active.get() + 1);
+        tokio::task::spawn_local(async move {
+            let svc = service_fn(move |req| handle(worker.clone(), side, req));
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => { let _ = r; }
+                _ = shutdown.wait_for(|&s| s) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            active.set(active.get() - 1);
+        });
+    }
+}

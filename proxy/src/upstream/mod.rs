@@ -1,0 +1,268 @@
+//! Upstream connections: one pool per worker thread (no locks, no cross-core traffic), per
+//! endpoint a stack of idle HTTP/1.1 connections up to a cap and one multiplexed HTTP/2
+//! connection. Idle connections close after the idle timeout; connections to endpoints the plan in
+//! force no longer allows are closed when the route table changes.
+
+mod exec;
+
+use std::{
+    cell::{Cell, RefCell},
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    rc::Rc,
+    time::Duration,
+};
+
+use http::{Request, Response};
+use hyper::{
+    body::Incoming,
+    client::conn::{http1, http2},
+};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{net::TcpStream, sync::Notify, time::Instant};
+
+pub use exec::LocalExec;
+
+use crate::error::ProxyError;
+
+/// Body of a request sent upstream: the client's body, streamed.
+pub type UpBody = Incoming;
+
+/// A connection checked out for one request.
+pub enum Conn {
+    H1(http1::SendRequest<UpBody>),
+    H2(http2::SendRequest<UpBody>),
+}
+
+struct Idle {
+    tx: http1::SendRequest<UpBody>,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct EndpointConns {
+    idle: Vec<Idle>,
+    /// HTTP/1.1 connections open (idle or busy).
+    open: usize,
+    h2: Option<http2::SendRequest<UpBody>>,
+}
+
+/// Pool settings.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolParams {
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_per_endpoint: usize,
+}
+
+/// A worker's connections to every endpoint.
+pub struct Pool {
+    params: PoolParams,
+    conns: RefCell<HashMap<SocketAddr, EndpointConns>>,
+    /// Endpoints the route table allows, and its generation.
+    allowed: RefCell<HashSet<SocketAddr>>,
+    generation: Cell<u64>,
+    /// Woken when an HTTP/1.1 connection returns or closes.
+    returned: Notify,
+}
+
+impl Pool {
+    pub fn new(params: PoolParams) -> Rc<Self> {
+        Rc::new(Self {
+            params,
+            conns: RefCell::default(),
+            allowed: RefCell::default(),
+            generation: Cell::new(u64::MAX),
+            returned: Notify::new(),
+        })
+    }
+
+    /// Called with the route table's generation on every request; on a change, closes idle
+    /// connections to endpoints no longer allowed.
+    pub fn sync(&self, generation: u64, allowed: impl FnOnce() -> HashSet<SocketAddr>) {
+        if self.generation.get() == generation {
+            return;
+        }
+        self.generation.set(generation);
+        let allowed = allowed();
+        self.conns.borrow_mut().retain(|addr, c| {
+            if allowed.contains(addr) {
+                return true;
+            }
+            c.idle.clear();
+            c.h2 = None;
+            c.open > 0
+        });
+        *self.allowed.borrow_mut() = allowed;
+    }
+
+    /// Gets a connection to `addr`: an idle HTTP/1.1 one or a new one, or the shared HTTP/2 one.
+    /// Failing here means the request was never sent, so it may go elsewhere.
+    pub async fn checkout(self: &Rc<Self>, addr: SocketAddr, h2: bool) -> Result<Conn, ProxyError> {
+        if h2 {
+            self.checkout_h2(addr).await.map(Conn::H2)
+        } else {
+            self.checkout_h1(addr).await.map(Conn::H1)
+        }
+    }
+
+    /// Sends one request on a checked-out connection.
+    pub async fn send(
+        self: &Rc<Self>,
+        addr: SocketAddr,
+        conn: Conn,
+        req: Request<UpBody>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let fut = match conn {
+            Conn::H1(mut tx) => {
+                let fut = tx.send_request(req);
+                let pool = Rc::clone(self);
+                tokio::task::spawn_local(async move {
+                    // Back to the stack once the response body has been read; dropped on error.
+                    if tx.ready().await.is_ok() {
+                        pool.put_h1(addr, tx);
+                    }
+                });
+                futures_util::future::Either::Left(fut)
+            }
+            Conn::H2(mut tx) => futures_util::future::Either::Right(tx.send_request(req)),
+        };
+        fut.await
+            .map_err(|source| ProxyError::Upstream { addr, source })
+    }
+
+    async fn checkout_h2(
+        self: &Rc<Self>,
+        addr: SocketAddr,
+    ) -> Result<http2::SendRequest<UpBody>, ProxyError> {
+        let existing = self
+            .conns
+            .borrow()
+            .get(&addr)
+            .and_then(|c| c.h2.clone())
+            .filter(|tx| !tx.is_closed());
+        if let Some(tx) = existing {
+            return Ok(tx);
+        }
+        let io = self.connect(addr).await?;
+        let (tx, conn) = http2::Builder::new(LocalExec)
+            .timer(TokioTimer::new())
+            .handshake(io)
+            .await
+            .map_err(|source| ProxyError::Upstream { addr, source })?;
+        tokio::task::spawn_local(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%addr, error = %e, "h2 upstream connection closed");
+            }
+        });
+        if self.allowed.borrow().contains(&addr) {
+            self.conns.borrow_mut().entry(addr).or_default().h2 = Some(tx.clone());
+        }
+        Ok(tx)
+    }
+
+    async fn checkout_h1(
+        self: &Rc<Self>,
+        addr: SocketAddr,
+    ) -> Result<http1::SendRequest<UpBody>, ProxyError> {
+        let deadline = Instant::now() + self.params.connect_timeout;
+        loop {
+            let can_open = {
+                let mut conns = self.conns.borrow_mut();
+                let c = conns.entry(addr).or_default();
+                while let Some(idle) = c.idle.pop() {
+                    if idle.tx.is_ready() && idle.since.elapsed() < self.params.idle_timeout {
+                        return Ok(idle.tx);
+                    }
+                }
+                if c.open < self.params.max_per_endpoint {
+                    c.open += 1;
+                    true
+                } else {
+                    false
+                }
+            };
+            if can_open {
+                return self.open_h1(addr).await;
+            }
+            // At the cap: wait for a connection to come back, within the connect timeout.
+            if tokio::time::timeout_at(deadline, self.returned.notified())
+                .await
+                .is_err()
+            {
+                return Err(ProxyError::PoolExhausted { addr });
+            }
+        }
+    }
+
+    /// Opens one HTTP/1.1 connection; the slot in `open` is already taken.
+    async fn open_h1(
+        self: &Rc<Self>,
+        addr: SocketAddr,
+    ) -> Result<http1::SendRequest<UpBody>, ProxyError> {
+        let slot = OpenSlot {
+            pool: Rc::clone(self),
+            addr,
+        };
+        let io = self.connect(addr).await?;
+        let (tx, conn) = http1::handshake(io)
+            .await
+            .map_err(|source| ProxyError::Upstream { addr, source })?;
+        tokio::task::spawn_local(async move {
+            let _slot = slot;
+            if let Err(e) = conn.await {
+                tracing::debug!(%addr, error = %e, "upstream connection closed");
+            }
+        });
+        Ok(tx)
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<TokioIo<TcpStream>, ProxyError> {
+        let stream = tokio::time::timeout(self.params.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ProxyError::ConnectTimeout { addr })?
+            .map_err(|source| ProxyError::Connect { addr, source })?;
+        // Latency over batching: every response is small and waited for.
+        let _ = stream.set_nodelay(true);
+        Ok(TokioIo::new(stream))
+    }
+
+    fn put_h1(&self, addr: SocketAddr, tx: http1::SendRequest<UpBody>) {
+        if self.allowed.borrow().contains(&addr)
+            && let Some(c) = self.conns.borrow_mut().get_mut(&addr)
+        {
+            c.idle.push(Idle {
+                tx,
+                since: Instant::now(),
+            });
+        }
+        self.returned.notify_one();
+    }
+
+    /// Closes idle connections past the idle timeout. Run periodically by the worker.
+    pub fn sweep(&self) {
+        let limit = self.params.idle_timeout;
+        for c in self.conns.borrow_mut().values_mut() {
+            c.idle
+                .retain(|i| i.since.elapsed() < limit && !i.tx.is_closed());
+            if c.h2.as_ref().is_some_and(http2::SendRequest::is_closed) {
+                c.h2 = None;
+            }
+        }
+    }
+}
+
+/// Releases an HTTP/1.1 connection slot when its connection task ends (or its connect fails).
+struct OpenSlot {
+    pool: Rc<Pool>,
+    addr: SocketAddr,
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        if let Some(c) = self.pool.conns.borrow_mut().get_mut(&self.addr) {
+            c.open = c.open.saturating_sub(1);
+        }
+        self.pool.returned.notify_one();
+    }
+}

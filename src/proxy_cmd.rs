@@ -1,0 +1,54 @@
+//! `loadshift proxy --config FILE`: load and validate the config (exit 64 on any error, naming the
+//! field), start the listeners and workers, run until SIGTERM / SIGINT, then drain.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use loadshift_proxy::config::ProxyConfig;
+
+use crate::EXIT_CONFIG;
+
+#[derive(clap::Args, Debug)]
+pub struct ProxyArgs {
+    /// Proxy configuration (YAML); see `examples/` for one per mode.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+pub fn main(args: ProxyArgs) -> ExitCode {
+    let config = match ProxyConfig::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("loadshift proxy: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if args.check {
+        println!("{}: ok", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    let running = match loadshift_proxy::start(config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("loadshift proxy: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loadshift proxy: signal runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(crate::signal::terminated());
+    tracing::info!("draining");
+    running.shutdown();
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
