@@ -50,10 +50,38 @@ pub struct ServicePlan {
     /// with the lower load estimate wins) instead of drawing by weight alone. Default false.
     #[serde(default)]
     pub weighted_p2c: bool,
+    /// How endpoints are picked among the eligible ones (default `weighted`).
+    #[serde(default, skip_serializing_if = "Algorithm::is_default")]
+    pub algorithm: Algorithm,
     /// Blocking per priority class (value of the class header; `"*"` matches every class that has
     /// no entry of its own).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub blocking: BTreeMap<String, Blocking>,
+}
+
+/// Selection algorithm of a service. Eligibility (explicit subset, endpoints with weight, or the
+/// rendezvous subset of `subset_size`) is the same for every algorithm.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Algorithm {
+    /// Draw by the plan's weights (weighted P2C with `weighted_p2c`); without weights, P2C over
+    /// Peak-EWMA. The default.
+    #[default]
+    Weighted,
+    /// Cycle through the eligible endpoints in order, ignoring weights.
+    RoundRobin,
+    /// Two random eligible candidates, the one with fewer requests in flight wins (Envoy's
+    /// least-request with two choices), ignoring weights.
+    LeastRequest,
+    /// P2C over Peak-EWMA among the eligible endpoints, ignoring weights.
+    P2cEwma,
+}
+
+impl Algorithm {
+    /// True for `weighted` (lets plans omit the field).
+    pub fn is_default(&self) -> bool {
+        *self == Self::Weighted
+    }
 }
 
 /// One endpoint of an explicit subset.
@@ -84,13 +112,30 @@ pub enum PlanError {
     #[error("service {service:?}: unknown service (known: {known})")]
     UnknownService { service: String, known: String },
     #[error("service {service:?}: {field}[{key:?}] = {value}: weight must be finite and >= 0")]
-    BadWeight { service: String, field: &'static str, key: String, value: f64 },
+    BadWeight {
+        service: String,
+        field: &'static str,
+        key: String,
+        value: f64,
+    },
     #[error("service {service:?}: {field}[{key:?}]: no endpoint of the service has that {label}")]
-    UnknownKey { service: String, field: &'static str, key: String, label: &'static str },
+    UnknownKey {
+        service: String,
+        field: &'static str,
+        key: String,
+        label: &'static str,
+    },
     #[error("service {service:?}: {field}: all weights are 0, nothing could be routed")]
-    AllZero { service: String, field: &'static str },
+    AllZero {
+        service: String,
+        field: &'static str,
+    },
     #[error("service {service:?}: blocking[{class:?}].fraction = {value}: must be in [0, 1]")]
-    BadFraction { service: String, class: String, value: f64 },
+    BadFraction {
+        service: String,
+        class: String,
+        value: f64,
+    },
     #[error("service {service:?}: subset has endpoint {endpoint:?} twice")]
     DuplicateSubset { service: String, endpoint: String },
 }
@@ -152,13 +197,25 @@ impl ServicePlan {
                 }
             }
             if !map.is_empty() && map.values().all(|&w| w == 0.0) {
-                return Err(PlanError::AllZero { service: service.to_string(), field });
+                return Err(PlanError::AllZero {
+                    service: service.to_string(),
+                    field,
+                });
             }
             Ok(())
         };
-        check("endpoint_weights", &self.endpoint_weights, "address", &|e, k| e.key() == k)?;
-        check("host_weights", &self.host_weights, "host label", &|e, k| e.host == k)?;
-        check("zone_weights", &self.zone_weights, "zone label", &|e, k| e.zone == k)?;
+        check(
+            "endpoint_weights",
+            &self.endpoint_weights,
+            "address",
+            &|e, k| e.key() == k,
+        )?;
+        check("host_weights", &self.host_weights, "host label", &|e, k| {
+            e.host == k
+        })?;
+        check("zone_weights", &self.zone_weights, "zone label", &|e, k| {
+            e.zone == k
+        })?;
         let mut seen = std::collections::HashSet::new();
         for s in &self.subset {
             if !s.share.is_finite() || s.share < 0.0 {
@@ -175,7 +232,10 @@ impl ServicePlan {
             }
         }
         if !self.subset.is_empty() && self.subset.iter().all(|s| s.share == 0.0) {
-            return Err(PlanError::AllZero { service: service.to_string(), field: "subset" });
+            return Err(PlanError::AllZero {
+                service: service.to_string(),
+                field: "subset",
+            });
         }
         for (class, b) in &self.blocking {
             if !b.fraction.is_finite() || !(0.0..=1.0).contains(&b.fraction) {
@@ -197,13 +257,21 @@ impl ServicePlan {
             let weights = eps
                 .iter()
                 .map(|e| {
-                    self.subset.iter().find(|s| s.endpoint == e.key()).map_or(0.0, |s| s.share)
+                    self.subset
+                        .iter()
+                        .find(|s| s.endpoint == e.key())
+                        .map_or(0.0, |s| s.share)
                 })
                 .collect();
-            return Some(ResolvedWeights { weights, restricts_connections: true });
+            return Some(ResolvedWeights {
+                weights,
+                restricts_connections: true,
+            });
         }
         let weights: Vec<f64> = if !self.endpoint_weights.is_empty() {
-            eps.iter().map(|e| self.endpoint_weights.get(e.key()).copied().unwrap_or(0.0)).collect()
+            eps.iter()
+                .map(|e| self.endpoint_weights.get(e.key()).copied().unwrap_or(0.0))
+                .collect()
         } else if !self.host_weights.is_empty() {
             spread(eps, &self.host_weights, |e| &e.host)
         } else if !self.zone_weights.is_empty() {
@@ -211,7 +279,10 @@ impl ServicePlan {
         } else {
             return None;
         };
-        Some(ResolvedWeights { weights, restricts_connections: false })
+        Some(ResolvedWeights {
+            weights,
+            restricts_connections: false,
+        })
     }
 
     /// The blocking entry for a class: its own, else the `"*"` entry.
@@ -267,7 +338,10 @@ mod tests {
     #[test]
     fn subset_wins_and_restricts() {
         let sp = ServicePlan {
-            subset: vec![SubsetEntry { endpoint: "127.0.0.1:3".into(), share: 1.0 }],
+            subset: vec![SubsetEntry {
+                endpoint: "127.0.0.1:3".into(),
+                share: 1.0,
+            }],
             host_weights: [("h1".into(), 1.0)].into(),
             ..Default::default()
         };
@@ -286,20 +360,33 @@ mod tests {
         assert!(e.contains("endpoint_weights") && e.contains("NaN"), "{e}");
 
         let sp = ServicePlan {
-            subset: vec![SubsetEntry { endpoint: "10.0.0.9:1".into(), share: 1.0 }],
+            subset: vec![SubsetEntry {
+                endpoint: "10.0.0.9:1".into(),
+                share: 1.0,
+            }],
             ..Default::default()
         };
         let e = sp.validate("s", &eps()).unwrap_err().to_string();
         assert!(e.contains("10.0.0.9:1"), "{e}");
 
         let sp = ServicePlan {
-            blocking: [("gold".into(), Blocking { fraction: 1.5, max_in_flight: None })].into(),
+            blocking: [(
+                "gold".into(),
+                Blocking {
+                    fraction: 1.5,
+                    max_in_flight: None,
+                },
+            )]
+            .into(),
             ..Default::default()
         };
         let e = sp.validate("s", &eps()).unwrap_err().to_string();
         assert!(e.contains("gold") && e.contains("1.5"), "{e}");
 
-        let plan = Plan { version: 1, services: [("nope".into(), ServicePlan::default())].into() };
+        let plan = Plan {
+            version: 1,
+            services: [("nope".into(), ServicePlan::default())].into(),
+        };
         let known: HashMap<String, Vec<Endpoint>> = [("s".to_string(), eps())].into();
         let e = plan.validate(&known).unwrap_err().to_string();
         assert!(e.contains("nope"), "{e}");
@@ -308,7 +395,14 @@ mod tests {
     #[test]
     fn blocking_falls_back_to_wildcard() {
         let sp = ServicePlan {
-            blocking: [("*".into(), Blocking { fraction: 0.5, max_in_flight: None })].into(),
+            blocking: [(
+                "*".into(),
+                Blocking {
+                    fraction: 0.5,
+                    max_in_flight: None,
+                },
+            )]
+            .into(),
             ..Default::default()
         };
         assert_eq!(sp.blocking_for("bronze").map(|b| b.fraction), Some(0.5));

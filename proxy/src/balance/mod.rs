@@ -1,11 +1,15 @@
 //! Endpoint selection for one service, sans-IO.
 //!
-//! Three modes, chosen from the plan in force:
+//! Modes, chosen from the plan in force (`ServicePlan::algorithm`, default `weighted`):
 //! - **weighted**: draw by the plan's weights from an alias table, O(1);
 //! - **weighted P2C**: draw two candidates by weight, keep the one with the lower Peak-EWMA cost
 //!   (plan weights say where load should go, the live estimate still steers around a stall);
-//! - **P2C** (no weights; linkerd's default): two distinct candidates uniformly from the eligible
-//!   set, the lower Peak-EWMA cost wins.
+//! - **P2C** (no weights, or `p2c-ewma`; linkerd's default): two distinct candidates uniformly from
+//!   the eligible set, the lower Peak-EWMA cost wins;
+//! - **round robin** (`round-robin`): the eligible endpoints in turn, O(1) (O(n) only while
+//!   skipping ejected endpoints);
+//! - **least request** (`least-request`): two distinct candidates uniformly, the one with fewer
+//!   requests in flight wins (Envoy's least-request with two choices), O(1).
 //!
 //! The eligible set is the plan's explicit subset, else a rendezvous subset of size `k`, else every
 //! endpoint. Ejected endpoints are skipped; when every eligible endpoint is ejected the balancer
@@ -14,11 +18,16 @@
 pub mod alias;
 pub mod subset;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use rand::Rng;
 
 pub use alias::AliasTable;
 
-use crate::{endpoint::Endpoint, plan::ServicePlan};
+use crate::{
+    endpoint::Endpoint,
+    plan::{Algorithm, ServicePlan},
+};
 
 /// Live per-endpoint state the balancer reads when it picks.
 pub trait Loads {
@@ -26,6 +35,30 @@ pub trait Loads {
     fn cost(&self, i: usize) -> f64;
     /// False while endpoint `i` is ejected.
     fn available(&self, i: usize) -> bool;
+    /// Requests in flight to endpoint `i`, for `least-request`. Implementations that track
+    /// in-flight counts must override this; the default (0 for all) makes `least-request` a
+    /// uniform random choice.
+    fn in_flight(&self, _i: usize) -> u32 {
+        0
+    }
+}
+
+/// Round-robin position. Shared by every request of the service through `&self`, hence atomic;
+/// the position is not configuration, so clones start where the original was and any two
+/// cursors compare equal.
+#[derive(Debug, Default)]
+struct Cursor(AtomicUsize);
+
+impl Clone for Cursor {
+    fn clone(&self) -> Self {
+        Self(AtomicUsize::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+impl PartialEq for Cursor {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -33,6 +66,8 @@ enum Mode {
     Weighted(AliasTable),
     WeightedP2c(AliasTable),
     P2c,
+    RoundRobin(Cursor),
+    LeastRequest,
 }
 
 /// How many extra draws to try before giving up on skipping ejected endpoints.
@@ -54,25 +89,36 @@ impl Balancer {
     pub fn new(eps: &[Endpoint], plan: Option<&ServicePlan>, identity: &str) -> Self {
         let n = eps.len();
         let resolved = plan.and_then(|p| p.resolve(eps));
-        let (mode, eligible) = match resolved.and_then(|r| AliasTable::new(&r.weights).map(|t| (r, t))) {
-            Some((r, table)) => {
-                // With weights, eligibility is where the weight is: no connection is opened to
-                // an endpoint the plan gives nothing.
-                let eligible = (0..n).filter(|&i| r.weights[i] > 0.0).collect();
-                let p2c = plan.is_some_and(|p| p.weighted_p2c);
-                (if p2c { Mode::WeightedP2c(table) } else { Mode::Weighted(table) }, eligible)
-            }
-            None => {
+        let table = resolved.as_ref().and_then(|r| AliasTable::new(&r.weights));
+        let eligible: Vec<usize> = match (&resolved, &table) {
+            // With weights, eligibility is where the weight is: no connection is opened to an
+            // endpoint the plan gives nothing.
+            (Some(r), Some(_)) => (0..n).filter(|&i| r.weights[i] > 0.0).collect(),
+            _ => {
                 let k = plan.and_then(|p| p.subset_size).unwrap_or(0) as usize;
                 let keys: Vec<&str> = eps.iter().map(Endpoint::key).collect();
-                (Mode::P2c, subset::rendezvous(identity, &keys, k))
+                subset::rendezvous(identity, &keys, k)
             }
+        };
+        let mode = match plan.map(|p| p.algorithm).unwrap_or_default() {
+            Algorithm::Weighted => match table {
+                Some(t) if plan.is_some_and(|p| p.weighted_p2c) => Mode::WeightedP2c(t),
+                Some(t) => Mode::Weighted(t),
+                None => Mode::P2c,
+            },
+            Algorithm::P2cEwma => Mode::P2c,
+            Algorithm::RoundRobin => Mode::RoundRobin(Cursor::default()),
+            Algorithm::LeastRequest => Mode::LeastRequest,
         };
         let mut allowed = vec![false; n];
         for &i in &eligible {
             allowed[i] = true;
         }
-        Self { mode, eligible, allowed }
+        Self {
+            mode,
+            eligible,
+            allowed,
+        }
     }
 
     /// May this proxy connect to endpoint `i`.
@@ -87,11 +133,15 @@ impl Balancer {
 
     /// True when a plan's weights drive selection.
     pub fn is_weighted(&self) -> bool {
-        !matches!(self.mode, Mode::P2c)
+        matches!(self.mode, Mode::Weighted(_) | Mode::WeightedP2c(_))
     }
 
     /// Picks an endpoint index; `None` only when the service has no eligible endpoint.
-    pub fn pick<R: Rng + ?Sized, L: Loads + ?Sized>(&self, rng: &mut R, loads: &L) -> Option<usize> {
+    pub fn pick<R: Rng + ?Sized, L: Loads + ?Sized>(
+        &self,
+        rng: &mut R,
+        loads: &L,
+    ) -> Option<usize> {
         match &self.mode {
             Mode::Weighted(t) => Some(self.draw_available(t, rng, loads)),
             Mode::WeightedP2c(t) => {
@@ -99,7 +149,28 @@ impl Balancer {
                 let b = self.draw_available(t, rng, loads);
                 Some(better(a, b, loads))
             }
-            Mode::P2c => self.p2c(rng, loads),
+            Mode::P2c => self.two_choices(rng, loads, |a, b| better(a, b, loads)),
+            Mode::LeastRequest => self.two_choices(rng, loads, |a, b| {
+                if loads.in_flight(b) < loads.in_flight(a) {
+                    b
+                } else {
+                    a
+                }
+            }),
+            Mode::RoundRobin(cursor) => {
+                let n = self.eligible.len();
+                if n == 0 {
+                    return None;
+                }
+                let start = cursor.0.fetch_add(1, Ordering::Relaxed);
+                let at = |off: usize| self.eligible[start.wrapping_add(off) % n];
+                Some(
+                    (0..n)
+                        .map(at)
+                        .find(|&i| loads.available(i))
+                        .unwrap_or(at(0)),
+                )
+            }
         }
     }
 
@@ -119,10 +190,21 @@ impl Balancer {
                 return i;
             }
         }
-        self.eligible.iter().copied().find(|&i| loads.available(i)).unwrap_or(first)
+        self.eligible
+            .iter()
+            .copied()
+            .find(|&i| loads.available(i))
+            .unwrap_or(first)
     }
 
-    fn p2c<R: Rng + ?Sized, L: Loads + ?Sized>(&self, rng: &mut R, loads: &L) -> Option<usize> {
+    /// Two distinct uniform candidates from the eligible set; `choose` settles between two
+    /// available ones.
+    fn two_choices<R: Rng + ?Sized, L: Loads + ?Sized>(
+        &self,
+        rng: &mut R,
+        loads: &L,
+        choose: impl Fn(usize, usize) -> usize,
+    ) -> Option<usize> {
         let n = self.eligible.len();
         match n {
             0 => None,
@@ -135,11 +217,15 @@ impl Balancer {
                 }
                 let (a, b) = (self.eligible[a], self.eligible[b]);
                 match (loads.available(a), loads.available(b)) {
-                    (true, true) => Some(better(a, b, loads)),
+                    (true, true) => Some(choose(a, b)),
                     (true, false) => Some(a),
                     (false, true) => Some(b),
                     (false, false) => Some(
-                        self.eligible.iter().copied().find(|&i| loads.available(i)).unwrap_or(a),
+                        self.eligible
+                            .iter()
+                            .copied()
+                            .find(|&i| loads.available(i))
+                            .unwrap_or(a),
                     ),
                 }
             }
@@ -198,7 +284,10 @@ mod tests {
             ..Default::default()
         };
         let b = Balancer::new(&e, Some(&plan), "me");
-        let mut loads = Fixed { cost: vec![1.0; 4], up: vec![true; 4] };
+        let mut loads = Fixed {
+            cost: vec![1.0; 4],
+            up: vec![true; 4],
+        };
         let s = shares(&b, &loads, 4);
         for (got, want) in s.iter().zip([0.4, 0.1, 0.4, 0.1]) {
             assert!((got - want).abs() < 0.01, "{s:?}");
@@ -206,14 +295,20 @@ mod tests {
         loads.up[0] = false;
         let s = shares(&b, &loads, 4);
         assert!(s[0] < 0.001, "{s:?}");
-        assert!((s[2] - 0.4).abs() > 0.05, "ejected share went elsewhere: {s:?}");
+        assert!(
+            (s[2] - 0.4).abs() > 0.05,
+            "ejected share went elsewhere: {s:?}"
+        );
     }
 
     #[test]
     fn p2c_prefers_cheap_endpoint() {
         let e = eps(3);
         let b = Balancer::new(&e, None, "me");
-        let loads = Fixed { cost: vec![1.0, 10.0, 10.0], up: vec![true; 3] };
+        let loads = Fixed {
+            cost: vec![1.0, 10.0, 10.0],
+            up: vec![true; 3],
+        };
         let s = shares(&b, &loads, 3);
         // Endpoint 0 wins every pair it is in: 2 of the 3 pairs.
         assert!((s[0] - 2.0 / 3.0).abs() < 0.01, "{s:?}");
@@ -224,20 +319,138 @@ mod tests {
         let e = eps(10);
         let plan = ServicePlan {
             subset: vec![
-                SubsetEntry { endpoint: "127.0.0.1:1003".into(), share: 3.0 },
-                SubsetEntry { endpoint: "127.0.0.1:1007".into(), share: 1.0 },
+                SubsetEntry {
+                    endpoint: "127.0.0.1:1003".into(),
+                    share: 3.0,
+                },
+                SubsetEntry {
+                    endpoint: "127.0.0.1:1007".into(),
+                    share: 1.0,
+                },
             ],
             ..Default::default()
         };
         let b = Balancer::new(&e, Some(&plan), "me");
         assert_eq!(b.eligible(), &[3, 7]);
         assert!(b.allows(3) && !b.allows(0));
-        let s = shares(&b, &Fixed { cost: vec![1.0; 10], up: vec![true; 10] }, 10);
+        let s = shares(
+            &b,
+            &Fixed {
+                cost: vec![1.0; 10],
+                up: vec![true; 10],
+            },
+            10,
+        );
         assert!((s[3] - 0.75).abs() < 0.01, "{s:?}");
 
-        let k = ServicePlan { subset_size: Some(4), ..Default::default() };
+        let k = ServicePlan {
+            subset_size: Some(4),
+            ..Default::default()
+        };
         let b = Balancer::new(&e, Some(&k), "me");
         assert_eq!(b.eligible().len(), 4);
         assert!(!b.is_weighted());
+    }
+
+    /// Loads with in-flight counts, for `least-request`.
+    struct Busy {
+        in_flight: Vec<u32>,
+        up: Vec<bool>,
+    }
+    impl Loads for Busy {
+        fn cost(&self, _: usize) -> f64 {
+            1.0
+        }
+        fn available(&self, i: usize) -> bool {
+            self.up[i]
+        }
+        fn in_flight(&self, i: usize) -> u32 {
+            self.in_flight[i]
+        }
+    }
+
+    fn with(algorithm: Algorithm) -> ServicePlan {
+        ServicePlan {
+            algorithm,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn round_robin_cycles_over_eligible_and_skips_ejected() {
+        let e = eps(4);
+        let mut plan = with(Algorithm::RoundRobin);
+        plan.subset = ["127.0.0.1:1000", "127.0.0.1:1002", "127.0.0.1:1003"]
+            .map(|ep| SubsetEntry {
+                endpoint: ep.into(),
+                share: 1.0,
+            })
+            .to_vec();
+        let b = Balancer::new(&e, Some(&plan), "me");
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut loads = Fixed {
+            cost: vec![1.0; 4],
+            up: vec![true; 4],
+        };
+        let picks: Vec<usize> = (0..6).map(|_| b.pick(&mut rng, &loads).unwrap()).collect();
+        assert_eq!(picks, [0, 2, 3, 0, 2, 3]);
+        assert!(!b.is_weighted());
+        loads.up[2] = false;
+        let picks: Vec<usize> = (0..3).map(|_| b.pick(&mut rng, &loads).unwrap()).collect();
+        assert_eq!(picks, [0, 3, 3]);
+        // Every eligible endpoint ejected: still picks (fail open).
+        loads.up = vec![false; 4];
+        assert!(b.pick(&mut rng, &loads).is_some());
+        let none = Balancer::new(&[], Some(&with(Algorithm::RoundRobin)), "me");
+        assert_eq!(none.pick(&mut rng, &loads), None);
+    }
+
+    #[test]
+    fn least_request_prefers_fewer_in_flight() {
+        let e = eps(3);
+        let b = Balancer::new(&e, Some(&with(Algorithm::LeastRequest)), "me");
+        let loads = Busy {
+            in_flight: vec![0, 5, 5],
+            up: vec![true; 3],
+        };
+        let mut rng = SmallRng::seed_from_u64(3);
+        let mut c = [0u32; 3];
+        for _ in 0..30_000 {
+            c[b.pick(&mut rng, &loads).unwrap()] += 1;
+        }
+        // Endpoint 0 wins both pairs it is in: 2 of the 3 pairs.
+        let s0 = f64::from(c[0]) / 30_000.0;
+        assert!((s0 - 2.0 / 3.0).abs() < 0.02, "{c:?}");
+    }
+
+    #[test]
+    fn p2c_ewma_ignores_weights_but_keeps_the_subset() {
+        let e = eps(4);
+        let mut plan = with(Algorithm::P2cEwma);
+        plan.host_weights = BTreeMap::from([("h0".into(), 1.0)]);
+        let b = Balancer::new(&e, Some(&plan), "me");
+        assert_eq!(b.eligible(), &[0, 2]);
+        assert!(!b.is_weighted());
+        let loads = Fixed {
+            cost: vec![5.0, 1.0, 1.0, 1.0],
+            up: vec![true; 4],
+        };
+        let s = shares(&b, &loads, 4);
+        // Two eligible endpoints: P2C always compares both and picks the cheaper.
+        assert!(s[2] > 0.99, "{s:?}");
+    }
+
+    #[test]
+    fn algorithm_names_in_plans() {
+        let p: ServicePlan = serde_json::from_str(r#"{"algorithm": "least-request"}"#).unwrap();
+        assert_eq!(p.algorithm, Algorithm::LeastRequest);
+        let text = serde_json::to_string(&with(Algorithm::RoundRobin)).unwrap();
+        assert!(text.contains(r#""algorithm":"round-robin""#), "{text}");
+        assert!(
+            !serde_json::to_string(&ServicePlan::default())
+                .unwrap()
+                .contains("algorithm")
+        );
+        assert!(serde_json::from_str::<ServicePlan>(r#"{"algorithm": "fastest"}"#).is_err());
     }
 }
