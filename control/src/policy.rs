@@ -62,6 +62,20 @@ pub struct Snapshot {
     pub services: BTreeMap<String, ServiceState>,
     /// Host pressure per `host` label.
     pub hosts: BTreeMap<String, HostPressure>,
+    /// Placement of every connected proxy, from its Hello: what per-proxy planners need to know
+    /// about a caller (`local` reads the zone, `imbres-connect` the host and inbound service).
+    pub proxies: BTreeMap<ProxyId, ProxyInfo>,
+}
+
+/// Where one proxy runs and what it fronts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProxyInfo {
+    /// Node of the proxy's pod (`host` label).
+    pub host: String,
+    /// Zone of the proxy's pod.
+    pub zone: String,
+    /// The service whose container this proxy fronts (its inbound service), if any.
+    pub service: Option<String>,
 }
 
 /// A planner's output.

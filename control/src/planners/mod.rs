@@ -1,11 +1,13 @@
 //! Planner registry: every planner by its name, so config files, the operator API, `loadshift sim
 //! --planner` and the lab all choose planners the same way.
 
+pub mod baselines;
 mod even;
 pub mod imbres_shift;
 
 use crate::policy::Planner;
 
+pub use baselines::{Connections, Local, Mode};
 pub use even::Even;
 pub use imbres_shift::ImbresShift;
 
@@ -18,7 +20,17 @@ pub struct UnknownPlanner {
 }
 
 /// Names `build` accepts.
-pub const NAMES: &[&str] = &["even", "imbres-shift", "imbres-shift-pure"];
+pub const NAMES: &[&str] = &[
+    "even",
+    "imbres-shift",
+    "imbres-shift-pure",
+    "round-robin",
+    "least-request",
+    "p2c-ewma",
+    "local",
+    "random-partial",
+    "full",
+];
 
 /// Builds a planner with its paper's defaults.
 pub fn build(name: &str) -> Result<Box<dyn Planner>, UnknownPlanner> {
@@ -26,6 +38,12 @@ pub fn build(name: &str) -> Result<Box<dyn Planner>, UnknownPlanner> {
         "even" => Ok(Box::new(Even)),
         "imbres-shift" => Ok(Box::new(ImbresShift::new(Default::default()))),
         "imbres-shift-pure" => Ok(Box::new(ImbresShift::pure(Default::default()))),
+        "round-robin" => Ok(Box::new(Mode::round_robin())),
+        "least-request" => Ok(Box::new(Mode::least_request())),
+        "p2c-ewma" => Ok(Box::new(Mode::p2c_ewma())),
+        "local" => Ok(Box::new(Local)),
+        "random-partial" => Ok(Box::new(Connections::random_partial(Default::default(), 0, 10))),
+        "full" => Ok(Box::new(Connections::full(Default::default()))),
         _ => Err(UnknownPlanner { name: name.to_string(), known: NAMES.join(", ") }),
     }
 }
