@@ -3,6 +3,8 @@
 
 pub mod baselines;
 mod even;
+pub mod perf_store;
+pub mod perf_table;
 pub mod imbres_shift;
 
 use crate::policy::Planner;
