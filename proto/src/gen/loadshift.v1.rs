@@ -81,6 +81,9 @@ pub struct ServicePlan {
     /// Blocking per priority class; the class "\*" applies to classes without an entry.
     #[prost(map = "string, message", tag = "7")]
     pub blocking: ::std::collections::HashMap<::prost::alloc::string::String, Blocking>,
+    /// How endpoints are picked among the eligible ones.
+    #[prost(enumeration = "Algorithm", tag = "8")]
+    pub algorithm: i32,
 }
 /// One endpoint of an explicit subset.
 #[allow(clippy::all)]
@@ -125,6 +128,48 @@ pub struct OfferedCount {
     /// Length of the window the count covers, seconds.
     #[prost(double, tag = "3")]
     pub window_s: f64,
+}
+/// Endpoint selection of a service; eligibility (subset, weights) is the same for all.
+#[allow(clippy::all)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum Algorithm {
+    /// Treated as ALGORITHM_WEIGHTED, so plans from older control planes keep their meaning.
+    Unspecified = 0,
+    /// Draw by weight (weighted P2C with `weighted_p2c`); without weights, P2C over Peak-EWMA.
+    Weighted = 1,
+    /// Cycle through the eligible endpoints, ignoring weights.
+    RoundRobin = 2,
+    /// Two random candidates, fewer requests in flight wins, ignoring weights.
+    LeastRequest = 3,
+    /// P2C over Peak-EWMA, ignoring weights.
+    P2cEwma = 4,
+}
+impl Algorithm {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "ALGORITHM_UNSPECIFIED",
+            Self::Weighted => "ALGORITHM_WEIGHTED",
+            Self::RoundRobin => "ALGORITHM_ROUND_ROBIN",
+            Self::LeastRequest => "ALGORITHM_LEAST_REQUEST",
+            Self::P2cEwma => "ALGORITHM_P2C_EWMA",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "ALGORITHM_UNSPECIFIED" => Some(Self::Unspecified),
+            "ALGORITHM_WEIGHTED" => Some(Self::Weighted),
+            "ALGORITHM_ROUND_ROBIN" => Some(Self::RoundRobin),
+            "ALGORITHM_LEAST_REQUEST" => Some(Self::LeastRequest),
+            "ALGORITHM_P2C_EWMA" => Some(Self::P2cEwma),
+            _ => None,
+        }
+    }
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
