@@ -2,5 +2,17 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
-pub mod policy;
+pub mod actuators;
+pub mod config;
+pub mod discovery;
+mod loops;
+pub mod metrics;
 pub mod planners;
+pub mod plans;
+pub mod policy;
+pub mod scalers;
+pub mod server;
+pub mod state;
+
+pub use config::ControlConfig;
+pub use server::{BoundAddrs, ControlError, ControlServer, run};

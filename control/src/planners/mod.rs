@@ -3,6 +3,7 @@
 
 pub mod baselines;
 mod even;
+mod r#static;
 pub mod perf_store;
 pub mod perf_table;
 pub mod imbres_shift;
@@ -11,6 +12,7 @@ use crate::policy::Planner;
 
 pub use baselines::{Connections, Local, Mode};
 pub use even::Even;
+pub use r#static::Static;
 pub use imbres_shift::ImbresShift;
 
 /// A planner name nobody registered.
@@ -24,6 +26,7 @@ pub struct UnknownPlanner {
 /// Names `build` accepts.
 pub const NAMES: &[&str] = &[
     "even",
+    "static",
     "imbres-shift",
     "imbres-shift-pure",
     "round-robin",
@@ -38,6 +41,8 @@ pub const NAMES: &[&str] = &[
 pub fn build(name: &str) -> Result<Box<dyn Planner>, UnknownPlanner> {
     match name {
         "even" => Ok(Box::new(Even)),
+        // Without weights; the control plane builds `Static::new` from the config instead.
+        "static" => Ok(Box::new(Static::default())),
         "imbres-shift" => Ok(Box::new(ImbresShift::new(Default::default()))),
         "imbres-shift-pure" => Ok(Box::new(ImbresShift::pure(Default::default()))),
         "round-robin" => Ok(Box::new(Mode::round_robin())),

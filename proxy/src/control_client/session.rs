@@ -91,10 +91,10 @@ impl<'a> Session<'a> {
                 msg = inbound.message() => {
                     let Some(msg) = msg? else { return Err(ClientError::Closed) };
                     self.received = true;
-                    if let Some(reply) = self.handle(msg) {
-                        if tx.send(reply).await.is_err() {
-                            return Err(ClientError::Closed);
-                        }
+                    if let Some(reply) = self.handle(msg)
+                        && tx.send(reply).await.is_err()
+                    {
+                        return Err(ClientError::Closed);
                     }
                 }
                 _ = ticker.tick() => {

@@ -1,0 +1,135 @@
+//! The two control loops. Every planner interval (default 5 s) each service's planner reads a
+//! snapshot holding that service (and every host) and its plan goes into the plan book; every
+//! scale interval (default 60 s) each service's scaler reads the same kind of snapshot and the
+//! actuator carries out its decisions, which are kept for `ListScaleDecisions`.
+
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
+
+use loadshift_proto::v1 as pb;
+
+use crate::{
+    metrics as m,
+    plans::unix_ms,
+    policy::Snapshot,
+    server::{DecisionRecord, Shared},
+};
+
+/// Runs both loops until the shutdown flag flips.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut plan_tick = tokio::time::interval(shared.cfg.planner_interval());
+    let mut scale_tick = tokio::time::interval(shared.cfg.scale_interval());
+    for t in [&mut plan_tick, &mut scale_tick] {
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    // The first ticks fire at once; the first plan was made at bind time and scaling right at
+    // start would act on no telemetry.
+    plan_tick.tick().await;
+    scale_tick.tick().await;
+    let mut stop = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = plan_tick.tick() => plan_once(&shared),
+            _ = scale_tick.tick() => scale_once(&shared),
+            () = crate::server::stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// Snapshot of every service.
+fn snapshots(shared: &Shared, objectives: &BTreeMap<String, crate::policy::Objective>) -> Snapshot {
+    let eps = shared.endpoints.borrow().clone();
+    shared
+        .store
+        .lock()
+        .snapshot(shared.now(), shared.cfg.report_stale(), &eps, objectives)
+}
+
+/// The part of `snap` one service's planner or scaler sees: the service, every host, and the
+/// service's callers.
+fn per_service(snap: &Snapshot, name: &str) -> Option<Snapshot> {
+    let svc = snap.services.get(name)?;
+    let proxies = svc
+        .callers
+        .iter()
+        .filter_map(|p| Some((p.clone(), snap.proxies.get(p)?.clone())))
+        .collect();
+    Some(Snapshot {
+        now: snap.now,
+        services: [(name.to_string(), svc.clone())].into(),
+        hosts: snap.hosts.clone(),
+        proxies,
+    })
+}
+
+/// One planner round over every service.
+pub(crate) fn plan_once(shared: &Shared) {
+    let started = Instant::now();
+    let mut policies = shared.policies.lock();
+    let objectives = policies
+        .iter()
+        .filter_map(|(n, p)| Some((n.clone(), p.objective.clone()?)))
+        .collect();
+    let snap = snapshots(shared, &objectives);
+    for (name, policy) in policies.iter_mut() {
+        let Some(sub) = per_service(&snap, name) else {
+            continue;
+        };
+        let update = policy.planner.plan(&sub);
+        shared
+            .plans
+            .set_planned(name, policy.planner.name(), update);
+    }
+    drop(policies);
+    metrics::histogram!(m::LOOP_SECONDS, "loop" => "planner")
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// One scale round over every service.
+pub(crate) fn scale_once(shared: &Shared) {
+    let started = Instant::now();
+    let mut policies = shared.policies.lock();
+    let objectives = policies
+        .iter()
+        .filter_map(|(n, p)| Some((n.clone(), p.objective.clone()?)))
+        .collect();
+    let snap = snapshots(shared, &objectives);
+    let mut records = Vec::new();
+    {
+        let mut actuator = shared.actuator.lock();
+        for (name, policy) in policies.iter_mut() {
+            let Some(sub) = per_service(&snap, name) else {
+                continue;
+            };
+            for d in policy.scaler.scale(&sub) {
+                let result = actuator.apply(&d);
+                let outcome = if result.is_ok() { "applied" } else { "failed" };
+                metrics::counter!(m::SCALE_DECISIONS, "service" => d.service.clone(), "actuator" => actuator.name().to_string(), "result" => outcome).increment(1);
+                metrics::gauge!(m::SCALE_TARGET, "service" => d.service.clone())
+                    .set(f64::from(d.to));
+                if let Err(e) = &result {
+                    tracing::warn!(service = %d.service, error = %e, "actuator failed");
+                }
+                records.push(DecisionRecord {
+                    record: pb::ScaleDecisionRecord {
+                        service: d.service,
+                        from: d.from,
+                        to: d.to,
+                        reason: d.reason,
+                        scaler: policy.scaler.name().to_string(),
+                        actuator: actuator.name().to_string(),
+                        error: result.err().unwrap_or_default(),
+                        unix_ms: unix_ms(),
+                    },
+                });
+            }
+        }
+    }
+    drop(policies);
+    let mut kept = shared.decisions.lock();
+    kept.extend(records);
+    while kept.len() > shared.cfg.decisions_kept {
+        kept.pop_front();
+    }
+    drop(kept);
+    metrics::histogram!(m::LOOP_SECONDS, "loop" => "scale").record(started.elapsed().as_secs_f64());
+}

@@ -1,0 +1,255 @@
+//! The plan book: for every service, the plan its planner made (service-wide and per caller) and
+//! an operator pin that wins over both until it is removed. Every change bumps a revision that
+//! wakes the proxy streams (they diff what they sent against what is now in force) and is
+//! published as a [`PlanChange`] for `WatchPlans`.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use loadshift_proxy::plan::ServicePlan;
+use parking_lot::RwLock;
+use tokio::sync::{broadcast, watch};
+
+use crate::policy::{PlanUpdate, ProxyId};
+
+/// One change of a service's service-wide plan in force.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanChange {
+    pub service: String,
+    /// `None`: the service has no plan any more (the data plane balances on its own).
+    pub plan: Option<ServicePlan>,
+    pub revision: u64,
+    /// `planner:<name>` or `pin`.
+    pub source: String,
+    pub unix_ms: i64,
+}
+
+/// What is in force for one service.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceView {
+    pub plan: Option<ServicePlan>,
+    pub revision: u64,
+    pub pinned: bool,
+    pub source: String,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    planned: Option<ServicePlan>,
+    per_proxy: HashMap<ProxyId, ServicePlan>,
+    planner: String,
+    pin: Option<ServicePlan>,
+    revision: u64,
+}
+
+impl Entry {
+    fn in_force(&self) -> Option<&ServicePlan> {
+        self.pin.as_ref().or(self.planned.as_ref())
+    }
+
+    fn source(&self) -> String {
+        if self.pin.is_some() {
+            "pin".into()
+        } else {
+            format!("planner:{}", self.planner)
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Book {
+    services: BTreeMap<String, Entry>,
+    revision: u64,
+}
+
+/// Shared between the planner loop, the operator API and every proxy stream.
+#[derive(Debug)]
+pub struct PlanBook {
+    book: RwLock<Book>,
+    revision: watch::Sender<u64>,
+    events: broadcast::Sender<PlanChange>,
+}
+
+impl Default for PlanBook {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PlanBook {
+    pub fn new() -> Self {
+        Self {
+            book: RwLock::default(),
+            revision: watch::Sender::new(0),
+            events: broadcast::channel(1024).0,
+        }
+    }
+
+    /// Wakes on every change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.revision.subscribe()
+    }
+
+    /// Changes from now on.
+    pub fn events(&self) -> broadcast::Receiver<PlanChange> {
+        self.events.subscribe()
+    }
+
+    /// Stores a planner's output for `service`; other services in the update are ignored (each
+    /// service has its own planner).
+    pub fn set_planned(&self, service: &str, planner: &str, mut update: PlanUpdate) {
+        let planned = update.services.remove(service);
+        let per_proxy: HashMap<ProxyId, ServicePlan> = update
+            .per_proxy
+            .into_iter()
+            .filter_map(|(p, mut m)| m.remove(service).map(|sp| (p, sp)))
+            .collect();
+        self.change(service, |e| {
+            let changed = e.planned != planned || e.per_proxy != per_proxy || e.planner != planner;
+            e.planned = planned;
+            e.per_proxy = per_proxy;
+            e.planner = planner.to_string();
+            changed
+        });
+    }
+
+    /// Operator override; returns the service's revision after the pin.
+    pub fn pin(&self, service: &str, plan: ServicePlan) -> u64 {
+        self.change(service, |e| {
+            let changed = e.pin.as_ref() != Some(&plan);
+            e.pin = Some(plan);
+            changed
+        })
+    }
+
+    /// Removes a pin; `None` when the service was not pinned.
+    pub fn unpin(&self, service: &str) -> Option<u64> {
+        let pinned = self
+            .book
+            .read()
+            .services
+            .get(service)
+            .is_some_and(|e| e.pin.is_some());
+        pinned.then(|| self.change(service, |e| e.pin.take().is_some()))
+    }
+
+    fn change(&self, service: &str, f: impl FnOnce(&mut Entry) -> bool) -> u64 {
+        let mut book = self.book.write();
+        let next = book.revision + 1;
+        let e = book.services.entry(service.to_string()).or_default();
+        let before = e.in_force().cloned();
+        if !f(e) {
+            return e.revision;
+        }
+        e.revision = next;
+        let event = (e.in_force() != before.as_ref()).then(|| PlanChange {
+            service: service.to_string(),
+            plan: e.in_force().cloned(),
+            revision: next,
+            source: e.source(),
+            unix_ms: unix_ms(),
+        });
+        book.revision = next;
+        drop(book);
+        if let Some(ev) = event {
+            // No watcher is fine.
+            let _ = self.events.send(ev);
+        }
+        self.revision.send_replace(next);
+        next
+    }
+
+    /// The plans one proxy should run for the services it calls: pin, else its own per-proxy
+    /// plan, else the service-wide plan.
+    pub fn for_proxy(&self, proxy: &str, services: &[String]) -> BTreeMap<String, ServicePlan> {
+        let book = self.book.read();
+        services
+            .iter()
+            .filter_map(|s| {
+                let e = book.services.get(s)?;
+                let p = e
+                    .pin
+                    .as_ref()
+                    .or(e.per_proxy.get(proxy))
+                    .or(e.planned.as_ref())?;
+                Some((s.clone(), p.clone()))
+            })
+            .collect()
+    }
+
+    /// What is in force for a service.
+    pub fn view(&self, service: &str) -> ServiceView {
+        let book = self.book.read();
+        book.services
+            .get(service)
+            .map(|e| ServiceView {
+                plan: e.in_force().cloned(),
+                revision: e.revision,
+                pinned: e.pin.is_some(),
+                source: e.source(),
+            })
+            .unwrap_or_default()
+    }
+}
+
+pub(crate) fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sp(w: f64) -> ServicePlan {
+        ServicePlan {
+            endpoint_weights: [("127.0.0.1:1".into(), w)].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pin_wins_until_unpinned_and_per_proxy_beats_service_wide() {
+        let book = PlanBook::new();
+        let mut events = book.events();
+        let up = PlanUpdate {
+            services: [("a".into(), sp(1.0))].into(),
+            per_proxy: [("p2".into(), [("a".into(), sp(2.0))].into())].into(),
+        };
+        book.set_planned("a", "even", up.clone());
+        let names = vec!["a".to_string(), "zz".to_string()];
+        assert_eq!(book.for_proxy("p1", &names)["a"], sp(1.0));
+        assert_eq!(book.for_proxy("p2", &names)["a"], sp(2.0));
+        assert_eq!(events.try_recv().unwrap().source, "planner:even");
+
+        let r = book.pin("a", sp(9.0));
+        assert_eq!(book.for_proxy("p2", &names)["a"], sp(9.0));
+        assert_eq!(
+            book.view("a"),
+            ServiceView {
+                plan: Some(sp(9.0)),
+                revision: r,
+                pinned: true,
+                source: "pin".into()
+            }
+        );
+        assert_eq!(events.try_recv().unwrap().plan, Some(sp(9.0)));
+
+        // The planner keeps planning underneath; nothing visible changes.
+        let rev = *book.subscribe().borrow();
+        book.set_planned("a", "even", up.clone());
+        assert_eq!(
+            *book.subscribe().borrow(),
+            rev,
+            "an identical plan is not a change"
+        );
+
+        assert!(book.unpin("a").is_some());
+        assert!(book.unpin("a").is_none());
+        assert_eq!(book.for_proxy("p1", &names)["a"], sp(1.0));
+        assert_eq!(events.try_recv().unwrap().plan, Some(sp(1.0)));
+    }
+}

@@ -1,0 +1,328 @@
+//! The control plane server: the proxy stream API, the operator API, the planner and scale loops,
+//! all sharing one [`Shared`] state. [`ControlServer::bind`] binds the listeners first (so tests
+//! and callers learn the real addresses of `:0` binds) and returns the future that serves them.
+
+mod auth;
+mod operator_api;
+mod proxy_api;
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use loadshift_proto::v1::{
+    self as pb, operator_server::OperatorServer, proxy_control_server::ProxyControlServer,
+};
+use parking_lot::Mutex;
+use tokio::{net::TcpListener, sync::watch};
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use auth::BearerAuth;
+
+use crate::{
+    actuators,
+    config::{ConfigError, ControlConfig},
+    discovery::{Discovery, EndpointMap, StaticDiscovery},
+    loops, planners,
+    plans::PlanBook,
+    policy::{Actuator, Objective, Planner, Scaler},
+    scalers,
+    state::TelemetryStore,
+};
+
+/// Why the control plane could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("reading token file {path:?}: {source}")]
+    Token {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("token file {path:?} is empty")]
+    EmptyToken { path: std::path::PathBuf },
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("serving gRPC: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Per-service policy: planner, scaler and objectives.
+pub(crate) struct Policy {
+    pub planner: Box<dyn Planner>,
+    pub scaler: Box<dyn Scaler>,
+    pub objective: Option<Objective>,
+    pub management: Option<pb::ManagementObjective>,
+}
+
+/// One scale decision as the operator API lists it.
+#[derive(Clone, Debug)]
+pub(crate) struct DecisionRecord {
+    pub record: pb::ScaleDecisionRecord,
+}
+
+/// State every task of the server shares.
+pub(crate) struct Shared {
+    pub cfg: ControlConfig,
+    started: Instant,
+    pub store: Mutex<TelemetryStore>,
+    pub plans: PlanBook,
+    pub policies: Mutex<BTreeMap<String, Policy>>,
+    pub actuator: Mutex<Box<dyn Actuator>>,
+    pub decisions: Mutex<VecDeque<DecisionRecord>>,
+    pub endpoints: watch::Receiver<EndpointMap>,
+    pub shutdown: watch::Receiver<bool>,
+    next_stream: AtomicU64,
+    next_version: AtomicU64,
+}
+
+impl Shared {
+    /// Control-plane clock (the snapshot's `now`).
+    pub fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn stream_id(&self) -> u64 {
+        self.next_stream.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Plan versions grow across streams and across restarts: they start at the wall clock in
+    /// microseconds, so a proxy never sees a version go backwards after the control plane
+    /// restarts.
+    pub fn plan_version(&self) -> u64 {
+        self.next_version.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Builds the policy of one service from its config.
+pub(crate) fn build_planner(
+    cfg: &ControlConfig,
+    service: &str,
+    name: &str,
+) -> Result<Box<dyn Planner>, planners::UnknownPlanner> {
+    if name == "static" {
+        let weights = cfg
+            .services
+            .get(service)
+            .map(|s| {
+                s.endpoints
+                    .iter()
+                    .map(|e| (e.addr.to_string(), e.weight))
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Ok(Box::new(planners::Static::new(service, weights)));
+    }
+    planners::build(name)
+}
+
+/// Addresses the server bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BoundAddrs {
+    /// Proxy API.
+    pub proxy: SocketAddr,
+    /// Operator API (equal to `proxy` when it shares the listener).
+    pub operator: SocketAddr,
+}
+
+/// Entry points.
+pub struct ControlServer;
+
+impl ControlServer {
+    /// Validates the config, reads the token, binds the listeners and returns their addresses and
+    /// the future that serves until `shutdown` resolves.
+    pub async fn bind(
+        config: ControlConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<
+        (
+            BoundAddrs,
+            impl Future<Output = Result<(), ControlError>> + Send,
+        ),
+        ControlError,
+    > {
+        config.validate()?;
+        let token =
+            std::fs::read_to_string(&config.token_file).map_err(|source| ControlError::Token {
+                path: config.token_file.clone(),
+                source,
+            })?;
+        let token: Arc<str> = token.trim().into();
+        if token.is_empty() {
+            return Err(ControlError::EmptyToken {
+                path: config.token_file.clone(),
+            });
+        }
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ControlError::Bind { addr, source })
+        };
+        let proxy_listener = bind(config.listen).await?;
+        let operator_listener = match config.operator_listen {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
+        let local = |l: &TcpListener, a| {
+            l.local_addr()
+                .map_err(|source| ControlError::Bind { addr: a, source })
+        };
+        let proxy_addr = local(&proxy_listener, config.listen)?;
+        let operator_addr = match (&operator_listener, config.operator_listen) {
+            (Some(l), Some(a)) => local(l, a)?,
+            _ => proxy_addr,
+        };
+
+        let discovery = StaticDiscovery::from_config(&config);
+        let mut policies = BTreeMap::new();
+        for (name, s) in &config.services {
+            // Names were checked by `validate`; a failure here is still reported, not unwrapped.
+            let planner =
+                build_planner(&config, name, &s.planner).map_err(|e| ConfigError::Invalid {
+                    field: format!("services.{name}.planner"),
+                    value: s.planner.clone(),
+                    reason: e.to_string(),
+                })?;
+            let scaler = scalers::build(&s.scaler).map_err(|e| ConfigError::Invalid {
+                field: format!("services.{name}.scaler"),
+                value: s.scaler.clone(),
+                reason: e.to_string(),
+            })?;
+            policies.insert(
+                name.clone(),
+                Policy {
+                    planner,
+                    scaler,
+                    objective: s.objective.clone(),
+                    management: None,
+                },
+            );
+        }
+        let actuator = actuators::build(&config.actuator).ok_or_else(|| ConfigError::Invalid {
+            field: "actuator".into(),
+            value: config.actuator.clone(),
+            reason: format!("unknown actuator; known: {}", actuators::NAMES.join(", ")),
+        })?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let start_version = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(1));
+        let shared = Arc::new(Shared {
+            cfg: config,
+            started: Instant::now(),
+            store: Mutex::default(),
+            plans: PlanBook::new(),
+            policies: Mutex::new(policies),
+            actuator: Mutex::new(actuator),
+            decisions: Mutex::default(),
+            endpoints: discovery.watch(),
+            shutdown: stop_rx,
+            next_stream: AtomicU64::new(1),
+            next_version: AtomicU64::new(start_version),
+        });
+        // The first plans exist before any proxy connects, so the first snapshot is useful.
+        loops::plan_once(&shared);
+
+        let addrs = BoundAddrs {
+            proxy: proxy_addr,
+            operator: operator_addr,
+        };
+        let fut = serve(
+            shared,
+            token,
+            proxy_listener,
+            operator_listener,
+            stop_tx,
+            shutdown,
+        );
+        Ok((addrs, fut))
+    }
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    token: Arc<str>,
+    proxy_listener: TcpListener,
+    operator_listener: Option<TcpListener>,
+    stop_tx: watch::Sender<bool>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ControlError> {
+    let proxy_svc = ProxyControlServer::with_interceptor(
+        proxy_api::ProxyApi::new(shared.clone()),
+        BearerAuth::new(token.clone(), "proxy"),
+    );
+    let operator_svc = OperatorServer::with_interceptor(
+        operator_api::OperatorApi::new(shared.clone()),
+        BearerAuth::new(token, "operator"),
+    );
+    let stop_rx = shared.shutdown.clone();
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            // Err only when the sender is gone, which also means stop.
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let loops = tokio::spawn(loops::run(shared.clone()));
+    // Flip the shared stop flag when the caller's shutdown resolves; streams, loops and both
+    // servers watch it.
+    let trigger = tokio::spawn(async move {
+        shutdown.await;
+        stop_tx.send_replace(true);
+        stop_tx
+    });
+
+    let mut proxy_server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)));
+    let result = match operator_listener {
+        None => {
+            proxy_server
+                .add_service(proxy_svc)
+                .add_service(operator_svc)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(proxy_listener), stopped())
+                .await
+        }
+        Some(op) => {
+            let a = proxy_server
+                .add_service(proxy_svc)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(proxy_listener), stopped());
+            let b = tonic::transport::Server::builder()
+                .add_service(operator_svc)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(op), stopped());
+            let (a, b) = tokio::join!(a, b);
+            a.and(b)
+        }
+    };
+    trigger.abort();
+    loops.abort();
+    tracing::info!("control plane stopped");
+    result.map_err(ControlError::from)
+}
+
+/// Resolves once the shared stop flag is set (or its sender is gone). The flag's read guard is
+/// dropped inside, so callers in `select!` stay `Send`.
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Runs the control plane until `shutdown` resolves.
+pub async fn run(
+    config: ControlConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ControlError> {
+    let (addrs, fut) = ControlServer::bind(config, shutdown).await?;
+    tracing::info!(proxy_api = %addrs.proxy, operator_api = %addrs.operator, "control plane listening");
+    fut.await
+}

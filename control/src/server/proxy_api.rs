@@ -1,0 +1,382 @@
+//! `ProxyControl.Connect`: one task per proxy stream.
+//!
+//! The stream starts with the proxy's `Hello`; the control plane answers with the endpoints of
+//! every service the proxy calls, then a full plan snapshot, then a delta whenever the plans in
+//! force for that proxy change. Versions are unique per update and increase on the stream.
+//! A NACKed update is held back: its services are not sent again until one of their plans changes
+//! (then the whole refused set is re-sent against what the proxy acknowledged).
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use loadshift_proto::v1::{self as pb, control_message, proxy_message};
+use loadshift_proxy::{control_client::convert, plan::ServicePlan};
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::Shared;
+use crate::{
+    metrics as m,
+    state::{EndpointSample, ProxyIdentity, StoredReport},
+};
+
+/// How long a new stream may take to send `Hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) struct ProxyApi {
+    shared: Arc<Shared>,
+}
+
+impl ProxyApi {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+type Outbound = Pin<Box<dyn Stream<Item = Result<pb::ControlMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::proxy_control_server::ProxyControl for ProxyApi {
+    type ConnectStream = Outbound;
+
+    async fn connect(
+        &self,
+        req: Request<Streaming<pb::ProxyMessage>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let (tx, rx) = mpsc::channel(32);
+        tokio::spawn(session(self.shared.clone(), req.into_inner(), tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+type Tx = mpsc::Sender<Result<pb::ControlMessage, Status>>;
+
+/// One update sent and not yet answered.
+struct InFlight {
+    version: u64,
+    nonce: String,
+    sent_at: Instant,
+    full: bool,
+    set: BTreeMap<String, ServicePlan>,
+    removed: Vec<String>,
+}
+
+/// Plan bookkeeping of one stream.
+#[derive(Default)]
+struct StreamPlans {
+    /// What the proxy runs if every in-flight update is acknowledged.
+    sent: BTreeMap<String, ServicePlan>,
+    /// What the proxy acknowledged.
+    acked: BTreeMap<String, ServicePlan>,
+    in_flight: VecDeque<InFlight>,
+    /// Services of the last refused update and their refused plans (`None` = refused removal).
+    held: Option<BTreeMap<String, Option<ServicePlan>>>,
+    /// Endpoints last sent per service.
+    endpoints: BTreeMap<String, Vec<loadshift_proxy::endpoint::Endpoint>>,
+}
+
+async fn session(shared: Arc<Shared>, mut inbound: Streaming<pb::ProxyMessage>, tx: Tx) {
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+        Ok(Ok(Some(pb::ProxyMessage {
+            msg: Some(proxy_message::Msg::Hello(h)),
+        }))) => h,
+        Ok(Ok(Some(_))) => {
+            let _ = tx
+                .send(Err(Status::invalid_argument(
+                    "the first message on the stream must be Hello",
+                )))
+                .await;
+            return;
+        }
+        Ok(Ok(None) | Err(_)) => return,
+        Err(_) => {
+            let _ = tx
+                .send(Err(Status::deadline_exceeded("no Hello within 10 s")))
+                .await;
+            return;
+        }
+    };
+    if hello.pod.is_empty() {
+        let _ = tx
+            .send(Err(Status::invalid_argument("Hello.pod must not be empty")))
+            .await;
+        return;
+    }
+    let id = ProxyIdentity {
+        pod: hello.pod.clone(),
+        container: hello.container,
+        host: hello.host,
+        zone: hello.zone,
+        inbound_service: Some(hello.inbound_service).filter(|s| !s.is_empty()),
+        outbound_services: hello.outbound_services,
+    };
+    let stream_id = shared.stream_id();
+    let connected = {
+        let mut store = shared.store.lock();
+        store.connect(stream_id, id.clone());
+        store.len()
+    };
+    metrics::gauge!(m::CONNECTED_PROXIES).set(connected as f64);
+    tracing::debug!(pod = %id.pod, stream = stream_id, "proxy connected");
+
+    let mut plans_rx = shared.plans.subscribe();
+    let mut eps_rx = shared.endpoints.clone();
+    let mut stop = shared.shutdown.clone();
+    let mut st = StreamPlans::default();
+    let eps = eps_rx.borrow_and_update().clone();
+    let mut ok = send_endpoints(&tx, &id, &eps, &mut st).await;
+    plans_rx.borrow_and_update();
+    ok = ok && push(&shared, &tx, stream_id, &id, &mut st, true).await;
+    while ok {
+        tokio::select! {
+            msg = inbound.message() => match msg {
+                Ok(Some(msg)) => handle(&shared, stream_id, &id, &mut st, msg),
+                Ok(None) | Err(_) => break,
+            },
+            r = plans_rx.changed() => {
+                ok = r.is_ok() && push(&shared, &tx, stream_id, &id, &mut st, false).await;
+            }
+            r = eps_rx.changed() => {
+                let eps = eps_rx.borrow_and_update().clone();
+                ok = r.is_ok()
+                    && send_endpoints(&tx, &id, &eps, &mut st).await
+                    && push(&shared, &tx, stream_id, &id, &mut st, false).await;
+            }
+            () = super::stopped(&mut stop) => break,
+        }
+    }
+    let connected = {
+        let mut store = shared.store.lock();
+        store.disconnect(&id.pod, stream_id);
+        store.len()
+    };
+    metrics::gauge!(m::CONNECTED_PROXIES).set(connected as f64);
+    tracing::debug!(pod = %id.pod, stream = stream_id, "proxy disconnected");
+}
+
+/// Sends the endpoint lists that changed for the services the proxy calls.
+async fn send_endpoints(
+    tx: &Tx,
+    id: &ProxyIdentity,
+    eps: &BTreeMap<String, Vec<loadshift_proxy::endpoint::Endpoint>>,
+    st: &mut StreamPlans,
+) -> bool {
+    for svc in &id.outbound_services {
+        let Some(list) = eps.get(svc) else { continue };
+        if st.endpoints.get(svc) == Some(list) {
+            continue;
+        }
+        st.endpoints.insert(svc.clone(), list.clone());
+        let msg = pb::EndpointsUpdate {
+            service: svc.clone(),
+            endpoints: list.iter().map(convert::endpoint_to_proto).collect(),
+        };
+        let msg = pb::ControlMessage {
+            msg: Some(control_message::Msg::Endpoints(msg)),
+        };
+        if tx.send(Ok(msg)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Sends the full snapshot or the delta between what the proxy has and what is in force.
+async fn push(
+    shared: &Shared,
+    tx: &Tx,
+    stream_id: u64,
+    id: &ProxyIdentity,
+    st: &mut StreamPlans,
+    full: bool,
+) -> bool {
+    let desired = shared.plans.for_proxy(&id.pod, &id.outbound_services);
+    let (set, removed) = if full {
+        (desired.clone(), Vec::new())
+    } else {
+        // A refused update stays held back while its plans are unchanged.
+        let mut base = st.sent.clone();
+        if let Some(held) = &st.held {
+            if held.iter().all(|(s, p)| desired.get(s) == p.as_ref()) {
+                for (s, p) in held {
+                    match p {
+                        Some(p) => base.insert(s.clone(), p.clone()),
+                        None => base.remove(s),
+                    };
+                }
+            } else {
+                st.held = None;
+            }
+        }
+        let set: BTreeMap<_, _> = desired
+            .iter()
+            .filter(|(k, v)| base.get(*k) != Some(v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let removed: Vec<String> = base
+            .keys()
+            .filter(|k| !desired.contains_key(*k))
+            .cloned()
+            .collect();
+        if set.is_empty() && removed.is_empty() {
+            return true;
+        }
+        (set, removed)
+    };
+    let version = shared.plan_version();
+    let nonce = format!("{stream_id:x}-{version:x}");
+    let msg = pb::PlanUpdate {
+        version,
+        nonce: nonce.clone(),
+        full,
+        services: set
+            .iter()
+            .map(|(k, v)| (k.clone(), convert::service_plan_to_proto(v)))
+            .collect(),
+        removed: removed.clone(),
+    };
+    if full {
+        st.sent = desired;
+    } else {
+        apply_delta(&mut st.sent, &set, &removed);
+    }
+    st.in_flight.push_back(InFlight {
+        version,
+        nonce,
+        sent_at: Instant::now(),
+        full,
+        set,
+        removed,
+    });
+    metrics::counter!(m::PLAN_PUSHES, "kind" => if full { "full" } else { "delta" }).increment(1);
+    let msg = pb::ControlMessage {
+        msg: Some(control_message::Msg::Plan(msg)),
+    };
+    tx.send(Ok(msg)).await.is_ok()
+}
+
+fn apply_delta(
+    target: &mut BTreeMap<String, ServicePlan>,
+    set: &BTreeMap<String, ServicePlan>,
+    removed: &[String],
+) {
+    for r in removed {
+        target.remove(r);
+    }
+    for (k, v) in set {
+        target.insert(k.clone(), v.clone());
+    }
+}
+
+fn handle(
+    shared: &Shared,
+    stream_id: u64,
+    id: &ProxyIdentity,
+    st: &mut StreamPlans,
+    msg: pb::ProxyMessage,
+) {
+    match msg.msg {
+        Some(proxy_message::Msg::Report(r)) => {
+            metrics::counter!(m::REPORTS).increment(1);
+            let lag_ms = crate::plans::unix_ms().saturating_sub(r.sent_unix_ms);
+            if r.sent_unix_ms > 0 && lag_ms >= 0 {
+                metrics::histogram!(m::REPORT_LAG_SECONDS).record(lag_ms as f64 / 1000.0);
+            }
+            let stored = stored_report(shared.now(), r);
+            shared.store.lock().report(&id.pod, stream_id, stored);
+        }
+        Some(proxy_message::Msg::Ack(a)) => answer(st, a.version, &a.nonce, None, &id.pod),
+        Some(proxy_message::Msg::Nack(n)) => {
+            answer(st, n.version, &n.nonce, Some(n.reason), &id.pod)
+        }
+        Some(proxy_message::Msg::Hello(_)) | None => {
+            tracing::debug!(pod = %id.pod, "ignoring a repeated Hello or an empty message");
+        }
+    }
+}
+
+/// Settles the in-flight update `version`; answers for unknown versions or nonces are stale.
+fn answer(st: &mut StreamPlans, version: u64, nonce: &str, nack: Option<String>, pod: &str) {
+    let Some(pos) = st
+        .in_flight
+        .iter()
+        .position(|f| f.version == version && f.nonce == nonce)
+    else {
+        return;
+    };
+    // Earlier updates without an answer are superseded; the client answers every update in order.
+    let f = st.in_flight.drain(..=pos).next_back();
+    let Some(f) = f else { return };
+    metrics::histogram!(m::PLAN_ACK_SECONDS).record(f.sent_at.elapsed().as_secs_f64());
+    match nack {
+        None => {
+            metrics::counter!(m::PLAN_ACKS).increment(1);
+            if f.full {
+                st.acked = f.set;
+            } else {
+                apply_delta(&mut st.acked, &f.set, &f.removed);
+            }
+        }
+        Some(reason) => {
+            metrics::counter!(m::PLAN_NACKS).increment(1);
+            tracing::warn!(%pod, version, %reason, "proxy refused a plan");
+            let mut held: BTreeMap<String, Option<ServicePlan>> =
+                f.set.into_iter().map(|(k, v)| (k, Some(v))).collect();
+            held.extend(f.removed.into_iter().map(|k| (k, None)));
+            st.held = Some(held);
+            // The proxy runs what it acknowledged plus whatever later updates it accepts.
+            st.sent = st.acked.clone();
+            for later in &st.in_flight {
+                if later.full {
+                    st.sent = later.set.clone();
+                } else {
+                    apply_delta(&mut st.sent, &later.set, &later.removed);
+                }
+            }
+        }
+    }
+}
+
+fn stored_report(now: Duration, r: pb::Report) -> StoredReport {
+    StoredReport {
+        received: now,
+        endpoints: r
+            .endpoints
+            .into_iter()
+            .filter_map(|e| {
+                Some(EndpointSample {
+                    service: e.service,
+                    addr: e.endpoint?.addr,
+                    window: e
+                        .window
+                        .as_ref()
+                        .map(convert::window_from_proto)
+                        .unwrap_or_default(),
+                    in_flight: e.in_flight,
+                    ewma_ms: e.ewma_ms,
+                })
+            })
+            .collect(),
+        inbound: r.inbound.as_ref().map(convert::window_from_proto),
+        host: r
+            .host
+            .as_ref()
+            .map(convert::pressure_from_proto)
+            .unwrap_or_default(),
+        blocked: r
+            .blocked
+            .into_iter()
+            .map(|b| (b.service, b.class, b.count))
+            .collect(),
+        offered: r
+            .offered
+            .into_iter()
+            .map(|o| (o.service, o.count, o.window_s))
+            .collect(),
+    }
+}
