@@ -13,6 +13,9 @@ pub mod policy;
 pub mod scalers;
 pub mod server;
 pub mod state;
+pub mod report;
+pub mod scenario;
+pub mod sim;
 
 pub use config::ControlConfig;
 pub use server::{BoundAddrs, ControlError, ControlServer, run};

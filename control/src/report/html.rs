@@ -1,0 +1,168 @@
+//! `report.html`: one self-contained page (inline SVG and CSS, no scripts, no external files) with
+//! the comparison table, latency percentiles over time per policy, load share per host over time
+//! per policy, and containers over time.
+
+use std::fmt::Write;
+
+use super::{
+    Report, ReportError,
+    charts::{Series, lines},
+};
+
+/// Hosts drawn per load-share chart; more would be unreadable (the CSV has them all).
+const MAX_HOSTS: usize = 10;
+
+pub(super) fn render(r: &Report) -> Result<String, ReportError> {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>loadshift {src}: {name}</title>\n<style>\
+         body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}}\
+         table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}\
+         td:first-child,th:first-child{{text-align:left}}svg{{display:block;margin:1em 0}}</style></head><body>\n\
+         <h1>{name}</h1>\n<p>{src}, seed {seed}</p>\n",
+        src = esc(&r.source),
+        name = esc(&r.scenario),
+        seed = r.seed
+    );
+    for n in &r.notes {
+        let _ = writeln!(h, "<p>{}</p>", esc(n));
+    }
+    h.push_str("<h2>Comparison</h2>\n<table><tr><th>policy</th><th>requests</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>SLA violations %</th><th>blocked %</th><th>container-seconds</th><th>converge iterations</th><th>plan pushes</th><th>completed / failed / blocked</th></tr>\n");
+    for run in &r.runs {
+        let s = &run.summary;
+        let c = &run.counts;
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{} / {} / {}</td></tr>",
+            esc(&run.policy),
+            s.requests,
+            s.p50_ms,
+            s.p95_ms,
+            s.p99_ms,
+            s.sla_violation_pct,
+            s.blocked_pct,
+            s.container_seconds,
+            s.converge_iterations
+                .map_or_else(|| "-".into(), |v| v.to_string()),
+            s.plan_pushes,
+            c.completed,
+            c.failed,
+            c.blocked
+        );
+    }
+    h.push_str("</table>\n<h2>End-to-end latency over time</h2>\n");
+    for (label, pick) in [
+        (
+            "p50",
+            (|i: &super::Interval| i.p50_ms) as fn(&super::Interval) -> f64,
+        ),
+        ("p95", |i| i.p95_ms),
+        ("p99", |i| i.p99_ms),
+    ] {
+        let series: Vec<Series> = r
+            .runs
+            .iter()
+            .map(|run| Series {
+                name: run.policy.clone(),
+                points: run
+                    .intervals
+                    .iter()
+                    .filter(|i| i.requests > 0)
+                    .map(|i| (i.t_s, pick(i)))
+                    .collect(),
+            })
+            .collect();
+        h.push_str(&lines(
+            &format!("{label} end-to-end latency per interval"),
+            "ms",
+            &series,
+            None,
+        )?);
+    }
+    h.push_str("<h2>Load share per host over time</h2>\n<p>Share of all service calls routed to each host.</p>\n");
+    for run in &r.runs {
+        h.push_str(&lines(
+            &format!("load share per host: {}", run.policy),
+            "share",
+            &host_series(run),
+            Some(1.0),
+        )?);
+    }
+    h.push_str("<h2>Containers over time</h2>\n");
+    let series: Vec<Series> = r
+        .runs
+        .iter()
+        .map(|run| Series {
+            name: run.policy.clone(),
+            points: run
+                .intervals
+                .iter()
+                .map(|i| (i.t_s, f64::from(i.total_containers())))
+                .collect(),
+        })
+        .collect();
+    h.push_str(&lines(
+        "containers (all services)",
+        "containers",
+        &series,
+        None,
+    )?);
+    h.push_str("</body></html>\n");
+    Ok(h)
+}
+
+/// One series per host, the `MAX_HOSTS` hosts whose share moved the most first.
+fn host_series(run: &super::PolicyRun) -> Vec<Series> {
+    let mut hosts: Vec<(&String, f64)> = Vec::new();
+    for iv in &run.intervals {
+        for h in iv.host_share.keys() {
+            if !hosts.iter().any(|(x, _)| *x == h) {
+                hosts.push((h, 0.0));
+            }
+        }
+    }
+    for (h, spread) in hosts.iter_mut() {
+        let v: Vec<f64> = run
+            .intervals
+            .iter()
+            .map(|i| i.host_share.get(*h).copied().unwrap_or(0.0))
+            .collect();
+        let max = v.iter().copied().fold(0.0, f64::max);
+        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+        *spread = max - min + max * 1e-3;
+    }
+    hosts.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    hosts.truncate(MAX_HOSTS);
+    hosts.sort_by(|a, b| a.0.cmp(b.0));
+    hosts
+        .into_iter()
+        .map(|(h, _)| Series {
+            name: h.clone(),
+            points: run
+                .intervals
+                .iter()
+                .map(|i| (i.t_s, i.host_share.get(h).copied().unwrap_or(0.0)))
+                .collect(),
+        })
+        .collect()
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_is_self_contained() {
+        let page = render(&crate::report::tests::sample()).unwrap();
+        assert!(page.contains("<table>") && page.matches("<svg").count() >= 6);
+        assert!(!page.contains("<script") && !page.contains("src=\"http"));
+    }
+}

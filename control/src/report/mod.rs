@@ -1,0 +1,237 @@
+//! Results of `loadshift sim` and `loadshift lab`, in one format: `summary.json` (stable schema,
+//! documented in `docs/scenarios.md`), `timeseries.csv` (one row per interval, metric and key),
+//! `report.html` (self-contained, inline SVG charts drawn with `plotters`) and a terminal table.
+
+mod charts;
+mod csv;
+mod html;
+mod table;
+
+use std::{collections::BTreeMap, path::Path};
+
+use serde::{Deserialize, Serialize};
+
+pub use table::terminal_table;
+
+/// Everything one `sim` or `lab` invocation measured.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: String,
+    pub seed: u64,
+    /// `sim` or `lab`, and anything the reader must know (scale factor, duration).
+    pub source: String,
+    pub notes: Vec<String>,
+    /// One run per policy, in the order they ran.
+    pub runs: Vec<PolicyRun>,
+}
+
+/// One policy's run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PolicyRun {
+    /// `<planner>` or `<planner>+<scaler>`.
+    pub policy: String,
+    pub summary: PolicySummary,
+    pub counts: Counts,
+    /// One entry per `report_interval_s`.
+    pub intervals: Vec<Interval>,
+}
+
+/// The per-policy object of `summary.json`. Field names are a stable interface.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySummary {
+    /// End-to-end latency percentiles of counted (post-warm-up, not blocked) requests.
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    /// Requests slower than their flow's SLA latency or failed, over requests not blocked, %.
+    pub sla_violation_pct: f64,
+    /// Blocked requests over offered requests, %.
+    pub blocked_pct: f64,
+    /// Container count integrated over the counted part of the run.
+    pub container_seconds: f64,
+    /// Planner iterations until the per-iteration p95 stays within 5% of its final value; `null`
+    /// when it never settles.
+    pub converge_iterations: Option<u32>,
+    /// Plan changes pushed to proxies (one per service plan or per-proxy plan that changed).
+    pub plan_pushes: u64,
+    /// Offered requests after warm-up.
+    pub requests: u64,
+}
+
+/// Where every offered request ended up. `completed + failed + blocked == offered`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub offered: u64,
+    pub completed: u64,
+    /// Errors, timeouts and requests still unfinished when the run ended.
+    pub failed: u64,
+    pub blocked: u64,
+    /// Of `failed`: still in flight at the end of the drain.
+    pub unfinished: u64,
+    /// Service calls (hops) made, all requests.
+    pub calls: u64,
+}
+
+/// One row of the time series.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Interval {
+    /// End of the interval, seconds since the start.
+    pub t_s: f64,
+    /// Requests finished in the interval.
+    pub requests: u64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    /// Share of all service calls per host.
+    pub host_share: BTreeMap<String, f64>,
+    /// Per service: share of its calls per host.
+    pub service_host_share: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Containers per service at the end of the interval.
+    pub containers: BTreeMap<String, u32>,
+}
+
+impl Interval {
+    /// Containers over all services.
+    pub fn total_containers(&self) -> u32 {
+        self.containers.values().sum()
+    }
+}
+
+/// Why a report could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("writing {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("encoding summary.json: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("drawing {chart}: {reason}")]
+    Chart { chart: String, reason: String },
+}
+
+#[derive(Serialize)]
+struct SummaryFile<'a> {
+    scenario: &'a str,
+    seed: u64,
+    policies: BTreeMap<&'a str, &'a PolicySummary>,
+}
+
+impl Report {
+    /// The `summary.json` document.
+    pub fn summary_json(&self) -> Result<String, ReportError> {
+        let file = SummaryFile {
+            scenario: &self.scenario,
+            seed: self.seed,
+            policies: self
+                .runs
+                .iter()
+                .map(|r| (r.policy.as_str(), &r.summary))
+                .collect(),
+        };
+        Ok(serde_json::to_string_pretty(&file)?)
+    }
+
+    /// Writes `summary.json`, `timeseries.csv` and `report.html` into `dir` (created if missing).
+    pub fn write(&self, dir: &Path) -> Result<(), ReportError> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| ReportError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let p = dir.join("summary.json");
+        std::fs::write(&p, self.summary_json()? + "\n").map_err(io(&p))?;
+        let p = dir.join("timeseries.csv");
+        std::fs::write(&p, csv::timeseries(self)).map_err(io(&p))?;
+        let p = dir.join("report.html");
+        std::fs::write(&p, html::render(self)?).map_err(io(&p))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A small two-policy report for the writers' tests.
+    pub(crate) fn sample() -> Report {
+        let run = |name: &str, p95: f64| PolicyRun {
+            policy: name.into(),
+            summary: PolicySummary {
+                p50_ms: 10.0,
+                p95_ms: p95,
+                p99_ms: p95 * 1.5,
+                sla_violation_pct: 1.0,
+                blocked_pct: 0.0,
+                container_seconds: 600.0,
+                converge_iterations: Some(3),
+                plan_pushes: 12,
+                requests: 1000,
+            },
+            counts: Counts {
+                offered: 1000,
+                completed: 990,
+                failed: 10,
+                ..Default::default()
+            },
+            intervals: (1..=6)
+                .map(|k| Interval {
+                    t_s: 5.0 * k as f64,
+                    requests: 160,
+                    p50_ms: 10.0,
+                    p95_ms: p95 + 10.0 / k as f64,
+                    p99_ms: p95 * 1.5,
+                    host_share: [("h1".into(), 0.5), ("h2".into(), 0.5)].into(),
+                    service_host_share: [(
+                        "a".into(),
+                        [("h1".into(), 0.5), ("h2".into(), 0.5)].into(),
+                    )]
+                    .into(),
+                    containers: [("a".into(), 2)].into(),
+                })
+                .collect(),
+        };
+        Report {
+            scenario: "t".into(),
+            seed: 7,
+            source: "sim".into(),
+            notes: vec!["note".into()],
+            runs: vec![run("even", 40.0), run("p2c-ewma", 30.0)],
+        }
+    }
+
+    #[test]
+    fn summary_has_the_documented_schema() {
+        let v: serde_json::Value = serde_json::from_str(&sample().summary_json().unwrap()).unwrap();
+        assert_eq!(v["scenario"], "t");
+        assert_eq!(v["seed"], 7);
+        let p = &v["policies"]["even"];
+        for k in [
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+            "sla_violation_pct",
+            "blocked_pct",
+            "container_seconds",
+            "converge_iterations",
+            "plan_pushes",
+            "requests",
+        ] {
+            assert!(p.get(k).is_some(), "missing {k}");
+        }
+        assert_eq!(p.as_object().unwrap().len(), 9);
+    }
+
+    #[test]
+    fn writes_all_three_files() {
+        let dir = std::env::temp_dir().join(format!("loadshift-report-{}", std::process::id()));
+        sample().write(&dir).unwrap();
+        for f in ["summary.json", "timeseries.csv", "report.html"] {
+            assert!(std::fs::metadata(dir.join(f)).unwrap().len() > 100, "{f}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
