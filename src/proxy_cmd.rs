@@ -15,6 +15,10 @@ pub struct ProxyArgs {
     /// Validate the configuration and exit.
     #[arg(long)]
     pub check: bool,
+    /// After binding, write the bound addresses here as JSON (`{"outbound", "inbound", "admin"}`),
+    /// so callers can use port 0.
+    #[arg(long)]
+    pub addr_file: Option<PathBuf>,
 }
 
 pub fn main(args: ProxyArgs) -> ExitCode {
@@ -36,6 +40,22 @@ pub fn main(args: ProxyArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(path) = &args.addr_file {
+        let addrs = serde_json::json!({
+            "outbound": running.outbound.to_string(),
+            "inbound": running.inbound.map(|a| a.to_string()),
+            "admin": running.admin.to_string(),
+        });
+        // Written whole then renamed, so a reader never sees half a file.
+        let tmp = path.with_extension("tmp");
+        if let Err(e) =
+            std::fs::write(&tmp, addrs.to_string()).and_then(|()| std::fs::rename(&tmp, path))
+        {
+            eprintln!("loadshift proxy: writing {}: {e}", path.display());
+            running.shutdown();
+            return ExitCode::FAILURE;
+        }
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
