@@ -3,15 +3,17 @@
 
 pub mod baselines;
 mod even;
-mod r#static;
+pub mod imbres_connect;
 pub mod perf_store;
 pub mod perf_table;
+mod r#static;
 pub mod imbres_shift;
 
 use crate::policy::Planner;
 
 pub use baselines::{Connections, Local, Mode};
 pub use even::Even;
+pub use imbres_connect::ImbresConnect;
 pub use r#static::Static;
 pub use imbres_shift::ImbresShift;
 
@@ -26,9 +28,10 @@ pub struct UnknownPlanner {
 /// Names `build` accepts.
 pub const NAMES: &[&str] = &[
     "even",
-    "static",
     "imbres-shift",
     "imbres-shift-pure",
+    "imbres-connect",
+    "static",
     "round-robin",
     "least-request",
     "p2c-ewma",
@@ -45,12 +48,16 @@ pub fn build(name: &str) -> Result<Box<dyn Planner>, UnknownPlanner> {
         "static" => Ok(Box::new(Static::default())),
         "imbres-shift" => Ok(Box::new(ImbresShift::new(Default::default()))),
         "imbres-shift-pure" => Ok(Box::new(ImbresShift::pure(Default::default()))),
+        "imbres-connect" => Ok(Box::new(ImbresConnect::new(Default::default()))),
         "round-robin" => Ok(Box::new(Mode::round_robin())),
         "least-request" => Ok(Box::new(Mode::least_request())),
         "p2c-ewma" => Ok(Box::new(Mode::p2c_ewma())),
         "local" => Ok(Box::new(Local)),
         "random-partial" => Ok(Box::new(Connections::random_partial(Default::default(), 0, 10))),
         "full" => Ok(Box::new(Connections::full(Default::default()))),
-        _ => Err(UnknownPlanner { name: name.to_string(), known: NAMES.join(", ") }),
+        _ => Err(UnknownPlanner {
+            name: name.to_string(),
+            known: NAMES.join(", "),
+        }),
     }
 }

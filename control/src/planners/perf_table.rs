@@ -207,6 +207,11 @@ impl PerfTable {
         &self.params
     }
 
+    /// True while no service has a single cell.
+    pub fn is_empty(&self) -> bool {
+        self.services.values().all(ServiceTable::is_empty)
+    }
+
     /// One service's table.
     pub fn service(&self, name: &str) -> Option<&ServiceTable> {
         self.services.get(name)
