@@ -18,7 +18,11 @@ pub struct OutlierParams {
 
 impl Default for OutlierParams {
     fn default() -> Self {
-        Self { consecutive_failures: 5, base: Duration::from_secs(1), max: Duration::from_secs(60) }
+        Self {
+            consecutive_failures: 5,
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        }
     }
 }
 
@@ -60,7 +64,10 @@ impl Outlier {
         if self.is_ejected(now) || (self.failures < p.consecutive_failures && !returning) {
             return Transition::None;
         }
-        let backoff = p.base.saturating_mul(1u32 << self.ejections.min(16)).min(p.max);
+        let backoff = p
+            .base
+            .saturating_mul(1u32 << self.ejections.min(16))
+            .min(p.max);
         self.ejections = self.ejections.saturating_add(1);
         self.failures = 0;
         let until = now + backoff;
@@ -82,14 +89,23 @@ mod tests {
 
     #[test]
     fn ejects_backs_off_and_recovers() {
-        let p = OutlierParams { consecutive_failures: 3, ..Default::default() };
+        let p = OutlierParams {
+            consecutive_failures: 3,
+            ..Default::default()
+        };
         let mut o = Outlier::default();
         assert_eq!(o.observe(&p, S, false), Transition::None);
         assert_eq!(o.observe(&p, S, false), Transition::None);
-        assert_eq!(o.observe(&p, S, false), Transition::Ejected { until: 2 * S });
+        assert_eq!(
+            o.observe(&p, S, false),
+            Transition::Ejected { until: 2 * S }
+        );
         assert!(o.is_ejected(S) && !o.is_ejected(2 * S));
         // Back after 1 s; one failure re-ejects for 2 s.
-        assert_eq!(o.observe(&p, 2 * S, false), Transition::Ejected { until: 4 * S });
+        assert_eq!(
+            o.observe(&p, 2 * S, false),
+            Transition::Ejected { until: 4 * S }
+        );
         // Recovered: successes clear the backoff.
         for _ in 0..3 {
             o.observe(&p, 5 * S, true);
@@ -100,7 +116,10 @@ mod tests {
 
     #[test]
     fn a_success_breaks_the_streak() {
-        let p = OutlierParams { consecutive_failures: 2, ..Default::default() };
+        let p = OutlierParams {
+            consecutive_failures: 2,
+            ..Default::default()
+        };
         let mut o = Outlier::default();
         o.observe(&p, S, false);
         o.observe(&p, S, true);

@@ -17,7 +17,11 @@ pub struct BudgetParams {
 
 impl Default for BudgetParams {
     fn default() -> Self {
-        Self { ratio: 0.2, min_per_sec: 10, window_secs: 10 }
+        Self {
+            ratio: 0.2,
+            min_per_sec: 10,
+            window_secs: 10,
+        }
     }
 }
 
@@ -32,7 +36,10 @@ pub struct RetryBudget {
 impl RetryBudget {
     pub fn new(p: BudgetParams) -> Self {
         let n = p.window_secs.max(1) as usize;
-        Self { p, slots: vec![(u64::MAX, 0, 0); n] }
+        Self {
+            p,
+            slots: vec![(u64::MAX, 0, 0); n],
+        }
     }
 
     fn slot(&mut self, now: Duration) -> &mut (u64, u64, u64) {
@@ -79,7 +86,11 @@ mod tests {
 
     #[test]
     fn ratio_and_floor_bound_retries() {
-        let mut b = RetryBudget::new(BudgetParams { ratio: 0.1, min_per_sec: 1, window_secs: 10 });
+        let mut b = RetryBudget::new(BudgetParams {
+            ratio: 0.1,
+            min_per_sec: 1,
+            window_secs: 10,
+        });
         let t = Duration::from_secs(100);
         for _ in 0..100 {
             b.deposit(t);

@@ -31,7 +31,12 @@ pub fn rendezvous<S: AsRef<str>>(identity: &str, keys: &[S], k: usize) -> Vec<us
     let mut ranked: Vec<(u64, usize)> = keys
         .iter()
         .enumerate()
-        .map(|(i, key)| (stable_hash(&[identity.as_bytes(), key.as_ref().as_bytes()]), i))
+        .map(|(i, key)| {
+            (
+                stable_hash(&[identity.as_bytes(), key.as_ref().as_bytes()]),
+                i,
+            )
+        })
         .collect();
     ranked.select_nth_unstable_by(k - 1, |a, b| b.cmp(a));
     let mut out: Vec<usize> = ranked[..k].iter().map(|&(_, i)| i).collect();
@@ -46,7 +51,10 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn chosen(identity: &str, keys: &[String], k: usize) -> BTreeSet<String> {
-        rendezvous(identity, keys, k).into_iter().map(|i| keys[i].clone()).collect()
+        rendezvous(identity, keys, k)
+            .into_iter()
+            .map(|i| keys[i].clone())
+            .collect()
     }
 
     proptest! {

@@ -18,13 +18,18 @@ pub struct Histogram {
 
 impl std::fmt::Debug for Histogram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Histogram").field("total", &self.total).finish()
+        f.debug_struct("Histogram")
+            .field("total", &self.total)
+            .finish()
     }
 }
 
 impl Default for Histogram {
     fn default() -> Self {
-        Self { counts: Box::new([0; BUCKETS]), total: 0 }
+        Self {
+            counts: Box::new([0; BUCKETS]),
+            total: 0,
+        }
     }
 }
 

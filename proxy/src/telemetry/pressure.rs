@@ -25,14 +25,21 @@ pub struct CpuTimes {
 /// Parses the `cpu ` line of `/proc/stat`. Idle time is `idle + iowait`.
 pub fn parse_proc_stat(text: &str) -> Option<CpuTimes> {
     let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line.split_whitespace().skip(1).map_while(|f| f.parse().ok()).collect();
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map_while(|f| f.parse().ok())
+        .collect();
     if v.len() < 4 {
         return None;
     }
     // user nice system idle iowait irq softirq steal (guest is already inside user).
     let total: u64 = v.iter().take(8).sum();
     let idle = v[3] + v.get(4).copied().unwrap_or(0);
-    Some(CpuTimes { busy: total.saturating_sub(idle), total })
+    Some(CpuTimes {
+        busy: total.saturating_sub(idle),
+        total,
+    })
 }
 
 /// Busy fraction between two readings.
@@ -91,7 +98,13 @@ mod tests {
     fn parses_stat_and_psi() {
         let a = parse_proc_stat("cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3 4\n").unwrap();
         let b = parse_proc_stat("cpu  200 0 200 800 100 0 0 0 0 0\n").unwrap();
-        assert_eq!(a, CpuTimes { busy: 200, total: 1000 });
+        assert_eq!(
+            a,
+            CpuTimes {
+                busy: 200,
+                total: 1000
+            }
+        );
         assert!((cpu_util(a, b) - 2.0 / 3.0).abs() < 1e-9);
         let psi = "some avg10=1.50 avg60=0.20 avg300=0.00 total=12\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
         assert_eq!(parse_psi_some_avg10(psi), Some(1.5));

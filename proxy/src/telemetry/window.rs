@@ -43,7 +43,12 @@ impl Window {
     pub fn new(slots: usize, slot_width: Duration) -> Self {
         let slots = slots.max(1);
         Self {
-            slots: (0..slots).map(|_| Slot { epoch: u64::MAX, ..Slot::default() }).collect(),
+            slots: (0..slots)
+                .map(|_| Slot {
+                    epoch: u64::MAX,
+                    ..Slot::default()
+                })
+                .collect(),
             slot_ns: (slot_width.as_nanos() as u64).max(1),
         }
     }
@@ -109,7 +114,11 @@ impl Aggregate {
         WindowSnapshot {
             count,
             errors: self.errors,
-            mean_ms: if count == 0 { 0.0 } else { ms(self.sum_us as f64 / count as f64) },
+            mean_ms: if count == 0 {
+                0.0
+            } else {
+                ms(self.sum_us as f64 / count as f64)
+            },
             p50_ms: ms(self.hist.quantile(0.50)),
             p95_ms: ms(self.hist.quantile(0.95)),
             p99_ms: ms(self.hist.quantile(0.99)),
