@@ -1,0 +1,39 @@
+//! `loadshift bench`: benchmarks that run real processes on this machine (not tests: they
+//! measure, they do not assert). `loadshift bench proxy` compares the data plane with HAProxy
+//! and nginx; see `benches/README.md`.
+
+pub mod peers;
+pub mod process;
+pub mod proxy;
+pub mod wrk;
+
+use std::process::ExitCode;
+
+/// Arguments of `loadshift bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Which benchmark.
+    #[command(subcommand)]
+    pub bench: Bench,
+}
+
+/// The benchmarks.
+#[derive(clap::Subcommand, Debug)]
+pub enum Bench {
+    /// loadshift proxy vs HAProxy vs nginx: saturation, open-loop latency, RSS.
+    Proxy(proxy::ProxyBenchArgs),
+}
+
+/// Entry point of `loadshift bench`: every child process is killed before this returns.
+pub fn main(args: BenchArgs) -> ExitCode {
+    let result = match &args.bench {
+        Bench::Proxy(a) => proxy::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadshift bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
