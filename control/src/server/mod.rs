@@ -82,6 +82,8 @@ pub(crate) struct Shared {
     pub actuator: Mutex<Box<dyn Actuator>>,
     pub decisions: Mutex<VecDeque<DecisionRecord>>,
     pub endpoints: watch::Receiver<EndpointMap>,
+    /// Kept alive for as long as the server runs: dropping a source ends its change feed.
+    _discovery: Box<dyn Discovery>,
     pub shutdown: watch::Receiver<bool>,
     next_stream: AtomicU64,
     next_version: AtomicU64,
@@ -227,6 +229,7 @@ impl ControlServer {
             actuator: Mutex::new(actuator),
             decisions: Mutex::default(),
             endpoints: discovery.watch(),
+            _discovery: Box::new(discovery),
             shutdown: stop_rx,
             next_stream: AtomicU64::new(1),
             next_version: AtomicU64::new(start_version),
