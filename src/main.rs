@@ -7,8 +7,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod app;
+mod bench;
 mod control_cmd;
 mod ctl;
+mod loadgen;
 
 /// Exit code for invalid configuration or input (sysexits EX_DATAERR / EX_USAGE family).
 pub const EXIT_CONFIG: u8 = 64;
@@ -16,6 +19,12 @@ pub const EXIT_CONFIG: u8 = 64;
 #[derive(Parser, Debug)]
 #[command(name = "loadshift", version, about)]
 enum Cli {
+    /// Open-loop HTTP/1.1 load generator (fixed rate, latency from the intended send time).
+    Load(loadgen::cli::LoadArgs),
+    /// Emulated service for the lab: service-time distribution, interference, downstream calls.
+    App(app::AppArgs),
+    /// Benchmarks against peers on this machine (`bench proxy`: loadshift vs HAProxy vs nginx).
+    Bench(bench::BenchArgs),
     /// Run the control plane (proxy stream API, operator API, planner and scale loops).
     Control(control_cmd::ControlArgs),
     /// Operator CLI: status, watch, objectives, pins, scale decisions.
@@ -24,6 +33,9 @@ enum Cli {
 
 fn main() -> ExitCode {
     match Cli::parse() {
+        Cli::Load(args) => loadgen::cli::main(args),
+        Cli::App(args) => app::main(args),
+        Cli::Bench(args) => bench::main(args),
         Cli::Control(args) => control_cmd::main(args),
         Cli::Ctl(args) => ctl::main(args),
     }
