@@ -5,6 +5,20 @@ use plotters::prelude::*;
 
 use super::ReportError;
 
+/// Matplotlib's tab10: distinguishable, and dark enough on white.
+const PALETTE: [(u8, u8, u8); 10] = [
+    (31, 119, 180),
+    (214, 39, 40),
+    (44, 160, 44),
+    (255, 127, 14),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+];
+
 /// One line of a chart.
 pub(super) struct Series {
     pub name: String,
@@ -57,7 +71,8 @@ pub(super) fn lines(
             .draw()
             .map_err(|e| err(&e))?;
         for (i, s) in series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
+            let (r, g, b) = PALETTE[i % PALETTE.len()];
+            let color = RGBColor(r, g, b);
             chart
                 .draw_series(LineSeries::new(
                     s.points.iter().copied(),

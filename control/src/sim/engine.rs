@@ -109,8 +109,10 @@ impl Engine {
             })
             .collect();
         let control_ns = planners.first().map_or(5_000_000_000, |p| p.interval_ns);
+        let mut rec = Recorder::new(w.svcs.len(), w.hosts.len(), control_ns);
+        rec.full_control_intervals = (ns(s.duration_s) / control_ns.max(1)) as usize;
         Engine {
-            rec: Recorder::new(w.svcs.len(), w.hosts.len(), control_ns),
+            rec,
             svc_names: w.svcs.iter().map(|x| x.name.clone()).collect(),
             host_names: w.hosts.iter().map(|h| h.name.clone()).collect(),
             w,

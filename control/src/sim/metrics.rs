@@ -33,6 +33,8 @@ pub(super) struct Recorder {
     /// Integrated over [warm-up, duration].
     pub container_seconds: f64,
     pub sum_latency_ms: f64,
+    /// Control intervals that lie wholly inside the run (the drain's partial one is left out).
+    pub full_control_intervals: usize,
 }
 
 impl Recorder {
@@ -52,6 +54,7 @@ impl Recorder {
             plan_pushes: 0,
             container_seconds: 0.0,
             sum_latency_ms: 0.0,
+            full_control_intervals: usize::MAX,
         }
     }
 
@@ -63,10 +66,11 @@ impl Recorder {
             self.control.resize_with(k + 1, Histogram::default);
         }
         self.control[k].record(us);
+        // The time series shows the warm-up too; the summary counts only what follows it.
+        self.interval.record(us);
+        self.interval_requests += 1;
         if counted {
             self.total.record(us);
-            self.interval.record(us);
-            self.interval_requests += 1;
             self.answered += 1;
             self.sum_latency_ms += latency_ns as f64 / 1e6;
             self.violations += u64::from(violated);
@@ -123,12 +127,12 @@ impl Recorder {
     /// Control iterations until the per-iteration p95 stays within 5% of its final value (the
     /// p95 over the last quarter of the run); `None` when it never settles.
     pub fn converge_iterations(&self) -> Option<u32> {
-        let n = self.control.len();
+        let n = self.control.len().min(self.full_control_intervals);
         if n == 0 {
             return None;
         }
         let mut tail = Histogram::default();
-        for h in &self.control[n - n.div_ceil(4)..] {
+        for h in &self.control[n - n.div_ceil(4)..n] {
             tail.merge(h);
         }
         let fin = tail.quantile(0.95);
@@ -138,7 +142,7 @@ impl Recorder {
         let ok = |h: &Histogram| {
             h.count() < CONVERGE_MIN_SAMPLES || (h.quantile(0.95) - fin).abs() <= CONVERGE_TOL * fin
         };
-        let first_bad_from_end = self.control.iter().rposition(|h| !ok(h));
+        let first_bad_from_end = self.control[..n].iter().rposition(|h| !ok(h));
         match first_bad_from_end {
             None => Some(0),
             Some(i) if i + 1 < n => Some((i + 1) as u32),
