@@ -1,5 +1,6 @@
 //! The admin thread: `/metrics`, `/live`, `/ready`, `/plan`, `/stats` on the admin listener, and
-//! the background tasks (host pressure sampling, plan file reload).
+//! the background tasks (host pressure sampling, plan file reload, local shifting, the control
+//! plane client).
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
@@ -11,7 +12,9 @@ use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::{net::TcpListener, sync::watch};
 
-use crate::{plan_file, state::Shared, stats, telemetry::pressure::HostSampler};
+use crate::{
+    control_client, data_plane, plan_file, state::Shared, stats, telemetry::pressure::HostSampler,
+};
 
 /// Runs until shutdown.
 pub fn run(
@@ -34,6 +37,17 @@ pub fn run(
         tokio::spawn(sample_host(shared.clone()));
         if let Some(path) = shared.config.plan_file.clone() {
             tokio::spawn(plan_file::watch(shared.clone(), path));
+        }
+        if let Some(params) = shared.config.local_shift {
+            tokio::spawn(data_plane::local_shift(shared.clone(), params));
+        }
+        if let Some(cfg) = shared.config.control.clone() {
+            let dp = Arc::new(data_plane::ProxyDataPlane(shared.clone()));
+            let id = data_plane::identity(&shared);
+            let mut stop = shutdown.clone();
+            tokio::spawn(control_client::run(cfg, id, dp, async move {
+                let _ = stop.wait_for(|&s| s).await;
+            }));
         }
         let listener = match TcpListener::from_std(listener) {
             Ok(l) => l,

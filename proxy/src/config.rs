@@ -234,24 +234,6 @@ impl Default for Telemetry {
     }
 }
 
-/// Control plane connection.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Control {
-    /// Control plane URL, e.g. `http://127.0.0.1:8090`.
-    pub url: String,
-    /// File holding the bearer token. Default: none.
-    #[serde(default)]
-    pub token_file: Option<PathBuf>,
-    /// Report interval. Default 1000 ms.
-    #[serde(default = "default_report_ms")]
-    pub report_ms: u64,
-}
-
-fn default_report_ms() -> u64 {
-    1000
-}
-
 /// The whole proxy configuration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -282,9 +264,14 @@ pub struct ProxyConfig {
     /// Plan file (YAML or JSON), reloaded when it changes. Default: none.
     #[serde(default)]
     pub plan_file: Option<PathBuf>,
-    /// Control plane; without it the proxy runs on static config, plan file and local mode.
+    /// Control plane (`url`, `token_file`, `report_interval_ms`, backoff); without it the proxy
+    /// runs on static config, the plan file and, if set, local shifting.
     #[serde(default)]
-    pub control: Option<Control>,
+    pub control: Option<crate::control_client::ControlClientConfig>,
+    /// In-path load shifting (Imbres Alg. 1 on this proxy's own per-host RTTs) for services
+    /// without a plan of their own; only without a control plane. Default: off.
+    #[serde(default)]
+    pub local_shift: Option<crate::shift::ShiftParams>,
     #[serde(default)]
     pub timeouts: Timeouts,
     #[serde(default)]
@@ -497,9 +484,30 @@ impl ProxyConfig {
                     "must start with http:// or https://",
                 ));
             }
-            if c.report_ms == 0 {
-                return Err(invalid("control.report_ms", 0, "must be > 0"));
+            if c.report_interval_ms == 0 {
+                return Err(invalid("control.report_interval_ms", 0, "must be > 0"));
             }
+            if c.backoff_min_ms == 0 || c.backoff_min_ms > c.backoff_max_ms {
+                return Err(invalid(
+                    "control.backoff_min_ms",
+                    c.backoff_min_ms,
+                    "must be > 0 and <= control.backoff_max_ms",
+                ));
+            }
+        }
+        if let Some(ls) = &self.local_shift {
+            if self.control.is_some() {
+                return Err(invalid(
+                    "local_shift",
+                    "set",
+                    "local shifting runs only without a control plane (the control plane's imbres-shift planner does it there)",
+                ));
+            }
+            ls.validate().map_err(|e| ConfigError::Invalid {
+                field: "local_shift".into(),
+                value: e.to_string(),
+                reason: "out of range",
+            })?;
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ pub mod telemetry;
 
 mod admin;
 pub mod config;
+pub mod data_plane;
 pub mod error;
 mod headers;
 pub mod metrics;

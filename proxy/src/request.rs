@@ -82,6 +82,7 @@ pub async fn handle(
     let _permit = match svc.gate(class).map(|g| g.admit()) {
         Some(Err(reason)) => {
             metrics::blocked(&svc.name, class, reason.as_str());
+            w.shared.count_blocked(&svc.name, class);
             return Ok(blocked_response(reason));
         }
         Some(Ok(permit)) => Some(permit),

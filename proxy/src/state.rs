@@ -23,7 +23,7 @@ use crate::{
     plan::{Plan, PlanError},
     retry_budget::RetryBudget,
     routes::{RouteSpec, Routes, ServiceRoute, build_service},
-    telemetry::{TelemetryParams, pressure::HostPressure},
+    telemetry::{TelemetryParams, counter::CountWindow, pressure::HostPressure},
 };
 
 /// Monotonic clock the sans-IO modules read as "time since start". Built on tokio's `Instant`
@@ -62,6 +62,8 @@ pub struct Shared {
     pub host: Mutex<HostPressure>,
     /// False once draining starts: `/ready` turns 503.
     pub ready: AtomicBool,
+    /// Blocked requests per (service, class) over the telemetry window, for reports.
+    pub blocked: Mutex<HashMap<(String, String), CountWindow>>,
     /// Serialises table rebuilds.
     update: Mutex<()>,
     /// Current endpoint lists (config, then discovery) and protocols by service.
@@ -117,6 +119,7 @@ impl Shared {
             telemetry,
             host: Mutex::new(HostPressure::default()),
             ready: AtomicBool::new(true),
+            blocked: Mutex::default(),
             update: Mutex::new(()),
             services: Mutex::new(services),
             config,
@@ -178,6 +181,39 @@ impl Shared {
         );
         self.routes.store(Arc::new(routes));
         Ok(())
+    }
+
+    /// Counts one blocked request for reports (the rare path; metrics count it too).
+    pub fn count_blocked(&self, service: &str, class: &str) {
+        let now = self.clock.now();
+        let p = &self.telemetry;
+        self.blocked
+            .lock()
+            .entry((service.to_string(), class.to_string()))
+            .or_insert_with(|| CountWindow::new(p.slots, p.slot_width))
+            .add(now, 1);
+    }
+
+    /// Replaces one service's weights with host weights (local shifting), keeping the rest of its
+    /// plan (blocking, subset size). Skips services whose plan already sets weights or a subset of
+    /// its own: an operator's plan wins over local measurements.
+    pub fn apply_local_weights(
+        &self,
+        service: &str,
+        host_weights: std::collections::BTreeMap<String, f64>,
+    ) -> Result<bool, PlanError> {
+        let current = self.plan();
+        let mut plan = (*current).clone();
+        let sp = plan.services.entry(service.to_string()).or_default();
+        let own =
+            !sp.endpoint_weights.is_empty() || !sp.zone_weights.is_empty() || !sp.subset.is_empty();
+        if own {
+            return Ok(false);
+        }
+        sp.host_weights = host_weights;
+        sp.weighted_p2c = true;
+        plan.version = current.version + 1;
+        self.apply_plan(plan).map(|()| true)
     }
 
     /// The plan in force.

@@ -3,6 +3,7 @@
 //! Everything here is sans-IO: callers pass the clock reading (`Duration` since an epoch of their
 //! choosing), so the proxy, the control plane and the simulator share the code.
 
+pub mod counter;
 pub mod ewma;
 pub mod histogram;
 pub mod pressure;
