@@ -5,6 +5,7 @@ pub mod baselines;
 mod even;
 pub mod imbres_connect;
 pub mod perf_store;
+pub mod perf_store_redis;
 pub mod perf_table;
 mod r#static;
 pub mod imbres_shift;
