@@ -11,6 +11,7 @@ mod app;
 mod bench;
 mod control_cmd;
 mod ctl;
+mod sim_cmd;
 mod loadgen;
 
 /// Exit code for invalid configuration or input (sysexits EX_DATAERR / EX_USAGE family).
@@ -29,6 +30,8 @@ enum Cli {
     Control(control_cmd::ControlArgs),
     /// Operator CLI: status, watch, objectives, pins, scale decisions.
     Ctl(ctl::CtlArgs),
+    /// Simulate a scenario (discrete-event digital twin) and write a report.
+    Sim(sim_cmd::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,5 +41,6 @@ fn main() -> ExitCode {
         Cli::Bench(args) => bench::main(args),
         Cli::Control(args) => control_cmd::main(args),
         Cli::Ctl(args) => ctl::main(args),
+        Cli::Sim(args) => sim_cmd::main(args),
     }
 }
