@@ -9,6 +9,7 @@ use clap::Parser;
 
 mod app;
 mod bench;
+mod bench_control;
 mod control_cmd;
 mod ctl;
 mod sim_cmd;

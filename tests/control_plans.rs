@@ -36,7 +36,7 @@ async fn proxies_get_plans_for_what_they_call_and_pins_win_until_unpinned() {
         (addr(2), "b-2", 1.0),
         (addr(3), "b-3", 1.0),
     ];
-    let cfg = config(
+    let mut cfg = config(
         addr(0),
         &token,
         vec![
@@ -44,6 +44,7 @@ async fn proxies_get_plans_for_what_they_call_and_pins_win_until_unpinned() {
             ("c", service("even", &[(addr(4), "c-1", 1.0)])),
         ],
     );
+    cfg.metrics_listen = Some(addr(0));
     let control = Control::start(cfg).await;
 
     // a-1 calls b; b-1 is the inbound sidecar of container b-1 and calls nothing.
@@ -259,6 +260,17 @@ async fn proxies_get_plans_for_what_they_call_and_pins_win_until_unpinned() {
     assert_eq!(st.services[0].objective.as_ref().unwrap().percentile, 99.0);
     assert!((st.services[0].endpoints[0].share - 0.6).abs() < 1e-9);
 
+    // The control plane's own metrics are scrapeable.
+    let text = http_get(control.addrs.metrics.unwrap(), "/metrics").await;
+    for name in [
+        "loadshift_control_connected_proxies 2",
+        "loadshift_control_plan_acks_total",
+        "loadshift_control_plan_pushes_total{kind=\"full\"} 2",
+        "loadshift_control_reports_total",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
+    }
+
     let err = op
         .get_state(pb::GetStateRequest {
             service: "nope".into(),
@@ -267,4 +279,14 @@ async fn proxies_get_plans_for_what_they_call_and_pins_win_until_unpinned() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
     control.stop().await;
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
 }

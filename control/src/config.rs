@@ -31,6 +31,9 @@ pub struct ControlConfig {
     /// Separate address for the operator API; default: served on `listen`.
     #[serde(default)]
     pub operator_listen: Option<SocketAddr>,
+    /// Plain HTTP listener for `/metrics` (Prometheus text) and `/live`; default: none.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// File holding the bearer token both APIs require (surrounding whitespace ignored). Required.
     pub token_file: PathBuf,
     /// Planner loop period, milliseconds. Default 5000 (the papers' 5 s control interval).
@@ -172,6 +175,7 @@ impl ControlConfig {
         Self {
             listen,
             operator_listen: None,
+            metrics_listen: None,
             token_file: token_file.into(),
             planner_interval_ms: defaults::planner_interval_ms(),
             scale_interval_ms: defaults::scale_interval_ms(),

@@ -22,12 +22,15 @@ pub struct BenchArgs {
 pub enum Bench {
     /// loadshift proxy vs HAProxy vs nginx: saturation, open-loop latency, RSS.
     Proxy(proxy::ProxyBenchArgs),
+    /// Control plane: plan propagation to N proxy streams, CPU per report, RSS.
+    Control(crate::bench_control::ControlBenchArgs),
 }
 
 /// Entry point of `loadshift bench`: every child process is killed before this returns.
 pub fn main(args: BenchArgs) -> ExitCode {
     let result = match &args.bench {
         Bench::Proxy(a) => proxy::run(a),
+        Bench::Control(a) => crate::bench_control::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

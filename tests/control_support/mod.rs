@@ -292,3 +292,54 @@ pub fn identity(pod: &str, inbound: Option<&str>, outbound: &[&str]) -> Identity
 pub fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
+
+/// A real HTTP/1.1 upstream that answers 200 with its name and counts requests.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Upstream {
+    pub async fn start(name: &'static str) -> Self {
+        use http_body_util::Full;
+        use hyper::{Response, server::conn::http1, service::service_fn};
+        use hyper_util::rt::TokioIo;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicU64::new(0));
+        let counter = hits.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |_req| {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        async move {
+                            Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                                bytes::Bytes::from_static(name.as_bytes()),
+                            )))
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Self { addr, hits, task }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+}

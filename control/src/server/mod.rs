@@ -3,6 +3,7 @@
 //! and callers learn the real addresses of `:0` binds) and returns the future that serves them.
 
 mod auth;
+mod metrics_http;
 mod operator_api;
 mod proxy_api;
 
@@ -136,6 +137,8 @@ pub struct BoundAddrs {
     pub proxy: SocketAddr,
     /// Operator API (equal to `proxy` when it shares the listener).
     pub operator: SocketAddr,
+    /// `/metrics`, when `metrics_listen` is set.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Entry points.
@@ -176,6 +179,10 @@ impl ControlServer {
             Some(a) => Some(bind(a).await?),
             None => None,
         };
+        let metrics_listener = match config.metrics_listen {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
         let local = |l: &TcpListener, a| {
             l.local_addr()
                 .map_err(|source| ControlError::Bind { addr: a, source })
@@ -186,6 +193,7 @@ impl ControlServer {
             _ => proxy_addr,
         };
 
+        let config_metrics = config.metrics_listen;
         let discovery = StaticDiscovery::from_config(&config);
         let mut policies = BTreeMap::new();
         for (name, s) in &config.services {
@@ -237,9 +245,19 @@ impl ControlServer {
         // The first plans exist before any proxy connects, so the first snapshot is useful.
         loops::plan_once(&shared);
 
+        let metrics_addr = match (&metrics_listener, config_metrics) {
+            (Some(l), Some(a)) => Some(local(l, a)?),
+            _ => None,
+        };
+        if let Some(l) = metrics_listener {
+            // One process-wide recorder (shared with an embedded proxy, if any).
+            let prom = loadshift_proxy::metrics::install();
+            tokio::spawn(metrics_http::serve(l, prom, shared.shutdown.clone()));
+        }
         let addrs = BoundAddrs {
             proxy: proxy_addr,
             operator: operator_addr,
+            metrics: metrics_addr,
         };
         let fut = serve(
             shared,
