@@ -47,6 +47,8 @@ pub struct Worker {
     pub shared: Arc<Shared>,
     pub pool: Rc<Pool>,
     pub rng: RefCell<SmallRng>,
+    /// Retry budget of this worker (each worker sees its own share of the traffic).
+    pub budget: RefCell<crate::retry_budget::RetryBudget>,
     pub priority_header: HeaderName,
     pub request_timeout: Option<Duration>,
     pub max_attempts: u32,
@@ -101,7 +103,7 @@ pub async fn handle(
     }
 
     let now = w.shared.clock.now();
-    w.shared.budget.lock().deposit(now);
+    w.budget.borrow_mut().deposit(now);
     let mut attempt = 0;
     let (ep, conn, start) = loop {
         attempt += 1;
@@ -120,7 +122,7 @@ pub async fn handle(
                 ep.record(&w.shared.outlier, now, now - start, false);
                 let retry = e.retryable()
                     && attempt < w.max_attempts
-                    && w.shared.budget.lock().try_withdraw(now);
+                    && w.budget.borrow_mut().try_withdraw(now);
                 if !retry {
                     tracing::debug!(service = %svc.name, error = %e, "request failed");
                     return Ok(error_response(&e));

@@ -26,6 +26,20 @@ use crate::{
     telemetry::{EndpointTelemetry, TelemetryParams},
 };
 
+/// The locked part of an endpoint's state.
+#[derive(Debug)]
+pub struct Tracked {
+    pub t: EndpointTelemetry,
+    pub outlier: Outlier,
+}
+
+impl std::ops::Deref for Tracked {
+    type Target = EndpointTelemetry;
+    fn deref(&self) -> &EndpointTelemetry {
+        &self.t
+    }
+}
+
 /// Live state of one upstream endpoint, shared by all workers.
 #[derive(Debug)]
 pub struct EndpointState {
@@ -35,8 +49,8 @@ pub struct EndpointState {
     ewma_ns: AtomicU64,
     /// Ejected until this clock reading (ns); 0 = not ejected.
     ejected_until_ns: AtomicU64,
-    pub telemetry: Mutex<EndpointTelemetry>,
-    outlier: Mutex<Outlier>,
+    /// Window, Peak-EWMA and ejection state behind one lock: one acquisition per call.
+    pub telemetry: Mutex<Tracked>,
     pub metrics: EndpointMetrics,
 }
 
@@ -49,20 +63,23 @@ impl EndpointState {
             in_flight: AtomicU32::new(0),
             ewma_ns: AtomicU64::new(t.ewma.estimate_ns().to_bits()),
             ejected_until_ns: AtomicU64::new(0),
-            telemetry: Mutex::new(t),
-            outlier: Mutex::new(Outlier::default()),
+            telemetry: Mutex::new(Tracked {
+                t,
+                outlier: Outlier::default(),
+            }),
         }
     }
 
     /// Records one finished call: window, Peak-EWMA and ejection.
     pub fn record(&self, p: &OutlierParams, now: Duration, latency: Duration, ok: bool) {
-        {
-            let mut t = self.telemetry.lock();
-            t.record(now, latency, !ok);
+        let transition = {
+            let mut g = self.telemetry.lock();
+            g.t.record(now, latency, !ok);
             self.ewma_ns
-                .store(t.ewma.estimate_ns().to_bits(), Ordering::Relaxed);
-        }
-        if let Transition::Ejected { until } = self.outlier.lock().observe(p, now, ok) {
+                .store(g.t.ewma.estimate_ns().to_bits(), Ordering::Relaxed);
+            g.outlier.observe(p, now, ok)
+        };
+        if let Transition::Ejected { until } = transition {
             self.ejected_until_ns
                 .store(until.as_nanos() as u64, Ordering::Relaxed);
             self.metrics.ejections.increment(1);

@@ -21,7 +21,6 @@ use crate::{
     metrics,
     outlier::OutlierParams,
     plan::{Plan, PlanError},
-    retry_budget::RetryBudget,
     routes::{RouteSpec, Routes, ServiceRoute, build_service},
     telemetry::{TelemetryParams, counter::CountWindow, pressure::HostPressure},
 };
@@ -58,7 +57,6 @@ pub struct Shared {
     pub clock: Clock,
     pub telemetry: TelemetryParams,
     pub outlier: OutlierParams,
-    pub budget: Mutex<RetryBudget>,
     pub host: Mutex<HostPressure>,
     /// False once draining starts: `/ready` turns 503.
     pub ready: AtomicBool,
@@ -113,7 +111,6 @@ impl Shared {
         );
         Arc::new(Self {
             outlier: config.outlier_params(),
-            budget: Mutex::new(RetryBudget::new(config.budget_params())),
             routes: ArcSwap::from_pointee(routes),
             clock,
             telemetry,
