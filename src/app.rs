@@ -7,7 +7,11 @@
 //!    [`interference`]), sleeping for most of it and burning CPU for `--cpu-fraction` of it;
 //! 3. releases the slot, then calls its children through the sidecar (see [`children`]);
 //! 4. answers `200 ok` with `x-loadshift-container: <container>`, or the failing child's 5xx
-//!    (502 when it gave no response) with `x-loadshift-failed-child: <service>`.
+//!    (502 when it gave no response) with `x-loadshift-failed-child: <service>`, or `500` with
+//!    probability `--error-rate` (the container's own failure).
+//!
+//! `GET /_loadshift/stats` answers at once with `{"served": N}`, the requests served so far, so a
+//! supervisor can measure each container's share of the load without going through its proxy.
 //!
 //! The bound address is printed as `listening on ADDR` and, with `--port-file`, written to that
 //! file (atomically) so a supervisor can find an OS-chosen port.
@@ -57,6 +61,9 @@ pub struct AppArgs {
     /// Fraction of the service time spent burning CPU instead of sleeping, in [0, 1].
     #[arg(long, default_value_t = 0.0)]
     pub cpu_fraction: f64,
+    /// Probability in [0, 1] that a request fails with 500 after its work.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
     /// Child service called per request, `SERVICE[:PROBABILITY]` (repeatable).
     #[arg(long = "child")]
     pub children: Vec<Child>,
@@ -87,6 +94,12 @@ impl AppArgs {
             return Err(format!(
                 "--cpu-fraction: {} is not in [0, 1]",
                 self.cpu_fraction
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.error_rate) {
+            return Err(format!(
+                "--error-rate: {} is not in [0, 1]",
+                self.error_rate
             ));
         }
         if interference::Interference::parse(&self.interference.to_string()).is_none() {

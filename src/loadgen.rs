@@ -60,6 +60,8 @@ pub struct LoadSpec {
     pub timeout: Duration,
     /// Width of the per-interval breakdown; zero for none.
     pub interval: Duration,
+    /// Successful responses slower than this are counted as slow (an SLA latency).
+    pub slow_threshold: Option<Duration>,
     /// Yield instead of sleeping for the last millisecond before each send, so sub-millisecond
     /// latencies are not inflated by timer granularity. Costs a busy core: for benchmarks only.
     pub precise: bool,
@@ -82,6 +84,7 @@ impl LoadSpec {
             max_connections: 1024,
             timeout: Duration::from_secs(10),
             interval: Duration::from_secs(1),
+            slow_threshold: None,
             precise: true,
         }
     }
@@ -107,7 +110,9 @@ pub async fn run(spec: LoadSpec) -> Result<LoadReport, LoadError> {
         .map_err(|_| LoadError::Connect(spec.addr))?;
     // Validate the request once; every scheduled request is a copy of it.
     let template = build(&spec)?;
-    let report = Arc::new(Mutex::new(LoadReport::new(spec.duration, spec.interval)));
+    let mut empty = LoadReport::new(spec.duration, spec.interval);
+    empty.slow_threshold = spec.slow_threshold;
+    let report = Arc::new(Mutex::new(empty));
     let mut tasks = JoinSet::new();
     let start = Instant::now();
     for offset in Schedule::new(spec.rate.clone(), spec.arrivals, spec.seed, spec.duration) {

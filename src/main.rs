@@ -9,9 +9,12 @@ use clap::Parser;
 
 mod app;
 mod bench;
+mod lab;
 mod bench_control;
 mod control_cmd;
 mod ctl;
+mod proxy_cmd;
+mod signal;
 mod sim_cmd;
 mod loadgen;
 
@@ -21,12 +24,16 @@ pub const EXIT_CONFIG: u8 = 64;
 #[derive(Parser, Debug)]
 #[command(name = "loadshift", version, about)]
 enum Cli {
+    /// Run the data-plane proxy (sidecar or standalone).
+    Proxy(proxy_cmd::ProxyArgs),
     /// Open-loop HTTP/1.1 load generator (fixed rate, latency from the intended send time).
     Load(loadgen::cli::LoadArgs),
     /// Emulated service for the lab: service-time distribution, interference, downstream calls.
     App(app::AppArgs),
     /// Benchmarks against peers on this machine (`bench proxy`: loadshift vs HAProxy vs nginx).
     Bench(bench::BenchArgs),
+    /// Run a scenario with real processes on loopback (apps, sidecars, control plane, load).
+    Lab(lab::LabArgs),
     /// Run the control plane (proxy stream API, operator API, planner and scale loops).
     Control(control_cmd::ControlArgs),
     /// Operator CLI: status, watch, objectives, pins, scale decisions.
@@ -36,12 +43,26 @@ enum Cli {
 }
 
 fn main() -> ExitCode {
+    init_tracing();
     match Cli::parse() {
+        Cli::Proxy(args) => proxy_cmd::main(args),
         Cli::Load(args) => loadgen::cli::main(args),
         Cli::App(args) => app::main(args),
         Cli::Bench(args) => bench::main(args),
+        Cli::Lab(args) => lab::main(args),
         Cli::Control(args) => control_cmd::main(args),
         Cli::Ctl(args) => ctl::main(args),
         Cli::Sim(args) => sim_cmd::main(args),
     }
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
 }

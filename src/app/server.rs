@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -14,6 +15,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -34,8 +36,13 @@ struct State {
     slots: Semaphore,
     interference: Interference,
     cpu_fraction: f64,
+    error_rate: f64,
     downstream: Option<Downstream>,
+    served: AtomicU64,
 }
+
+/// Path answering `{"served": N}` without emulated work.
+pub const STATS_PATH: &str = "/_loadshift/stats";
 
 /// Binds, announces the address, and serves until SIGINT or SIGTERM.
 pub async fn serve(args: AppArgs) -> anyhow::Result<()> {
@@ -71,7 +78,9 @@ pub async fn serve(args: AppArgs) -> anyhow::Result<()> {
         slots: Semaphore::new(args.concurrency),
         interference,
         cpu_fraction: args.cpu_fraction,
+        error_rate: args.error_rate,
         downstream,
+        served: AtomicU64::new(0),
     });
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -104,7 +113,11 @@ async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (work, picked) = {
+    if req.uri().path() == STATS_PATH {
+        let body = format!("{{\"served\":{}}}\n", state.served.load(Ordering::Relaxed));
+        return Ok(Response::new(Full::new(Bytes::from(body))));
+    }
+    let (work, picked, fail) = {
         let mut rng = rand::rng();
         let work = state
             .service_time
@@ -115,15 +128,20 @@ async fn handle(
             .as_ref()
             .map(|d| d.pick(&mut rng))
             .unwrap_or_default();
-        (work, picked)
+        let fail = state.error_rate > 0.0 && rng.random::<f64>() < state.error_rate;
+        (work, picked, fail)
     };
     {
         // The semaphore is never closed, so acquire only fails if it were; serve unqueued then.
         let _slot = state.slots.acquire().await.ok();
         emulate_work(work, state.cpu_fraction).await;
     }
+    state.served.fetch_add(1, Ordering::Relaxed);
     let mut resp = Response::new(Full::new(Bytes::from_static(b"ok\n")));
-    if let Some(down) = &state.downstream
+    if fail {
+        *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        *resp.body_mut() = Full::new(Bytes::from_static(b"failed\n"));
+    } else if let Some(down) = &state.downstream
         && let Err(failure) = down.call(&picked, req.headers()).await
     {
         *resp.status_mut() = failure.status;

@@ -27,24 +27,43 @@ impl Guard {
         args: &[&str],
         dir: &Path,
     ) -> anyhow::Result<Self> {
+        let mut cmd = Command::new("taskset");
+        cmd.arg("-c").arg(core.to_string()).arg(program).args(args);
+        Self::start(name, cmd, dir)
+    }
+
+    /// Starts `program args` unpinned, stdout and stderr to `DIR/NAME.log`.
+    pub fn spawn(name: &str, program: &Path, args: &[String], dir: &Path) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        Self::start(name, cmd, dir)
+    }
+
+    fn start(name: &str, mut cmd: Command, dir: &Path) -> anyhow::Result<Self> {
         let log = dir.join(format!("{name}.log"));
         let out = File::create(&log).with_context(|| format!("create {}", log.display()))?;
         let err = out.try_clone()?;
-        let child = Command::new("taskset")
-            .arg("-c")
-            .arg(core.to_string())
-            .arg(program)
-            .args(args)
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
-            .with_context(|| format!("start {name}: taskset -c {core} {}", program.display()))?;
+            .with_context(|| format!("start {name}: {cmd:?}"))?;
         Ok(Self {
             name: name.to_string(),
             child,
             log,
         })
+    }
+
+    /// Whether the child is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Name given at start.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The child's pid (`taskset` execs the program, so this is the program's pid).
@@ -75,7 +94,8 @@ impl Guard {
         )
     }
 
-    fn log_tail(&self) -> String {
+    /// The last 20 lines of the child's log.
+    pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")

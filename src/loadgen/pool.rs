@@ -147,13 +147,13 @@ impl Pool {
 }
 
 impl Lease {
-    /// Sends `req`, reads the whole response body, and returns the response head with the body
-    /// length. On any failure the connection is discarded rather than returned to the pool.
+    /// Sends `req`, reads the whole response body, and returns the response with it. On any
+    /// failure the connection is discarded rather than returned to the pool.
     pub async fn send(
         mut self,
         req: Request<Empty<Bytes>>,
         timeout: Duration,
-    ) -> Result<Response<usize>, FailureKind> {
+    ) -> Result<Response<Bytes>, FailureKind> {
         let Some(mut conn) = self.conn.take() else {
             return Err(FailureKind::Io);
         };
@@ -165,7 +165,7 @@ impl Lease {
                 .await
                 .map_err(|_| FailureKind::Io)?
                 .to_bytes();
-            Ok::<_, FailureKind>(Response::from_parts(head, bytes.len()))
+            Ok::<_, FailureKind>(Response::from_parts(head, bytes))
         };
         let resp = tokio::time::timeout(timeout, exchange)
             .await

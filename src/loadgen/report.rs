@@ -65,6 +65,8 @@ pub struct Interval {
     pub errors: u64,
     /// 503 responses (also counted in `errors`).
     pub blocked: u64,
+    /// Successful responses slower than the run's slow threshold.
+    pub slow: u64,
     /// Latency of successful responses, from the intended send time, microseconds.
     pub latency: Histogram,
 }
@@ -92,6 +94,10 @@ pub struct LoadReport {
     pub intervals: Vec<Interval>,
     /// Width of each interval.
     pub interval: Duration,
+    /// Successful responses slower than `slow_threshold`.
+    pub slow: u64,
+    /// Latency above which a successful response counts as slow (an SLA); `None` for none.
+    pub slow_threshold: Option<Duration>,
 }
 
 impl LoadReport {
@@ -130,11 +136,14 @@ impl LoadReport {
 
     pub(super) fn record_ok(&mut self, intended: Duration, latency: Duration) {
         let us = latency.as_micros() as u64;
+        let slow = self.slow_threshold.is_some_and(|t| latency > t);
+        self.slow += u64::from(slow);
         self.completed += 1;
         self.latency.record(us);
         self.max_us = self.max_us.max(us);
         if let Some(s) = self.slot(intended) {
             s.completed += 1;
+            s.slow += u64::from(slow);
             s.latency.record(us);
         }
     }

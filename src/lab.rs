@@ -1,0 +1,171 @@
+//! `loadshift lab SCENARIO [--out DIR]`: the scenario with real processes on loopback.
+//!
+//! For each container of the (scaled-down, see [`layout`]) scenario a `loadshift app` and its
+//! `loadshift proxy` sidecar; the real `loadshift control` with every service's planner and
+//! static endpoints; a gateway proxy in front of the flows' entry services; and the open-loop
+//! generator driving each flow's arrival process through the gateway. Hosts' interference
+//! schedules become each app's interference multiplier (the scenario's interference model,
+//! re-evaluated every second). Ports come from the OS; every child is killed when the lab exits,
+//! fails or gets Ctrl-C / SIGTERM. The result is the simulator's report (`summary.json`,
+//! `timeseries.csv`, `report.html`) written through `loadshift_control::report`.
+//!
+//! Scale decisions are not actuated in the lab (the control plane runs with its default dry-run
+//! actuator), so the container count stays at the scaled-down initial replicas.
+
+pub mod configs;
+pub mod layout;
+pub mod run;
+pub mod supervisor;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use loadshift_control::report::Report;
+use loadshift_control::scenario::Scenario;
+
+/// Arguments of `loadshift lab`.
+#[derive(clap::Args, Debug)]
+pub struct LabArgs {
+    /// Scenario file (YAML; see `docs/scenarios.md`).
+    pub scenario: PathBuf,
+    /// Directory for the report and, under `run/`, every process's config and log.
+    #[arg(long, default_value = "lab-out")]
+    pub out: PathBuf,
+    /// Planner for every service, overriding the scenario's.
+    #[arg(long)]
+    pub planner: Option<String>,
+    /// Run for this many seconds instead of the scenario's duration.
+    #[arg(long)]
+    pub duration_s: Option<f64>,
+    /// Service calls per second this machine carries (each crosses two proxies and an app);
+    /// arrival rates are scaled down to fit.
+    #[arg(long, default_value_t = 600.0)]
+    pub hop_budget: f64,
+    /// Most containers (app + sidecar pairs) the lab starts.
+    #[arg(long, default_value_t = 40)]
+    pub max_containers: usize,
+}
+
+/// Entry point of `loadshift lab`: exit 64 on an invalid scenario, 1 on a failed run.
+pub fn main(args: LabArgs) -> ExitCode {
+    let scenario = match Scenario::load(&args.scenario) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("loadshift lab: {e}");
+            return ExitCode::from(crate::EXIT_CONFIG);
+        }
+    };
+    let layout = match layout::layout(&scenario, args.hop_budget, args.max_containers) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("loadshift lab: {e}");
+            return ExitCode::from(crate::EXIT_CONFIG);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loadshift lab: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(lab(&args, &scenario, &layout)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadshift lab: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::Result<()> {
+    let me = std::env::current_exe().context("locate the loadshift binary")?;
+    let dir = args.out.join("run");
+    let duration = Duration::from_secs_f64(args.duration_s.unwrap_or(s.duration_s).max(1.0));
+    let interval = Duration::from_secs_f64(s.report_interval_s.max(0.1));
+    let policy = args
+        .planner
+        .clone()
+        .unwrap_or_else(|| s.policy.planner.clone());
+    eprintln!("{}", layout.describe());
+    eprintln!(
+        "starting {} containers (app + sidecar), control plane and gateway in {}",
+        layout.containers.len(),
+        dir.display()
+    );
+
+    // Supervisor::start is blocking (it waits for listeners); the guards it returns, or the
+    // ones already pushed when it fails, are dropped before this function returns.
+    let start = {
+        let (s, layout, dir, me, planner) = (
+            s.clone(),
+            layout.clone(),
+            dir.clone(),
+            me.clone(),
+            args.planner.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            supervisor::Supervisor::start(&s, &layout, &dir, &me, planner.as_deref())
+        })
+    };
+    let mut sup = start.await??;
+    eprintln!(
+        "running {} flows for {:.0} s",
+        s.flows.len(),
+        duration.as_secs_f64()
+    );
+
+    let measured = tokio::select! {
+        m = run::drive(s, layout, &sup, duration, interval) => m?,
+        _ = interrupted() => anyhow::bail!("interrupted; all lab processes stopped"),
+    };
+    sup.check_alive()?;
+    let run = run::policy_run(s, layout, &sup, &measured, &policy, duration, interval);
+    drop(sup);
+
+    let report = Report {
+        scenario: s.name.clone(),
+        seed: s.seed,
+        source: "lab".into(),
+        notes: vec![
+            layout.describe(),
+            format!(
+                "lab run: {:.0} s of real time, intervals of {:.1} s",
+                duration.as_secs_f64(),
+                interval.as_secs_f64()
+            ),
+            "scale decisions are dry-run in the lab: containers stay at the scaled-down replicas"
+                .into(),
+            "plan_pushes and converge_iterations are not measured in the lab".into(),
+        ],
+        runs: vec![run],
+    };
+    report
+        .write(&args.out)
+        .with_context(|| format!("write the report to {}", args.out.display()))?;
+    println!("{}", loadshift_control::report::terminal_table(&report));
+    println!("report: {}", args.out.join("report.html").display());
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

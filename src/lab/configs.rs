@@ -1,0 +1,190 @@
+//! The configuration of every lab process, derived from the scenario and the layout: the control
+//! plane's config (services, their planners and static endpoints), one sidecar config per
+//! container, the gateway (a standalone proxy the load generator sends to, routing by `Host` to
+//! each flow's entry service) and the `loadshift app` arguments per container.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use loadshift_control::scenario::{CallMode, Dist, Scenario};
+use serde_json::{Value, json};
+
+use super::layout::ContainerSpec;
+
+/// Request header carrying the flow (priority class) from the generator through every hop.
+pub const PRIORITY_HEADER: &str = "x-loadshift-priority";
+
+/// Addresses of one container's processes.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    /// The app's listener.
+    pub app: SocketAddr,
+    /// The sidecar's inbound listener (what peers call).
+    pub inbound: SocketAddr,
+    /// The sidecar's outbound listener (what the app calls).
+    pub outbound: SocketAddr,
+    /// The sidecar's admin listener.
+    pub admin: SocketAddr,
+}
+
+/// One container with its addresses.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    /// What it is.
+    pub spec: ContainerSpec,
+    /// Where it listens.
+    pub ports: Ports,
+}
+
+fn endpoints(placed: &[Placed], service: &str) -> Vec<Value> {
+    placed
+        .iter()
+        .filter(|p| p.spec.service == service)
+        .map(|p| {
+            json!({
+                "addr": p.ports.inbound.to_string(),
+                "host": p.spec.host,
+                "zone": p.spec.zone,
+                "container": p.spec.name,
+            })
+        })
+        .collect()
+}
+
+fn services(s: &Scenario, placed: &[Placed]) -> Vec<Value> {
+    s.services
+        .iter()
+        .map(|svc| json!({ "name": svc.name, "authorities": [svc.name], "endpoints": endpoints(placed, &svc.name) }))
+        .collect()
+}
+
+/// `loadshift control` config. `planner` overrides every service's planner.
+pub fn control(
+    s: &Scenario,
+    placed: &[Placed],
+    listen: SocketAddr,
+    token: &Path,
+    planner: Option<&str>,
+) -> Value {
+    let mut services = serde_json::Map::new();
+    for svc in &s.services {
+        let objective = svc.objective.clone().or_else(|| {
+            s.flows
+                .iter()
+                .find(|f| f.entry == svc.name)
+                .map(|f| f.sla.clone())
+        });
+        let mut v = json!({
+            "planner": planner.unwrap_or(s.planner_for(&svc.name)),
+            "scaler": s.scaler_for(&svc.name),
+            "endpoints": endpoints(placed, &svc.name),
+        });
+        if let Some(o) = objective {
+            v["objective"] = json!({ "sla_ms": o.latency_ms, "percentile": o.percentile });
+        }
+        services.insert(svc.name.clone(), v);
+    }
+    json!({
+        "listen": listen.to_string(),
+        "token_file": token.display().to_string(),
+        "services": services,
+    })
+}
+
+fn control_client(control: SocketAddr, token: &Path) -> Value {
+    json!({ "url": format!("http://{control}"), "token_file": token.display().to_string() })
+}
+
+/// Sidecar config of one container.
+pub fn sidecar(
+    s: &Scenario,
+    placed: &[Placed],
+    me: &Placed,
+    control: SocketAddr,
+    token: &Path,
+) -> Value {
+    json!({
+        "mode": "sidecar",
+        "identity": { "pod": me.spec.name, "container": me.spec.name, "host": me.spec.host, "zone": me.spec.zone },
+        "inbound": { "listen": me.ports.inbound.to_string(), "app": me.ports.app.to_string(), "service": me.spec.service },
+        "outbound": { "listen": me.ports.outbound.to_string() },
+        "admin": { "listen": me.ports.admin.to_string() },
+        "workers": 1,
+        "priority_header": PRIORITY_HEADER,
+        "services": services(s, placed),
+        "control": control_client(control, token),
+    })
+}
+
+/// The gateway: a standalone proxy in front of the flows' entry services.
+pub fn gateway(
+    s: &Scenario,
+    placed: &[Placed],
+    listen: SocketAddr,
+    admin: SocketAddr,
+    control: SocketAddr,
+    token: &Path,
+) -> Value {
+    let zone = s.hosts.first().map(|h| h.zone.clone()).unwrap_or_default();
+    let host = s.hosts.first().map(|h| h.name.clone()).unwrap_or_default();
+    json!({
+        "mode": "standalone",
+        "identity": { "pod": "gateway", "container": "gateway", "host": host, "zone": zone },
+        "outbound": { "listen": listen.to_string() },
+        "admin": { "listen": admin.to_string() },
+        "workers": 1,
+        "priority_header": PRIORITY_HEADER,
+        "services": services(s, placed),
+        "control": control_client(control, token),
+    })
+}
+
+/// `loadshift app` arguments of one container.
+pub fn app_args(s: &Scenario, me: &Placed, interference_file: &Path) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "app".into(),
+        "--listen".into(),
+        me.ports.app.to_string(),
+        "--service".into(),
+        me.spec.service.clone(),
+        "--container".into(),
+        me.spec.name.clone(),
+        "--outbound".into(),
+        me.ports.outbound.to_string(),
+        "--interference-file".into(),
+        interference_file.display().to_string(),
+        "--propagate".into(),
+        PRIORITY_HEADER.into(),
+    ];
+    let Some(svc) = s.services.iter().find(|x| x.name == me.spec.service) else {
+        return a;
+    };
+    let st = &svc.service_time;
+    let dist = match st.dist {
+        Dist::Exponential => format!("exp:{}", st.mean_ms),
+        Dist::Lognormal => format!("lognormal:{}:{}", st.mean_ms, st.sigma),
+        Dist::Constant => format!("const:{}", st.mean_ms),
+    };
+    a.extend([
+        "--service-time".into(),
+        dist,
+        "--concurrency".into(),
+        svc.concurrency.max(1).to_string(),
+    ]);
+    a.extend(["--error-rate".into(), svc.error_rate.to_string()]);
+    let mode = match svc.mode {
+        CallMode::Sequence => "sequence",
+        CallMode::Parallel => "parallel",
+    };
+    a.extend(["--calls".into(), mode.into()]);
+    for c in &svc.calls {
+        a.extend(["--child".into(), format!("{}:{}", c.service, c.probability)]);
+    }
+    a
+}
+
+/// Renders a config as YAML.
+pub fn yaml(v: &Value) -> String {
+    // A `serde_json::Value` always serialises; the fallback keeps this infallible anyway.
+    serde_yaml_ng::to_string(v).unwrap_or_default()
+}

@@ -1,0 +1,306 @@
+//! One lab run: drive every flow with the open-loop generator through the gateway, follow each
+//! host's interference schedule by rewriting its containers' interference files every second,
+//! count each container's served requests every report interval, and turn it all into the
+//! report the simulator also writes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Request;
+use http::header::{HOST, HeaderName, HeaderValue};
+use http_body_util::Empty;
+use loadshift_control::report::{Counts, Interval, PolicyRun, PolicySummary};
+use loadshift_control::scenario::{Arrival, ArrivalState, Scenario};
+use loadshift_proxy::telemetry::histogram::Histogram;
+use parking_lot::Mutex;
+
+use super::configs::PRIORITY_HEADER;
+use super::layout::Layout;
+use super::supervisor::Supervisor;
+use crate::app::server::{STATS_PATH, write_atomically};
+use crate::loadgen::{self, Arrivals, LoadReport, LoadSpec, Pool, Rate};
+
+/// How often interference files are rewritten.
+const INTERFERENCE_TICK: Duration = Duration::from_secs(1);
+
+/// What one run measured, before it becomes a report.
+#[derive(Debug)]
+pub struct Measured {
+    /// One generator report per flow.
+    pub flows: Vec<LoadReport>,
+    /// Requests served per container per report interval, parallel to the supervisor's `placed`.
+    pub served: Vec<Vec<u64>>,
+}
+
+/// Runs the scenario for `duration` against a started deployment.
+pub async fn drive(
+    s: &Scenario,
+    layout: &Layout,
+    sup: &Supervisor,
+    duration: Duration,
+    interval: Duration,
+) -> anyhow::Result<Measured> {
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let interference = tokio::spawn(follow_interference(s.clone(), sup, stop.clone()));
+    let served = tokio::spawn(count_served(
+        sup.placed.iter().map(|p| p.ports.app).collect(),
+        interval,
+        stop.clone(),
+    ));
+
+    let mut flows = tokio::task::JoinSet::new();
+    for (i, flow) in s.flows.iter().enumerate() {
+        let mut spec = LoadSpec::new(
+            sup.gateway,
+            flow_rate(&flow.arrival, s.seed + i as u64, layout.rate_scale),
+            duration,
+        );
+        spec.host = flow.entry.clone();
+        spec.headers.push((
+            HeaderName::from_static(PRIORITY_HEADER),
+            HeaderValue::from_str(&flow.name)?,
+        ));
+        spec.arrivals = match flow.arrival {
+            Arrival::Constant { .. } => Arrivals::Uniform,
+            _ => Arrivals::Poisson,
+        };
+        spec.seed = s.seed.wrapping_add(i as u64);
+        spec.connections = 4;
+        spec.max_connections = 512;
+        spec.timeout = Duration::from_secs_f64(flow.timeout_ms / 1000.0);
+        spec.interval = interval;
+        spec.slow_threshold = Some(Duration::from_secs_f64(flow.sla.latency_ms / 1000.0));
+        // Dozens of processes share two cores with the generator: no busy-waiting.
+        spec.precise = false;
+        flows.spawn(async move { (i, loadgen::run(spec).await) });
+    }
+    let mut reports: Vec<Option<LoadReport>> = (0..s.flows.len()).map(|_| None).collect();
+    while let Some(joined) = flows.join_next().await {
+        let (i, report) = joined?;
+        reports[i] = Some(report?);
+    }
+    stop.notify_waiters();
+    interference.abort();
+    let served = served.await?;
+    Ok(Measured {
+        flows: reports.into_iter().flatten().collect(),
+        served,
+    })
+}
+
+/// The scenario's arrival process for one flow, scaled.
+fn flow_rate(arrival: &Arrival, seed: u64, scale: f64) -> Rate {
+    let state = Mutex::new(ArrivalState::new(arrival.clone(), seed));
+    Rate::from_fn(move |t| state.lock().rate_at(t.as_secs_f64()) * scale)
+}
+
+/// Rewrites every container's interference file from its host's schedules, every second.
+fn follow_interference(
+    s: Scenario,
+    sup: &Supervisor,
+    stop: Arc<tokio::sync::Notify>,
+) -> impl std::future::Future<Output = ()> + Send + use<> {
+    let targets: Vec<(String, std::path::PathBuf)> = sup
+        .placed
+        .iter()
+        .zip(&sup.interference_files)
+        .map(|(p, f)| (p.spec.host.clone(), f.clone()))
+        .collect();
+    async move {
+        let start = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(INTERFERENCE_TICK);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.notified() => return,
+            }
+            let t = start.elapsed().as_secs_f64();
+            for (host, file) in &targets {
+                let Some(h) = s.hosts.iter().find(|h| &h.name == host) else {
+                    continue;
+                };
+                let i = &h.interference;
+                let factor = s
+                    .interference
+                    .factor(i.cpu.at(t), i.membw.at(t), i.net.at(t));
+                if let Err(e) = write_atomically(file, &format!("{factor}\n")) {
+                    tracing::warn!(file = %file.display(), error = %e, "cannot update interference");
+                }
+            }
+        }
+    }
+}
+
+/// Polls every app's served counter each interval; returns per-container per-interval deltas.
+async fn count_served(
+    apps: Vec<SocketAddr>,
+    interval: Duration,
+    stop: Arc<tokio::sync::Notify>,
+) -> Vec<Vec<u64>> {
+    let pools: Vec<_> = apps
+        .iter()
+        .map(|&a| Pool::new(a, 1, Duration::from_secs(1)))
+        .collect();
+    let mut last = vec![0u64; apps.len()];
+    let mut out = vec![Vec::new(); apps.len()];
+    let mut tick = tokio::time::interval(interval);
+    tick.tick().await;
+    loop {
+        let stopped = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.notified() => true,
+        };
+        for (i, pool) in pools.iter().enumerate() {
+            let now = served(pool).await.unwrap_or(last[i]);
+            out[i].push(now.saturating_sub(last[i]));
+            last[i] = now.max(last[i]);
+        }
+        if stopped {
+            return out;
+        }
+    }
+}
+
+async fn served(pool: &Arc<Pool>) -> Option<u64> {
+    let mut req = Request::new(Empty::new());
+    *req.uri_mut() = http::Uri::from_static(STATS_PATH);
+    req.headers_mut()
+        .insert(HOST, HeaderValue::from_static("app"));
+    let lease = pool.checkout().await.ok()?;
+    let resp = lease.send(req, Duration::from_secs(1)).await.ok()?;
+    let v: serde_json::Value = serde_json::from_slice(resp.body()).ok()?;
+    v["served"].as_u64()
+}
+
+/// Builds the report's run for this policy.
+pub fn policy_run(
+    s: &Scenario,
+    layout: &Layout,
+    sup: &Supervisor,
+    m: &Measured,
+    policy: &str,
+    duration: Duration,
+    interval: Duration,
+) -> PolicyRun {
+    let n = m.flows.iter().map(|f| f.intervals.len()).max().unwrap_or(0);
+    let warm = s.warmup_s.max(0.0);
+    let width = interval.as_secs_f64();
+    let containers: BTreeMap<String, u32> = layout.kept.clone();
+    let mut counted = Histogram::default();
+    let mut counts = Counts::default();
+    let (mut slow, mut failed_counted, mut blocked_counted, mut offered_counted) =
+        (0u64, 0u64, 0u64, 0u64);
+    let mut intervals = Vec::with_capacity(n);
+    for k in 0..n {
+        let mut h = Histogram::default();
+        let (mut sent, mut done, mut errs, mut blocked, mut slw) = (0, 0, 0, 0, 0);
+        for f in &m.flows {
+            if let Some(iv) = f.intervals.get(k) {
+                h.merge(&iv.latency);
+                sent += iv.sent;
+                done += iv.completed;
+                errs += iv.errors;
+                blocked += iv.blocked;
+                slw += iv.slow;
+            }
+        }
+        if k as f64 * width >= warm {
+            counted.merge(&h);
+            offered_counted += sent;
+            slow += slw;
+            failed_counted += errs - blocked;
+            blocked_counted += blocked;
+        }
+        let (host_share, service_host_share) = shares(sup, m, k);
+        intervals.push(Interval {
+            t_s: (k + 1) as f64 * width,
+            requests: done,
+            p50_ms: h.quantile(0.5) / 1000.0,
+            p95_ms: h.quantile(0.95) / 1000.0,
+            p99_ms: h.quantile(0.99) / 1000.0,
+            host_share,
+            service_host_share,
+            containers: containers.clone(),
+        });
+    }
+    for f in &m.flows {
+        let errors: u64 = f.errors.values().sum();
+        let blocked = f
+            .errors
+            .get(&loadgen::ErrorClass::Status503)
+            .copied()
+            .unwrap_or(0);
+        counts.offered += f.sent;
+        counts.completed += f.completed;
+        counts.blocked += blocked;
+        counts.unfinished += f.sent.saturating_sub(f.completed + errors);
+        counts.failed += errors - blocked + f.sent.saturating_sub(f.completed + errors);
+    }
+    counts.calls = m.served.iter().flatten().sum();
+    let not_blocked = offered_counted.saturating_sub(blocked_counted);
+    let counted_s = (duration.as_secs_f64() - warm).max(0.0);
+    let summary = PolicySummary {
+        p50_ms: counted.quantile(0.5) / 1000.0,
+        p95_ms: counted.quantile(0.95) / 1000.0,
+        p99_ms: counted.quantile(0.99) / 1000.0,
+        sla_violation_pct: pct(slow + failed_counted, not_blocked),
+        blocked_pct: pct(blocked_counted, offered_counted),
+        container_seconds: f64::from(containers.values().sum::<u32>()) * counted_s,
+        converge_iterations: None,
+        plan_pushes: 0,
+        requests: offered_counted,
+    };
+    PolicyRun {
+        policy: policy.to_string(),
+        summary,
+        counts,
+        intervals,
+    }
+}
+
+fn pct(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        100.0 * a as f64 / b as f64
+    }
+}
+
+type Shares = (
+    BTreeMap<String, f64>,
+    BTreeMap<String, BTreeMap<String, f64>>,
+);
+
+/// Share of all calls per host, and of each service's calls per host, in interval `k`.
+fn shares(sup: &Supervisor, m: &Measured, k: usize) -> Shares {
+    let mut by_host: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_service: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for (p, series) in sup.placed.iter().zip(&m.served) {
+        let n = series.get(k).copied().unwrap_or(0);
+        *by_host.entry(p.spec.host.clone()).or_default() += n;
+        *by_service
+            .entry(p.spec.service.clone())
+            .or_default()
+            .entry(p.spec.host.clone())
+            .or_default() += n;
+    }
+    let norm = |m: BTreeMap<String, u64>| {
+        let total: u64 = m.values().sum();
+        m.into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    if total == 0 {
+                        0.0
+                    } else {
+                        v as f64 / total as f64
+                    },
+                )
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    let services = by_service.into_iter().map(|(s, m)| (s, norm(m))).collect();
+    (norm(by_host), services)
+}

@@ -1,0 +1,167 @@
+//! Starts every lab process (control plane, apps, sidecars, gateway) with OS-chosen ports and owns
+//! them: dropping the supervisor kills and reaps them all, whether the run ends, fails, panics or
+//! is interrupted.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use loadshift_control::scenario::Scenario;
+
+use super::configs::{self, Placed, Ports};
+use super::layout::Layout;
+use crate::app::server::write_atomically;
+use crate::bench::process::{Guard, free_port};
+
+/// Everything running for one lab run.
+#[derive(Debug)]
+pub struct Supervisor {
+    /// Control plane, apps, sidecars, gateway: in start order, killed on drop.
+    pub processes: Vec<Guard>,
+    /// Containers and their addresses.
+    pub placed: Vec<Placed>,
+    /// Interference file per container, parallel to `placed`.
+    pub interference_files: Vec<PathBuf>,
+    /// Where the load generator sends.
+    pub gateway: SocketAddr,
+}
+
+fn loopback() -> anyhow::Result<SocketAddr> {
+    Ok(SocketAddr::from(([127, 0, 0, 1], free_port()?)))
+}
+
+fn write_yaml(dir: &Path, name: &str, v: &serde_json::Value) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, configs::yaml(v)).with_context(|| format!("write {}", path.display()))?;
+    Ok(path)
+}
+
+impl Supervisor {
+    /// Starts the whole deployment in `dir` (configs, logs, interference files) and waits until
+    /// every listener accepts connections.
+    pub fn start(
+        s: &Scenario,
+        layout: &Layout,
+        dir: &Path,
+        me: &Path,
+        planner: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        let token = dir.join("token");
+        // The lab's control plane only listens on loopback; the token still exercises auth.
+        std::fs::write(&token, format!("lab-{}\n", std::process::id()))?;
+
+        let mut placed = Vec::new();
+        for spec in &layout.containers {
+            let ports = Ports {
+                app: loopback()?,
+                inbound: loopback()?,
+                outbound: loopback()?,
+                admin: loopback()?,
+            };
+            placed.push(Placed {
+                spec: spec.clone(),
+                ports,
+            });
+        }
+        let mut this = Self {
+            processes: Vec::new(),
+            placed,
+            interference_files: Vec::new(),
+            gateway: loopback()?,
+        };
+
+        let control = loopback()?;
+        let path = write_yaml(
+            dir,
+            "control.yaml",
+            &configs::control(s, &this.placed, control, &token, planner),
+        )?;
+        this.spawn_ready(
+            "control",
+            me,
+            &[
+                "control".into(),
+                "--config".into(),
+                path.display().to_string(),
+            ],
+            dir,
+            control,
+        )?;
+
+        for i in 0..this.placed.len() {
+            let p = this.placed[i].clone();
+            let interference = dir.join(format!("{}.interference", p.spec.name));
+            write_atomically(&interference, "1\n")?;
+            this.interference_files.push(interference.clone());
+            let args = configs::app_args(s, &p, &interference);
+            this.spawn_ready(&format!("app-{}", p.spec.name), me, &args, dir, p.ports.app)?;
+            let cfg = configs::sidecar(s, &this.placed, &p, control, &token);
+            let path = write_yaml(dir, &format!("sidecar-{}.yaml", p.spec.name), &cfg)?;
+            let args = [
+                "proxy".into(),
+                "--config".into(),
+                path.display().to_string(),
+            ];
+            this.spawn_ready(
+                &format!("sidecar-{}", p.spec.name),
+                me,
+                &args,
+                dir,
+                p.ports.inbound,
+            )?;
+        }
+
+        let admin = loopback()?;
+        let cfg = configs::gateway(s, &this.placed, this.gateway, admin, control, &token);
+        let path = write_yaml(dir, "gateway.yaml", &cfg)?;
+        let gateway = this.gateway;
+        this.spawn_ready(
+            "gateway",
+            me,
+            &[
+                "proxy".into(),
+                "--config".into(),
+                path.display().to_string(),
+            ],
+            dir,
+            gateway,
+        )?;
+        Ok(this)
+    }
+
+    fn spawn_ready(
+        &mut self,
+        name: &str,
+        me: &Path,
+        args: &[String],
+        dir: &Path,
+        addr: SocketAddr,
+    ) -> anyhow::Result<()> {
+        let mut guard = Guard::spawn(name, me, args, dir)?;
+        let ready = guard.wait_ready(addr);
+        // Kept even when not ready, so the drop below (or the caller's) reaps it.
+        self.processes.push(guard);
+        ready
+    }
+
+    /// Fails if any process has exited (a crashed sidecar would silently skew the run).
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        for g in &mut self.processes {
+            if !g.is_running() {
+                bail!("{} exited during the run; log:\n{}", g.name(), g.log_tail());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Supervisor {
+    /// Stops processes in reverse start order: the gateway and sidecars go before the apps they
+    /// front and the control plane they report to, so nothing logs a vanished peer.
+    fn drop(&mut self) {
+        while let Some(p) = self.processes.pop() {
+            drop(p);
+        }
+    }
+}
