@@ -26,7 +26,7 @@ fn sim(out: &PathBuf, extra: &[&str]) -> std::process::Output {
         .args(["--duration", "30", "--out"])
         .arg(out)
         .args(extra);
-    c.output().unwrap()
+    c.output().expect("loadshift sim runs")
 }
 
 #[test]

@@ -17,7 +17,7 @@ use super::{
     metrics::Recorder,
     world::{LiveLoads, NONE, World},
 };
-use crate::scenario::{ArrivalState, CallMode, InterferenceModel, Scenario};
+use crate::scenario::{ArrivalState, CallMode, InterferenceModel, Scenario, dist::Normals};
 
 const EV_ARRIVAL: u8 = 0;
 const EV_CALL_ARRIVE: u8 = 1;
@@ -58,6 +58,7 @@ pub(super) struct Engine {
     pub now: u64,
     rng_work: SmallRng,
     rng_bal: SmallRng,
+    normals: Normals,
     arrivals: Vec<ArrivalState>,
     calls: Vec<CallRec>,
     free_calls: Vec<u32>,
@@ -121,6 +122,7 @@ impl Engine {
             now: 0,
             rng_work: SmallRng::seed_from_u64(seed.wrapping_add(1)),
             rng_bal: SmallRng::seed_from_u64(seed.wrapping_add(2)),
+            normals: Normals::default(),
             arrivals,
             calls: Vec::new(),
             free_calls: Vec::new(),
@@ -375,7 +377,10 @@ impl Engine {
         let factor = self
             .interference
             .factor(cpu, host.membw.at(t), host.net.at(t));
-        let work = self.w.svcs[svc].st.sample_ns(&mut self.rng_work) * factor;
+        let work = self.w.svcs[svc]
+            .st
+            .sample_ns(&mut self.rng_work, &mut self.normals)
+            * factor;
         self.push(self.now + (work as u64).max(1), EV_DONE, call);
     }
 
