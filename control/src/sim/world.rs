@@ -151,6 +151,8 @@ pub(super) fn addr(ctr: u32) -> SocketAddr {
 }
 
 impl World {
+    /// Builds the world of a validated scenario (every name lookup below resolves: validation
+    /// checked each reference).
     pub fn build(s: &Scenario) -> Self {
         let tp = s.telemetry.params();
         let zones = s.zone_names();
