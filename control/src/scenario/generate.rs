@@ -113,6 +113,13 @@ impl Generate {
                 "must be >= 2 and more than generate.entries",
             );
         }
+        if self.services > 100_000 || self.hosts > 100_000 || self.replicas[1] > 10_000 {
+            return bad(
+                "services/hosts/replicas",
+                &(self.services, self.hosts, self.replicas),
+                "are above 100000 / 100000 / 10000",
+            );
+        }
         if self.hosts == 0 || self.entries == 0 || self.cores == 0 || self.concurrency == 0 {
             return bad(
                 "hosts/entries/cores/concurrency",

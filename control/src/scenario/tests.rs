@@ -155,3 +155,18 @@ fn every_shipped_scenario_loads() {
         ]
     );
 }
+
+proptest::proptest! {
+    #[test]
+    fn parser_never_panics_on_garbage(text in ".{0,400}") {
+        let _ = Scenario::parse(&text, None);
+    }
+
+    #[test]
+    fn parser_never_panics_on_mutated_scenarios(pos in 0usize..600, junk in "[-0-9a-z:{}\\[\\], .\n]{0,12}") {
+        let mut text = BASE.to_string();
+        let at = text.char_indices().map(|(i, _)| i).nth(pos % BASE.len()).unwrap_or(0);
+        text.insert_str(at, &junk);
+        let _ = Scenario::parse(&text, None);
+    }
+}

@@ -7,6 +7,9 @@ use super::{Dist, Scenario, ScenarioError, Schedule};
 
 type R = Result<(), ScenarioError>;
 
+/// Most time-series rows a run may produce (keeps a typo from exhausting memory).
+const MAX_INTERVALS: f64 = 100_000.0;
+
 fn bad(path: impl Into<String>, value: impl std::fmt::Debug, reason: &str) -> ScenarioError {
     ScenarioError::invalid(path, value, reason)
 }
@@ -66,6 +69,13 @@ pub(super) fn validate(s: &Scenario) -> R {
         ));
     }
     positive("report_interval_s", s.report_interval_s)?;
+    if s.duration_s / s.report_interval_s > MAX_INTERVALS {
+        return Err(bad(
+            "report_interval_s",
+            s.report_interval_s,
+            &format!("gives more than {MAX_INTERVALS} time-series rows over duration_s"),
+        ));
+    }
 
     unique("zones", s.zones.iter().map(|z| z.name.as_str()))?;
     let zones: HashSet<String> = s.zone_names().into_iter().collect();
@@ -244,8 +254,8 @@ pub(super) fn validate(s: &Scenario) -> R {
         return Err(bad("interference.cap", m.cap, "must be in (0, 1)"));
     }
     let t = &s.telemetry;
-    if t.slots == 0 {
-        return Err(bad("telemetry.slots", t.slots, "must be >= 1"));
+    if t.slots == 0 || t.slots > 1000 {
+        return Err(bad("telemetry.slots", t.slots, "must be in [1, 1000]"));
     }
     if t.slot_ms == 0 || t.ewma_tau_ms == 0 {
         return Err(bad(

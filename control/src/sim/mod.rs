@@ -200,8 +200,8 @@ pub fn run_with(s: &Scenario, seed: u64, p: Policies, progress: &mut dyn FnMut(f
     }
 }
 
-/// Runs several planners on the same seed into one report (`--compare`); `None` is the
-/// scenario's own choice (with its per-service overrides).
+/// Runs several policies on the same seed into one report (`--compare`). Each entry is a planner
+/// name or `planner+scaler`; `None` is the scenario's own choice (with its per-service overrides).
 pub fn compare(
     s: &Scenario,
     planners: &[Option<String>],
@@ -213,11 +213,17 @@ pub fn compare(
     let resolved = planners
         .iter()
         .map(|p| {
+            // `planner+scaler` picks both for that run.
+            let (planner, scaler) = match p.as_deref().and_then(|p| p.split_once('+')) {
+                Some((pl, sc)) => (Some(pl.to_string()), Some(sc.to_string())),
+                None => (p.clone().or_else(|| o.planner.clone()), o.scaler.clone()),
+            };
             Policies::resolve(
                 s,
                 &SimOptions {
-                    planner: p.clone().or_else(|| o.planner.clone()),
-                    ..o.clone()
+                    planner,
+                    scaler,
+                    seed: o.seed,
                 },
             )
         })

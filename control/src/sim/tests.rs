@@ -277,3 +277,97 @@ fn every_shipped_scenario_runs() {
         assert!(!o.run.intervals.is_empty(), "{name}");
     }
 }
+
+/// Sends the ingress's traffic for the entry service to one endpoint only (a per-proxy subset).
+struct OneEndpoint;
+
+impl Planner for OneEndpoint {
+    fn name(&self) -> &str {
+        "one-endpoint"
+    }
+    fn plan(&mut self, snap: &Snapshot) -> PlanUpdate {
+        let svc = &snap.services["q"];
+        let last = svc
+            .containers
+            .last()
+            .map(|c| c.endpoint.key().to_string())
+            .unwrap_or_default();
+        let sp = ServicePlan {
+            subset: vec![loadshift_proxy::plan::SubsetEntry {
+                endpoint: last,
+                share: 1.0,
+            }],
+            ..Default::default()
+        };
+        let mut up = PlanUpdate::default();
+        for caller in &svc.callers {
+            up.per_proxy
+                .entry(caller.clone())
+                .or_default()
+                .insert("q".into(), sp.clone());
+        }
+        up
+    }
+}
+
+#[test]
+fn per_proxy_subsets_steer_that_proxys_calls() {
+    let mut s = mm1(20.0);
+    s.duration_s = 60.0;
+    s.warmup_s = 0.0;
+    s.hosts.push(crate::scenario::Host {
+        name: "h2".into(),
+        zone: crate::scenario::DEFAULT_ZONE.into(),
+        cores: 8,
+        interference: Default::default(),
+    });
+    s.services[0].replicas.insert("h2".into(), 1);
+    let p = Policies {
+        name: "one-endpoint".into(),
+        planners: vec![PlannerRt {
+            planner: Box::new(OneEndpoint),
+            owned: vec![true],
+            interval_ns: 5_000_000_000,
+            iterations: 0,
+        }],
+        scalers: Vec::new(),
+    };
+    let o = run_with(&s, 1, p, &mut quiet);
+    conserved(&o);
+    assert_eq!(o.run.summary.plan_pushes, 1);
+    // Before the first plan (5 s) both hosts get calls; afterwards only h2.
+    let first = &o.run.intervals[0].service_host_share["q"];
+    assert!(first.len() == 2, "{first:?}");
+    for iv in &o.run.intervals[1..] {
+        assert_eq!(
+            iv.service_host_share["q"].get("h2"),
+            Some(&1.0),
+            "{:?}",
+            iv.service_host_share
+        );
+    }
+}
+
+#[test]
+fn compare_accepts_planner_plus_scaler() {
+    let mut s = mm1(10.0);
+    s.duration_s = 20.0;
+    let (report, _) = compare(
+        &s,
+        &[Some("even+none".into()), Some("p2c-ewma".into())],
+        &SimOptions::default(),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let names: Vec<&str> = report.runs.iter().map(|r| r.policy.as_str()).collect();
+    assert_eq!(names, ["even", "p2c-ewma"]);
+    assert!(
+        compare(
+            &s,
+            &[Some("even+nope".into())],
+            &SimOptions::default(),
+            &mut |_, _| {}
+        )
+        .is_err()
+    );
+}
