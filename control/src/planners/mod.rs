@@ -7,6 +7,7 @@ pub mod imbres_connect;
 pub mod perf_store;
 pub mod perf_store_redis;
 pub mod perf_table;
+pub mod settings;
 mod r#static;
 pub mod imbres_shift;
 
@@ -17,6 +18,7 @@ pub use even::Even;
 pub use imbres_connect::ImbresConnect;
 pub use r#static::Static;
 pub use imbres_shift::ImbresShift;
+pub use settings::{PlannerSettings, build_with};
 
 /// A planner name nobody registered.
 #[derive(Debug, thiserror::Error)]
