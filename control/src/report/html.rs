@@ -81,12 +81,23 @@ pub(super) fn render(r: &Report) -> Result<String, ReportError> {
         )?);
     }
     h.push_str("<h2>Load share per host over time</h2>\n<p>Share of all service calls routed to each host.</p>\n");
+    // One y scale for every policy so the charts compare at a glance.
+    let top = r
+        .runs
+        .iter()
+        .flat_map(|run| {
+            run.intervals
+                .iter()
+                .flat_map(|i| i.host_share.values().copied())
+        })
+        .fold(0.0, f64::max);
+    let top = (top * 1.1).clamp(0.01, 1.0);
     for run in &r.runs {
         h.push_str(&lines(
             &format!("load share per host: {}", run.policy),
             "share",
             &host_series(run),
-            Some(1.0),
+            Some(top),
         )?);
     }
     h.push_str("<h2>Containers over time</h2>\n");
