@@ -325,6 +325,15 @@ mod tests {
         assert!(e.contains("bogus"), "{e}");
     }
 
+    proptest::proptest! {
+        /// The parser and the validator take any text without panicking.
+        #[test]
+        fn arbitrary_yaml_never_panics(head in "(listen|token_file|services|planner_interval_ms|operator_listen): ", body in ".{0,80}") {
+            let _ = parse(&format!("{head}{body}"));
+            let _ = parse(&format!("listen: 127.0.0.1:0\ntoken_file: /t\nservices:\n  a:\n    {head}{body}\n"));
+        }
+    }
+
     #[test]
     fn example_config_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/control.example.yaml");

@@ -5,6 +5,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -35,18 +36,28 @@ pub struct ServiceView {
     pub source: String,
 }
 
+/// Plans are shared (`Arc`) between the book and every stream that sent them, so thousands of
+/// proxies on the same plan hold one copy.
 #[derive(Debug, Default)]
 struct Entry {
-    planned: Option<ServicePlan>,
-    per_proxy: HashMap<ProxyId, ServicePlan>,
+    planned: Option<Arc<ServicePlan>>,
+    per_proxy: HashMap<ProxyId, Arc<ServicePlan>>,
     planner: String,
-    pin: Option<ServicePlan>,
+    pin: Option<Arc<ServicePlan>>,
     revision: u64,
+}
+
+/// Keeps the existing `Arc` when the value did not change, so sharing survives identical replans.
+fn share(old: Option<&Arc<ServicePlan>>, new: ServicePlan) -> Arc<ServicePlan> {
+    match old {
+        Some(o) if **o == new => o.clone(),
+        _ => Arc::new(new),
+    }
 }
 
 impl Entry {
     fn in_force(&self) -> Option<&ServicePlan> {
-        self.pin.as_ref().or(self.planned.as_ref())
+        self.pin.as_deref().or(self.planned.as_deref())
     }
 
     fn source(&self) -> String {
@@ -107,9 +118,20 @@ impl PlanBook {
             .filter_map(|(p, mut m)| m.remove(service).map(|sp| (p, sp)))
             .collect();
         self.change(service, |e| {
-            let changed = e.planned != planned || e.per_proxy != per_proxy || e.planner != planner;
-            e.planned = planned;
-            e.per_proxy = per_proxy;
+            let changed = e.planned.as_deref() != planned.as_ref()
+                || e.per_proxy.len() != per_proxy.len()
+                || per_proxy
+                    .iter()
+                    .any(|(p, sp)| e.per_proxy.get(p).map(|x| &**x) != Some(sp))
+                || e.planner != planner;
+            e.planned = planned.map(|p| share(e.planned.as_ref(), p));
+            e.per_proxy = per_proxy
+                .into_iter()
+                .map(|(p, sp)| {
+                    let shared = share(e.per_proxy.get(&p), sp);
+                    (p, shared)
+                })
+                .collect();
             e.planner = planner.to_string();
             changed
         });
@@ -118,8 +140,8 @@ impl PlanBook {
     /// Operator override; returns the service's revision after the pin.
     pub fn pin(&self, service: &str, plan: ServicePlan) -> u64 {
         self.change(service, |e| {
-            let changed = e.pin.as_ref() != Some(&plan);
-            e.pin = Some(plan);
+            let changed = e.pin.as_deref() != Some(&plan);
+            e.pin = Some(share(e.pin.as_ref(), plan));
             changed
         })
     }
@@ -163,7 +185,11 @@ impl PlanBook {
 
     /// The plans one proxy should run for the services it calls: pin, else its own per-proxy
     /// plan, else the service-wide plan.
-    pub fn for_proxy(&self, proxy: &str, services: &[String]) -> BTreeMap<String, ServicePlan> {
+    pub fn for_proxy(
+        &self,
+        proxy: &str,
+        services: &[String],
+    ) -> BTreeMap<String, Arc<ServicePlan>> {
         let book = self.book.read();
         services
             .iter()
@@ -221,12 +247,12 @@ mod tests {
         };
         book.set_planned("a", "even", up.clone());
         let names = vec!["a".to_string(), "zz".to_string()];
-        assert_eq!(book.for_proxy("p1", &names)["a"], sp(1.0));
-        assert_eq!(book.for_proxy("p2", &names)["a"], sp(2.0));
+        assert_eq!(*book.for_proxy("p1", &names)["a"], sp(1.0));
+        assert_eq!(*book.for_proxy("p2", &names)["a"], sp(2.0));
         assert_eq!(events.try_recv().unwrap().source, "planner:even");
 
         let r = book.pin("a", sp(9.0));
-        assert_eq!(book.for_proxy("p2", &names)["a"], sp(9.0));
+        assert_eq!(*book.for_proxy("p2", &names)["a"], sp(9.0));
         assert_eq!(
             book.view("a"),
             ServiceView {
@@ -249,7 +275,7 @@ mod tests {
 
         assert!(book.unpin("a").is_some());
         assert!(book.unpin("a").is_none());
-        assert_eq!(book.for_proxy("p1", &names)["a"], sp(1.0));
+        assert_eq!(*book.for_proxy("p1", &names)["a"], sp(1.0));
         assert_eq!(events.try_recv().unwrap().plan, Some(sp(1.0)));
     }
 }

@@ -11,7 +11,9 @@
 //! - `offered_rps` sums the callers' offered counts over their window length.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
+    net::SocketAddr,
+    sync::Arc,
     time::Duration,
 };
 
@@ -36,9 +38,9 @@ pub struct ProxyIdentity {
 /// One endpoint entry of a report.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EndpointSample {
-    pub service: String,
-    /// `ip:port`.
-    pub addr: String,
+    /// Interned: every proxy's reports share one copy of each name.
+    pub service: Arc<str>,
+    pub addr: SocketAddr,
     pub window: WindowSnapshot,
     pub in_flight: u32,
     pub ewma_ms: f64,
@@ -70,9 +72,26 @@ struct ProxyEntry {
 #[derive(Debug, Default)]
 pub struct TelemetryStore {
     proxies: HashMap<ProxyId, ProxyEntry>,
+    names: HashSet<Arc<str>>,
 }
 
+/// Service names interned at most; past this, names are stored per report (a misbehaving proxy
+/// cannot grow the table without bound).
+const MAX_INTERNED: usize = 4096;
+
 impl TelemetryStore {
+    /// The shared copy of a service name.
+    pub fn intern(&mut self, name: String) -> Arc<str> {
+        if let Some(n) = self.names.get(name.as_str()) {
+            return n.clone();
+        }
+        let n: Arc<str> = name.into();
+        if self.names.len() < MAX_INTERNED {
+            self.names.insert(n.clone());
+        }
+        n
+    }
+
     /// Registers a proxy for a stream; replaces an older stream of the same pod.
     pub fn connect(&mut self, stream: u64, id: ProxyIdentity) {
         self.proxies.insert(
@@ -143,14 +162,14 @@ impl TelemetryStore {
         objectives: &BTreeMap<String, Objective>,
     ) -> Snapshot {
         // (service, addr) -> merged outbound telemetry.
-        let mut outbound: HashMap<(&str, &str), Merge> = HashMap::new();
+        let mut outbound: HashMap<(&str, SocketAddr), Merge> = HashMap::new();
         // (service, container) -> inbound window of the container's own proxy.
         let mut inbound: HashMap<(&str, &str), WindowSnapshot> = HashMap::new();
         let mut offered: HashMap<&str, f64> = HashMap::new();
         let mut hosts: BTreeMap<String, (Duration, HostPressure)> = BTreeMap::new();
         for (id, r) in self.fresh_reports(now, stale) {
             for s in &r.endpoints {
-                outbound.entry((&s.service, &s.addr)).or_default().add(s);
+                outbound.entry((&*s.service, s.addr)).or_default().add(s);
             }
             if let (Some(svc), Some(w)) = (&id.inbound_service, r.inbound) {
                 inbound.insert((svc, &id.container), w);
@@ -177,7 +196,7 @@ impl TelemetryStore {
                 let containers = eps
                     .iter()
                     .map(|ep| {
-                        let m = outbound.get(&(name.as_str(), ep.key()));
+                        let m = outbound.get(&(name.as_str(), ep.addr));
                         ContainerState {
                             endpoint: ep.clone(),
                             inbound: inbound
@@ -312,7 +331,7 @@ mod tests {
         st.connect(3, id("b1", "b-1", Some("b"), &[]));
         let sample = |n, p95| EndpointSample {
             service: "b".into(),
-            addr: "127.0.0.1:1".into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
             window: win(n, p95),
             in_flight: 2,
             ewma_ms: p95,

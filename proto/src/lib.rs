@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod codec;
+
 /// Package `loadshift.v1`.
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic, missing_docs, rust_2018_idioms)]

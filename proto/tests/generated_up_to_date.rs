@@ -29,6 +29,7 @@ fn generate(out: &Path) {
         // `ProxyControl.Connect` would clash with the generated `connect` constructor; clients
         // build a `Channel` themselves and call `new`.
         .build_transport(false)
+        .codec_path("crate::codec::SmallBufferCodec")
         .emit_rerun_if_changed(false)
         .out_dir(out)
         .compile_with_config(config, &protos, &includes)

@@ -16,13 +16,13 @@ use std::{
 use loadshift_proto::v1::{self as pb, control_message, proxy_message};
 use loadshift_proxy::{control_client::convert, plan::ServicePlan};
 use tokio::sync::mpsc;
-use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Shared;
 use crate::{
     metrics as m,
-    state::{EndpointSample, ProxyIdentity, StoredReport},
+    state::{EndpointSample, ProxyIdentity, StoredReport, TelemetryStore},
 };
 
 /// How long a new stream may take to send `Hello`.
@@ -50,11 +50,15 @@ impl pb::proxy_control_server::ProxyControl for ProxyApi {
     ) -> Result<Response<Self::ConnectStream>, Status> {
         let (tx, rx) = mpsc::channel(32);
         tokio::spawn(session(self.shared.clone(), req.into_inner(), tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            ReceiverStream::new(rx).map(|r: Reply| *r),
+        )))
     }
 }
 
-type Tx = mpsc::Sender<Result<pb::ControlMessage, Status>>;
+/// Boxed so each slot of the per-stream channel is a pointer, not a whole message.
+type Reply = Box<Result<pb::ControlMessage, Status>>;
+type Tx = mpsc::Sender<Reply>;
 
 /// One update sent and not yet answered.
 struct InFlight {
@@ -62,7 +66,7 @@ struct InFlight {
     nonce: String,
     sent_at: Instant,
     full: bool,
-    set: BTreeMap<String, ServicePlan>,
+    set: BTreeMap<String, Arc<ServicePlan>>,
     removed: Vec<String>,
 }
 
@@ -70,12 +74,12 @@ struct InFlight {
 #[derive(Default)]
 struct StreamPlans {
     /// What the proxy runs if every in-flight update is acknowledged.
-    sent: BTreeMap<String, ServicePlan>,
+    sent: BTreeMap<String, Arc<ServicePlan>>,
     /// What the proxy acknowledged.
-    acked: BTreeMap<String, ServicePlan>,
+    acked: BTreeMap<String, Arc<ServicePlan>>,
     in_flight: VecDeque<InFlight>,
     /// Services of the last refused update and their refused plans (`None` = refused removal).
-    held: Option<BTreeMap<String, Option<ServicePlan>>>,
+    held: Option<BTreeMap<String, Option<Arc<ServicePlan>>>>,
     /// Endpoints last sent per service.
     endpoints: BTreeMap<String, Vec<loadshift_proxy::endpoint::Endpoint>>,
 }
@@ -86,25 +90,21 @@ async fn session(shared: Arc<Shared>, mut inbound: Streaming<pb::ProxyMessage>, 
             msg: Some(proxy_message::Msg::Hello(h)),
         }))) => h,
         Ok(Ok(Some(_))) => {
-            let _ = tx
-                .send(Err(Status::invalid_argument(
-                    "the first message on the stream must be Hello",
-                )))
-                .await;
+            refuse(
+                &tx,
+                Status::invalid_argument("the first message on the stream must be Hello"),
+            )
+            .await;
             return;
         }
         Ok(Ok(None) | Err(_)) => return,
         Err(_) => {
-            let _ = tx
-                .send(Err(Status::deadline_exceeded("no Hello within 10 s")))
-                .await;
+            refuse(&tx, Status::deadline_exceeded("no Hello within 10 s")).await;
             return;
         }
     };
     if hello.pod.is_empty() {
-        let _ = tx
-            .send(Err(Status::invalid_argument("Hello.pod must not be empty")))
-            .await;
+        refuse(&tx, Status::invalid_argument("Hello.pod must not be empty")).await;
         return;
     }
     let id = ProxyIdentity {
@@ -159,6 +159,12 @@ async fn session(shared: Arc<Shared>, mut inbound: Streaming<pb::ProxyMessage>, 
     tracing::debug!(pod = %id.pod, stream = stream_id, "proxy disconnected");
 }
 
+/// Ends the stream with `status`.
+async fn refuse(tx: &Tx, status: Status) {
+    // The proxy may already be gone; nothing else to tell it.
+    let _ = tx.send(Box::new(Err(status))).await;
+}
+
 /// Sends the endpoint lists that changed for the services the proxy calls.
 async fn send_endpoints(
     tx: &Tx,
@@ -179,7 +185,7 @@ async fn send_endpoints(
         let msg = pb::ControlMessage {
             msg: Some(control_message::Msg::Endpoints(msg)),
         };
-        if tx.send(Ok(msg)).await.is_err() {
+        if tx.send(Box::new(Ok(msg))).await.is_err() {
             return false;
         }
     }
@@ -257,12 +263,12 @@ async fn push(
     let msg = pb::ControlMessage {
         msg: Some(control_message::Msg::Plan(msg)),
     };
-    tx.send(Ok(msg)).await.is_ok()
+    tx.send(Box::new(Ok(msg))).await.is_ok()
 }
 
 fn apply_delta(
-    target: &mut BTreeMap<String, ServicePlan>,
-    set: &BTreeMap<String, ServicePlan>,
+    target: &mut BTreeMap<String, Arc<ServicePlan>>,
+    set: &BTreeMap<String, Arc<ServicePlan>>,
     removed: &[String],
 ) {
     for r in removed {
@@ -287,8 +293,10 @@ fn handle(
             if r.sent_unix_ms > 0 && lag_ms >= 0 {
                 metrics::histogram!(m::REPORT_LAG_SECONDS).record(lag_ms as f64 / 1000.0);
             }
-            let stored = stored_report(shared.now(), r);
-            shared.store.lock().report(&id.pod, stream_id, stored);
+            let now = shared.now();
+            let mut store = shared.store.lock();
+            let stored = stored_report(&mut store, now, r);
+            store.report(&id.pod, stream_id, stored);
         }
         Some(proxy_message::Msg::Ack(a)) => answer(st, a.version, &a.nonce, None, &id.pod),
         Some(proxy_message::Msg::Nack(n)) => {
@@ -325,7 +333,7 @@ fn answer(st: &mut StreamPlans, version: u64, nonce: &str, nack: Option<String>,
         Some(reason) => {
             metrics::counter!(m::PLAN_NACKS).increment(1);
             tracing::warn!(%pod, version, %reason, "proxy refused a plan");
-            let mut held: BTreeMap<String, Option<ServicePlan>> =
+            let mut held: BTreeMap<String, Option<Arc<ServicePlan>>> =
                 f.set.into_iter().map(|(k, v)| (k, Some(v))).collect();
             held.extend(f.removed.into_iter().map(|k| (k, None)));
             st.held = Some(held);
@@ -342,16 +350,19 @@ fn answer(st: &mut StreamPlans, version: u64, nonce: &str, nack: Option<String>,
     }
 }
 
-fn stored_report(now: Duration, r: pb::Report) -> StoredReport {
+/// Keeps what planners need, compactly: service names interned, addresses parsed (entries with
+/// an unparsable address are dropped).
+fn stored_report(store: &mut TelemetryStore, now: Duration, r: pb::Report) -> StoredReport {
     StoredReport {
         received: now,
         endpoints: r
             .endpoints
             .into_iter()
             .filter_map(|e| {
+                let addr = e.endpoint?.addr.parse().ok()?;
                 Some(EndpointSample {
-                    service: e.service,
-                    addr: e.endpoint?.addr,
+                    service: store.intern(e.service),
+                    addr,
                     window: e
                         .window
                         .as_ref()
