@@ -238,6 +238,13 @@ impl Engine {
                 if let Some(c) = self.w.svcs[s].members.pop() {
                     self.w.svcs[s].eps.pop();
                     self.w.ctrs[c as usize].slot = NONE;
+                    // Its proxy leaves with it: no longer a caller planners should plan for. Calls
+                    // it still makes while draining its queue use the balancers it has.
+                    let p = self.w.ctrs[c as usize].proxy;
+                    for k in 0..self.w.svcs[s].children.len() {
+                        let child = self.w.svcs[s].children[k] as usize;
+                        self.w.svcs[child].callers.retain(|&(q, _)| q != p);
+                    }
                 }
             }
         }

@@ -239,6 +239,42 @@ fn scaler_decisions_start_and_stop_containers() {
 }
 
 #[test]
+fn scaling_in_keeps_requests_and_callers_consistent() {
+    let yaml = "
+name: chain
+duration_s: 60
+hosts: [{name: h}]
+services:
+  - {name: a, service_time: {dist: exponential, mean_ms: 2}, concurrency: 2, replicas: {h: 4}, calls: [{service: b}]}
+  - {name: b, service_time: {dist: exponential, mean_ms: 2}, concurrency: 2, replicas: {h: 4}}
+flows:
+  - {name: f, entry: a, arrival: {process: poisson, rate: 200}, sla: {latency_ms: 100}}
+";
+    let s = Scenario::parse(yaml, None).unwrap();
+    let p = Policies::resolve(&s, &SimOptions::default()).unwrap();
+    let scalers = vec![ScalerRt {
+        scaler: Box::new(Fixed(2)),
+        owned: vec![true, true],
+        interval_ns: 10_000_000_000,
+        decisions: Vec::new(),
+    }];
+    let mut e = engine::Engine::new(&s, 1, p.planners, scalers);
+    e.run(&mut quiet);
+    let c = e.rec.counts;
+    assert_eq!(c.completed + c.failed + c.blocked, c.offered, "{c:?}");
+    assert_eq!(c.failed, 0, "{c:?}");
+    let snap = e.snapshot();
+    assert_eq!(snap.services["a"].containers.len(), 2);
+    // b's callers: the two remaining containers of a.
+    assert_eq!(
+        snap.services["b"].callers.len(),
+        2,
+        "{:?}",
+        snap.services["b"].callers
+    );
+}
+
+#[test]
 fn unknown_policy_names_are_refused() {
     let s = mm1(10.0);
     let e = Policies::resolve(
