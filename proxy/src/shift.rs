@@ -28,6 +28,10 @@
 //! - **hold**: a host with fewer than `min_samples` latency samples (default 20), or a non-finite
 //!   latency, takes no step and keeps its share; it is also left out of `l_mean`. With fewer than two
 //!   measured hosts there is nothing to compare and no step is taken.
+//! - **re-probe**: a host held for `reprobe_after` consecutive steps (default 6, i.e. 30 s) while
+//!   the service has traffic elsewhere moves halfway back to its proportional share. A host pushed
+//!   to its floor on a low-traffic service may get too few samples to ever be measured again; this
+//!   gives it the traffic to show whether it recovered. 0 disables it.
 //! - **reset**: when the membership (hosts and their container counts) changes, shares return to
 //!   `S_j / sum S`, as the paper's initialisation.
 
@@ -53,6 +57,8 @@ pub struct ShiftParams {
     pub max_step: f64,
     /// A host with fewer latency samples than this in the window holds its share (default 20).
     pub min_samples: u64,
+    /// Steps a host may be held before it is re-probed (default 6); 0 never re-probes.
+    pub reprobe_after: u32,
 }
 
 impl Default for ShiftParams {
@@ -63,6 +69,7 @@ impl Default for ShiftParams {
             floor_fraction: 0.1,
             max_step: 0.5,
             min_samples: 20,
+            reprobe_after: 6,
         }
     }
 }
@@ -125,8 +132,10 @@ pub struct HostSample {
 pub enum StepOutcome {
     /// Membership changed: shares went back to `S_j / sum S`.
     Reset,
-    /// One Alg. 1 step was applied.
+    /// One Alg. 1 step was applied (and possibly a re-probe).
     Stepped,
+    /// No Alg. 1 step, but a long-held host was re-probed.
+    Reprobed,
     /// No step: fewer than two hosts had enough samples (or the mean latency was 0).
     Held,
 }
@@ -140,6 +149,8 @@ pub struct Shifter {
     /// `S_j` per member host.
     containers: BTreeMap<String, u32>,
     steps: u64,
+    /// Consecutive steps each host has been held.
+    held: BTreeMap<String, u32>,
 }
 
 impl Shifter {
@@ -156,6 +167,7 @@ impl Shifter {
             shares: BTreeMap::new(),
             containers: BTreeMap::new(),
             steps: 0,
+            held: BTreeMap::new(),
         }
     }
 
@@ -206,6 +218,7 @@ impl Shifter {
             .collect();
         self.containers = containers;
         self.steps = 0;
+        self.held.clear();
     }
 
     /// Takes one Alg. 1 step from the hosts' latencies over the last interval.
@@ -230,16 +243,34 @@ impl Shifter {
             })
             .map(|(name, h)| (name.as_str(), h.latency_ms))
             .collect();
+        let stepped = self.gradient_step(&active);
+        let reprobed = self.reprobe(&active);
+        if stepped || reprobed {
+            self.enforce_floor();
+        }
+        match (stepped, reprobed) {
+            (true, _) => {
+                self.steps += 1;
+                StepOutcome::Stepped
+            }
+            (false, true) => StepOutcome::Reprobed,
+            (false, false) => StepOutcome::Held,
+        }
+    }
+
+    /// Alg. 1 lines 6-10 over the measured hosts; false when there is nothing to compare.
+    fn gradient_step(&mut self, active: &[(&str, f64)]) -> bool {
+        let p = self.params;
         if active.len() < 2 {
-            return StepOutcome::Held;
+            return false;
         }
         let l_mean = active.iter().map(|&(_, l)| l).sum::<f64>() / active.len() as f64;
         if !(l_mean.is_finite() && l_mean > 0.0) {
-            return StepOutcome::Held;
+            return false;
         }
         let mut old_mass = 0.0;
         let mut new_vals = Vec::with_capacity(active.len());
-        for &(host, l) in &active {
+        for &(host, l) in active {
             let d = self.shares.get(host).copied().unwrap_or(0.0);
             let f = if l > l_mean { -1.0 } else { 1.0 };
             let dl = (l_mean - l).abs() / l_mean;
@@ -249,7 +280,7 @@ impl Shifter {
         }
         let new_mass: f64 = new_vals.iter().map(|&(_, v)| v).sum();
         if !(new_mass.is_finite() && new_mass > 0.0) {
-            return StepOutcome::Held;
+            return false;
         }
         // Line 10 renormalises; held hosts keep their exact share, so the measured hosts share
         // the mass they had before the step.
@@ -258,9 +289,44 @@ impl Shifter {
                 *d = v * old_mass / new_mass;
             }
         }
-        self.enforce_floor();
-        self.steps += 1;
-        StepOutcome::Stepped
+        true
+    }
+
+    /// Counts held steps per host and moves hosts held too long halfway back to their
+    /// proportional share, scaling the others so the sum stays 1. True when a share moved.
+    fn reprobe(&mut self, active: &[(&str, f64)]) -> bool {
+        let after = self.params.reprobe_after;
+        let total: u32 = self.containers.values().sum();
+        let mut due = Vec::new();
+        for host in self.containers.keys() {
+            let n = self.held.entry(host.clone()).or_default();
+            if active.iter().any(|&(h, _)| h == host) {
+                *n = 0;
+            } else {
+                *n = n.saturating_add(1);
+                // Only with traffic elsewhere: an idle service has nothing to re-probe with.
+                if after > 0 && *n >= after && !active.is_empty() {
+                    due.push(host.clone());
+                }
+            }
+        }
+        let mut moved = false;
+        for host in due {
+            self.held.insert(host.clone(), 0);
+            let prop = f64::from(self.containers[&host]) / f64::from(total.max(1));
+            let old = self.shares.get(&host).copied().unwrap_or(0.0);
+            if old >= prop {
+                continue;
+            }
+            let new = (old + prop) / 2.0;
+            // old < prop <= 1, so 1 - old > 0.
+            let scale = (1.0 - new) / (1.0 - old);
+            for (h, v) in self.shares.iter_mut() {
+                *v = if *h == host { new } else { *v * scale };
+            }
+            moved = true;
+        }
+        moved
     }
 
     /// Raises every share below its floor to the floor and scales the others down proportionally
@@ -392,7 +458,7 @@ impl LocalShifter {
         let first = self.last.is_none();
         self.last = Some(now);
         let changed = match self.shifter.step(&hosts) {
-            StepOutcome::Reset | StepOutcome::Stepped => true,
+            StepOutcome::Reset | StepOutcome::Stepped | StepOutcome::Reprobed => true,
             StepOutcome::Held => first,
         };
         (changed && !self.shifter.shares.is_empty()).then(|| self.shifter.shares.clone())
@@ -524,6 +590,55 @@ mod tests {
         assert_eq!(sh.step(&grown), StepOutcome::Reset);
         assert_eq!(sh.shares()["b"], 0.5);
         assert_eq!(sh.steps(), 0);
+    }
+
+    #[test]
+    fn a_starved_host_is_reprobed_after_being_held() {
+        let mut sh = Shifter::new(ShiftParams::default());
+        let busy = hosts(&[
+            ("a", 10.0, 100, 1),
+            ("b", 50.0, 100, 1),
+            ("c", 10.0, 100, 1),
+        ]);
+        sh.step(&busy);
+        for _ in 0..30 {
+            sh.step(&busy);
+        }
+        let floor = 0.1 / 3.0;
+        assert!(
+            (sh.shares()["b"] - floor).abs() < 1e-12,
+            "{:?}",
+            sh.shares()
+        );
+        // b now gets too little traffic to be measured: held for 5 steps, re-probed on the 6th.
+        let starved = hosts(&[("a", 10.0, 100, 1), ("b", 10.0, 2, 1), ("c", 10.0, 100, 1)]);
+        for _ in 0..5 {
+            assert_eq!(sh.step(&starved), StepOutcome::Stepped);
+            assert!((sh.shares()["b"] - floor).abs() < 1e-12);
+        }
+        let before = sh.shares().clone();
+        sh.step(&starved);
+        // a and c are equally fast: their step changes nothing; b goes halfway to 1/3.
+        let want = (floor + 1.0 / 3.0) / 2.0;
+        assert!((sh.shares()["b"] - want).abs() < 1e-12, "{:?}", sh.shares());
+        let scale = (1.0 - want) / (1.0 - floor);
+        assert!((sh.shares()["a"] - before["a"] * scale).abs() < 1e-12);
+        // With no traffic anywhere nothing is re-probed.
+        let idle = hosts(&[("a", 0.0, 0, 1), ("b", 0.0, 0, 1), ("c", 0.0, 0, 1)]);
+        for _ in 0..20 {
+            assert_eq!(sh.step(&idle), StepOutcome::Held);
+        }
+        // Two hosts, one starved: no gradient step is possible, the re-probe still happens.
+        let mut two = Shifter::new(ShiftParams::default());
+        let h = hosts(&[("a", 10.0, 100, 1), ("b", 90.0, 100, 1)]);
+        for _ in 0..40 {
+            two.step(&h);
+        }
+        let low = two.shares()["b"];
+        let h = hosts(&[("a", 10.0, 100, 1), ("b", 90.0, 1, 1)]);
+        let outcomes: Vec<StepOutcome> = (0..6).map(|_| two.step(&h)).collect();
+        assert_eq!(outcomes[5], StepOutcome::Reprobed, "{outcomes:?}");
+        assert!(two.shares()["b"] > low);
     }
 
     #[test]
