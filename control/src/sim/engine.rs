@@ -1,95 +1,65 @@
-//! The event loop and the request path.
-//!
-//! A request enters at its flow's ingress proxy and becomes a tree of calls. Each call: admission
-//! by the caller proxy's gate -> endpoint choice by the caller proxy's balancer -> network delay
-//! (inter-zone RTT) -> the container's queue (c servers, FIFO) -> service time x interference ->
-//! the service's calls (in sequence or in parallel, each with its probability) -> the response
-//! back to the caller, which feeds the caller's Peak-EWMA, outlier state and the container's
-//! windows. The response of the root call ends the request.
+//! The event loop: one binary heap of events ordered by (time, sequence), the report-interval
+//! clock, the planner and scaler ticks, and the end of the run (drain, unfinished requests). The
+//! request path itself is in `request.rs`.
 
-use std::{cmp::Reverse, collections::BinaryHeap, time::Duration};
+use std::{cmp::Reverse, collections::BinaryHeap};
 
 use loadshift_proxy::outlier::OutlierParams;
-use rand::{Rng, SeedableRng, rngs::SmallRng};
+use rand::{SeedableRng, rngs::SmallRng};
 
 use super::{
     PlannerRt, ScalerRt,
     metrics::Recorder,
-    world::{LiveLoads, NONE, World},
+    request::{CallRec, Req},
+    world::World,
 };
-use crate::scenario::{ArrivalState, CallMode, InterferenceModel, Scenario, dist::Normals};
+use crate::scenario::{ArrivalState, InterferenceModel, Scenario, dist::Normals};
 
-const EV_ARRIVAL: u8 = 0;
-const EV_CALL_ARRIVE: u8 = 1;
-const EV_DONE: u8 = 2;
+pub(super) const EV_ARRIVAL: u8 = 0;
+pub(super) const EV_CALL_ARRIVE: u8 = 1;
+pub(super) const EV_DONE: u8 = 2;
 const EV_PLANNER: u8 = 3;
 const EV_SCALER: u8 = 4;
 
-#[derive(Clone, Copy)]
-pub(super) struct CallRec {
-    pub req: u32,
-    pub parent: u32,
-    pub svc: u32,
-    pub ctr: u32,
-    pub proxy: u32,
-    pub slot: u16,
-    pub next: u16,
-    pub pending: u16,
-    pub error: bool,
-    pub gated: bool,
-    pub t_send: u64,
-    pub t_arrive: u64,
-}
-
-#[derive(Clone, Copy)]
-pub(super) struct Req {
-    pub flow: u16,
-    pub t_start: u64,
-    pub blocked: bool,
-    pub failed: bool,
-    pub counted: bool,
-    pub live: bool,
-}
-
 pub(super) struct Engine {
-    pub w: World,
-    heap: BinaryHeap<Reverse<(u64, u64, u8, u32)>>,
-    seq: u64,
-    pub now: u64,
-    rng_work: SmallRng,
-    rng_bal: SmallRng,
-    normals: Normals,
-    arrivals: Vec<ArrivalState>,
-    calls: Vec<CallRec>,
-    free_calls: Vec<u32>,
-    reqs: Vec<Req>,
-    free_reqs: Vec<u32>,
-    live_reqs: u64,
-    pub rec: Recorder,
-    pub planners: Vec<PlannerRt>,
-    pub scalers: Vec<ScalerRt>,
-    pub duration_ns: u64,
-    pub warmup_ns: u64,
-    report_ns: u64,
-    next_report: u64,
-    interference: InterferenceModel,
-    outlier: OutlierParams,
-    timeout_ns: Vec<u64>,
-    sla_ns: Vec<u64>,
-    pub svc_names: Vec<String>,
-    pub host_names: Vec<String>,
+    pub(super) w: World,
+    pub(super) heap: BinaryHeap<Reverse<(u64, u64, u8, u32)>>,
+    pub(super) seq: u64,
+    pub(super) now: u64,
+    pub(super) rng_work: SmallRng,
+    pub(super) rng_bal: SmallRng,
+    pub(super) normals: Normals,
+    pub(super) arrivals: Vec<ArrivalState>,
+    pub(super) calls: Vec<CallRec>,
+    pub(super) free_calls: Vec<u32>,
+    pub(super) reqs: Vec<Req>,
+    pub(super) free_reqs: Vec<u32>,
+    pub(super) live_reqs: u64,
+    pub(super) rec: Recorder,
+    pub(super) planners: Vec<PlannerRt>,
+    pub(super) scalers: Vec<ScalerRt>,
+    pub(super) duration_ns: u64,
+    pub(super) warmup_ns: u64,
+    pub(super) report_ns: u64,
+    pub(super) next_report: u64,
+    pub(super) interference: InterferenceModel,
+    pub(super) outlier: OutlierParams,
+    pub(super) timeout_ns: Vec<u64>,
+    pub(super) sla_ns: Vec<u64>,
+    pub(super) svc_names: Vec<String>,
+    pub(super) host_names: Vec<String>,
     /// Container-seconds bookkeeping: when the count last changed.
-    cs_last: u64,
-    pub events: u64,
-    pub last_snapshot_ns: u64,
-    pub plan_rejections: u64,
+    pub(super) cs_last: u64,
+    pub(super) events: u64,
+    pub(super) last_snapshot_ns: u64,
+    pub(super) plan_rejections: u64,
 }
 
-fn secs(ns: u64) -> f64 {
+pub(super) fn secs(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
-fn ns(s: f64) -> u64 {
+pub(super) fn ns(s: f64) -> u64 {
     (s * 1e9).round().max(0.0) as u64
 }
 
@@ -154,7 +124,7 @@ impl Engine {
         self.interference.self_load
     }
 
-    fn push(&mut self, t: u64, kind: u8, a: u32) {
+    pub(super) fn push(&mut self, t: u64, kind: u8, a: u32) {
         self.seq += 1;
         self.heap.push(Reverse((t, self.seq, kind, a)));
     }
@@ -244,271 +214,5 @@ impl Engine {
             self.rec.container_seconds += n as f64 * secs(t1 - t0);
         }
         self.cs_last = self.cs_last.max(self.now);
-    }
-
-    fn arrival(&mut self, f: usize) {
-        if let Some(t) = self.arrivals[f].next_after(secs(self.now), secs(self.duration_ns)) {
-            self.push(ns(t).max(self.now + 1), EV_ARRIVAL, f as u32);
-        }
-        let counted = self.now >= self.warmup_ns;
-        let r = Req {
-            flow: f as u16,
-            t_start: self.now,
-            blocked: false,
-            failed: false,
-            counted,
-            live: true,
-        };
-        let req = match self.free_reqs.pop() {
-            Some(i) => {
-                self.reqs[i as usize] = r;
-                i
-            }
-            None => {
-                self.reqs.push(r);
-                (self.reqs.len() - 1) as u32
-            }
-        };
-        self.rec.counts.offered += u64::from(counted);
-        self.live_reqs += 1;
-        let (p, slot) = self.w.ingress[f];
-        if !self.send(p, slot, NONE, req) {
-            self.finish_request(req);
-        }
-    }
-
-    /// Sends one call from proxy `p`'s outbound `slot`; false when it was blocked or had nowhere
-    /// to go (the request is marked accordingly and nothing was sent).
-    fn send(&mut self, p: u32, slot: u16, parent: u32, req: u32) -> bool {
-        let flow = self.reqs[req as usize].flow as usize;
-        let now_d = Duration::from_nanos(self.now);
-        let proxy = &mut self.w.proxies[p as usize];
-        let pzone = proxy.zone;
-        let ob = &mut proxy.out[slot as usize];
-        let svc = ob.svc;
-        self.w.svcs[svc as usize].offered += 1;
-        let mut gated = false;
-        if let Some(g) = ob.gates.get_mut(flow) {
-            let blocked = g.gate.admit().is_err() || g.cap.is_some_and(|c| g.in_flight >= c);
-            if blocked {
-                self.reqs[req as usize].blocked = true;
-                return false;
-            }
-            g.in_flight += 1;
-            gated = true;
-        }
-        let pick = ob.bal.pick(
-            &mut self.rng_bal,
-            &LiveLoads {
-                ob: &*ob,
-                now: now_d,
-            },
-        );
-        let Some(i) = pick else {
-            if let Some(g) = ob.gates.get_mut(flow).filter(|_| gated) {
-                g.in_flight -= 1;
-            }
-            self.reqs[req as usize].failed = true;
-            return false;
-        };
-        let c = ob.layout[i];
-        ob.in_flight[i] += 1;
-        let ctr = &mut self.w.ctrs[c as usize];
-        ctr.in_flight += 1;
-        let (czone, host) = (ctr.zone, ctr.host as usize);
-        self.rec.calls[svc as usize * self.rec.n_hosts + host] += 1;
-        self.rec.counts.calls += 1;
-        let delay = self.w.rtt_ns(pzone, czone, secs(self.now));
-        let rec = CallRec {
-            req,
-            parent,
-            svc,
-            ctr: c,
-            proxy: p,
-            slot,
-            next: 0,
-            pending: 0,
-            error: false,
-            gated,
-            t_send: self.now,
-            t_arrive: self.now + delay,
-        };
-        let call = match self.free_calls.pop() {
-            Some(k) => {
-                self.calls[k as usize] = rec;
-                k
-            }
-            None => {
-                self.calls.push(rec);
-                (self.calls.len() - 1) as u32
-            }
-        };
-        if delay == 0 {
-            self.arrive(call);
-        } else {
-            self.push(self.now + delay, EV_CALL_ARRIVE, call);
-        }
-        true
-    }
-
-    fn arrive(&mut self, call: u32) {
-        let c = self.calls[call as usize].ctr as usize;
-        self.calls[call as usize].t_arrive = self.now;
-        let servers = self.w.svcs[self.w.ctrs[c].svc as usize].servers;
-        if self.w.ctrs[c].busy < servers {
-            self.start(call);
-        } else {
-            self.w.ctrs[c].queue.push_back(call);
-        }
-    }
-
-    fn start(&mut self, call: u32) {
-        let c = self.calls[call as usize].ctr as usize;
-        let ctr = &mut self.w.ctrs[c];
-        ctr.busy += 1;
-        let (svc, h) = (ctr.svc as usize, ctr.host as usize);
-        let host = &mut self.w.hosts[h];
-        host.busy += 1;
-        let t = secs(self.now);
-        let mut cpu = host.cpu.at(t);
-        if self.interference.self_load {
-            cpu += f64::from(host.busy) / f64::from(host.cores);
-        }
-        let factor = self
-            .interference
-            .factor(cpu, host.membw.at(t), host.net.at(t));
-        let work = self.w.svcs[svc]
-            .st
-            .sample_ns(&mut self.rng_work, &mut self.normals)
-            * factor;
-        self.push(self.now + (work as u64).max(1), EV_DONE, call);
-    }
-
-    fn done(&mut self, call: u32) {
-        let cr = self.calls[call as usize];
-        let now_d = Duration::from_nanos(self.now);
-        let ctr = &mut self.w.ctrs[cr.ctr as usize];
-        ctr.busy -= 1;
-        self.w.hosts[ctr.host as usize].busy -= 1;
-        ctr.inbound
-            .record(now_d, Duration::from_nanos(self.now - cr.t_arrive), false);
-        if let Some(next) = ctr.queue.pop_front() {
-            self.start(next);
-        }
-        let er = self.w.svcs[cr.svc as usize].error_rate;
-        if er > 0.0 && self.rng_work.random::<f64>() < er {
-            self.calls[call as usize].error = true;
-            self.reply(call);
-        } else {
-            self.children(call);
-        }
-    }
-
-    /// Makes the service's downstream calls (or the next one, in sequence mode); replies when
-    /// there is nothing (left) to wait for.
-    fn children(&mut self, call: u32) {
-        let cr = self.calls[call as usize];
-        let svc = cr.svc as usize;
-        let p = self.w.ctrs[cr.ctr as usize].proxy;
-        let n = self.w.svcs[svc].calls.len();
-        match self.w.svcs[svc].mode {
-            CallMode::Sequence => {
-                let mut j = cr.next as usize;
-                while j < n {
-                    let (_, prob, slot) = self.w.svcs[svc].calls[j];
-                    j += 1;
-                    self.calls[call as usize].next = j as u16;
-                    if prob < 1.0 && self.rng_work.random::<f64>() >= prob {
-                        continue;
-                    }
-                    if self.send(p, slot, call, cr.req) {
-                        self.calls[call as usize].pending = 1;
-                        return;
-                    }
-                }
-                self.reply(call);
-            }
-            CallMode::Parallel => {
-                for j in 0..n {
-                    let (_, prob, slot) = self.w.svcs[svc].calls[j];
-                    if prob < 1.0 && self.rng_work.random::<f64>() >= prob {
-                        continue;
-                    }
-                    if self.send(p, slot, call, cr.req) {
-                        self.calls[call as usize].pending += 1;
-                    }
-                }
-                if self.calls[call as usize].pending == 0 {
-                    self.reply(call);
-                }
-            }
-        }
-    }
-
-    /// The call's response reaches its caller.
-    fn reply(&mut self, call: u32) {
-        let cr = self.calls[call as usize];
-        self.free_calls.push(call);
-        let now_d = Duration::from_nanos(self.now);
-        let latency = Duration::from_nanos(self.now - cr.t_send);
-        let flow = self.reqs[cr.req as usize].flow as usize;
-        let ctr = &mut self.w.ctrs[cr.ctr as usize];
-        ctr.in_flight -= 1;
-        ctr.outbound.record(now_d, latency, cr.error);
-        let i = ctr.slot as usize;
-        let ob = &mut self.w.proxies[cr.proxy as usize].out[cr.slot as usize];
-        // Scaled-in containers have left the caller's endpoint list; nothing to update there.
-        if ob.layout.get(i) == Some(&cr.ctr) {
-            ob.in_flight[i] = ob.in_flight[i].saturating_sub(1);
-            // The data plane's rule (EndpointTelemetry::record): failures feed the estimate only
-            // when they are slower than it.
-            if !cr.error || latency.as_nanos() as f64 > ob.ewma[i].estimate_ns() {
-                ob.ewma[i].observe(now_d, latency);
-            }
-            ob.outlier[i].observe(&self.outlier, now_d, !cr.error);
-        }
-        if cr.gated
-            && let Some(g) = ob.gates.get_mut(flow)
-        {
-            g.in_flight = g.in_flight.saturating_sub(1);
-        }
-        if cr.error {
-            self.reqs[cr.req as usize].failed = true;
-        }
-        if cr.parent == NONE {
-            self.finish_request(cr.req);
-            return;
-        }
-        let par = cr.parent as usize;
-        self.calls[par].pending -= 1;
-        if self.calls[par].pending == 0 {
-            match self.w.svcs[self.calls[par].svc as usize].mode {
-                CallMode::Sequence => self.children(cr.parent),
-                CallMode::Parallel => self.reply(cr.parent),
-            }
-        }
-    }
-
-    fn finish_request(&mut self, req: u32) {
-        let r = self.reqs[req as usize];
-        self.reqs[req as usize].live = false;
-        self.free_reqs.push(req);
-        self.live_reqs -= 1;
-        if r.blocked {
-            self.rec.counts.blocked += u64::from(r.counted);
-            return;
-        }
-        let f = r.flow as usize;
-        let latency = self.now - r.t_start;
-        let failed = r.failed || latency > self.timeout_ns[f];
-        if r.counted {
-            if failed {
-                self.rec.counts.failed += 1;
-            } else {
-                self.rec.counts.completed += 1;
-            }
-        }
-        let violated = failed || latency > self.sla_ns[f];
-        self.rec.answered(self.now, latency, r.counted, violated);
     }
 }

@@ -19,6 +19,7 @@
 mod control;
 mod engine;
 mod metrics;
+mod request;
 #[cfg(test)]
 mod tests;
 mod world;

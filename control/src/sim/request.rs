@@ -1,0 +1,312 @@
+//! The request path.
+//!
+//! A request enters at its flow's ingress proxy and becomes a tree of calls. Each call: admission
+//! by the caller proxy's gate -> endpoint choice by the caller proxy's balancer -> network delay
+//! (inter-zone RTT) -> the container's queue (c servers, FIFO) -> service time x interference ->
+//! the service's calls (in sequence or in parallel, each with its probability) -> the response
+//! back to the caller, which feeds the caller's Peak-EWMA, outlier state and the container's
+//! windows. The response of the root call ends the request.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use super::{
+    engine::{EV_ARRIVAL, EV_CALL_ARRIVE, EV_DONE, Engine, ns, secs},
+    world::{LiveLoads, NONE},
+};
+use crate::scenario::CallMode;
+
+#[derive(Clone, Copy)]
+pub(super) struct CallRec {
+    pub req: u32,
+    pub parent: u32,
+    pub svc: u32,
+    pub ctr: u32,
+    pub proxy: u32,
+    pub slot: u16,
+    pub next: u16,
+    pub pending: u16,
+    pub error: bool,
+    pub gated: bool,
+    pub t_send: u64,
+    pub t_arrive: u64,
+}
+
+#[derive(Clone, Copy)]
+pub(super) struct Req {
+    pub flow: u16,
+    pub t_start: u64,
+    pub blocked: bool,
+    pub failed: bool,
+    pub counted: bool,
+    pub live: bool,
+}
+
+impl Engine {
+    pub(super) fn arrival(&mut self, f: usize) {
+        if let Some(t) = self.arrivals[f].next_after(secs(self.now), secs(self.duration_ns)) {
+            self.push(ns(t).max(self.now + 1), EV_ARRIVAL, f as u32);
+        }
+        let counted = self.now >= self.warmup_ns;
+        let r = Req {
+            flow: f as u16,
+            t_start: self.now,
+            blocked: false,
+            failed: false,
+            counted,
+            live: true,
+        };
+        let req = match self.free_reqs.pop() {
+            Some(i) => {
+                self.reqs[i as usize] = r;
+                i
+            }
+            None => {
+                self.reqs.push(r);
+                (self.reqs.len() - 1) as u32
+            }
+        };
+        self.rec.counts.offered += u64::from(counted);
+        self.live_reqs += 1;
+        let (p, slot) = self.w.ingress[f];
+        if !self.send(p, slot, NONE, req) {
+            self.finish_request(req);
+        }
+    }
+
+    /// Sends one call from proxy `p`'s outbound `slot`; false when it was blocked or had nowhere
+    /// to go (the request is marked accordingly and nothing was sent).
+    fn send(&mut self, p: u32, slot: u16, parent: u32, req: u32) -> bool {
+        let flow = self.reqs[req as usize].flow as usize;
+        let now_d = Duration::from_nanos(self.now);
+        let proxy = &mut self.w.proxies[p as usize];
+        let pzone = proxy.zone;
+        let ob = &mut proxy.out[slot as usize];
+        let svc = ob.svc;
+        self.w.svcs[svc as usize].offered += 1;
+        let mut gated = false;
+        if let Some(g) = ob.gates.get_mut(flow) {
+            let blocked = g.gate.admit().is_err() || g.cap.is_some_and(|c| g.in_flight >= c);
+            if blocked {
+                self.reqs[req as usize].blocked = true;
+                return false;
+            }
+            g.in_flight += 1;
+            gated = true;
+        }
+        let pick = ob.bal.pick(
+            &mut self.rng_bal,
+            &LiveLoads {
+                ob: &*ob,
+                now: now_d,
+            },
+        );
+        let Some(i) = pick else {
+            if let Some(g) = ob.gates.get_mut(flow).filter(|_| gated) {
+                g.in_flight -= 1;
+            }
+            self.reqs[req as usize].failed = true;
+            return false;
+        };
+        let c = ob.layout[i];
+        ob.in_flight[i] += 1;
+        let ctr = &mut self.w.ctrs[c as usize];
+        ctr.in_flight += 1;
+        let (czone, host) = (ctr.zone, ctr.host as usize);
+        self.rec.calls[svc as usize * self.rec.n_hosts + host] += 1;
+        self.rec.counts.calls += 1;
+        let delay = self.w.rtt_ns(pzone, czone, secs(self.now));
+        let rec = CallRec {
+            req,
+            parent,
+            svc,
+            ctr: c,
+            proxy: p,
+            slot,
+            next: 0,
+            pending: 0,
+            error: false,
+            gated,
+            t_send: self.now,
+            t_arrive: self.now + delay,
+        };
+        let call = match self.free_calls.pop() {
+            Some(k) => {
+                self.calls[k as usize] = rec;
+                k
+            }
+            None => {
+                self.calls.push(rec);
+                (self.calls.len() - 1) as u32
+            }
+        };
+        if delay == 0 {
+            self.arrive(call);
+        } else {
+            self.push(self.now + delay, EV_CALL_ARRIVE, call);
+        }
+        true
+    }
+
+    pub(super) fn arrive(&mut self, call: u32) {
+        let c = self.calls[call as usize].ctr as usize;
+        self.calls[call as usize].t_arrive = self.now;
+        let servers = self.w.svcs[self.w.ctrs[c].svc as usize].servers;
+        if self.w.ctrs[c].busy < servers {
+            self.start(call);
+        } else {
+            self.w.ctrs[c].queue.push_back(call);
+        }
+    }
+
+    fn start(&mut self, call: u32) {
+        let c = self.calls[call as usize].ctr as usize;
+        let ctr = &mut self.w.ctrs[c];
+        ctr.busy += 1;
+        let (svc, h) = (ctr.svc as usize, ctr.host as usize);
+        let host = &mut self.w.hosts[h];
+        host.busy += 1;
+        let t = secs(self.now);
+        let mut cpu = host.cpu.at(t);
+        if self.interference.self_load {
+            cpu += f64::from(host.busy) / f64::from(host.cores);
+        }
+        let factor = self
+            .interference
+            .factor(cpu, host.membw.at(t), host.net.at(t));
+        let work = self.w.svcs[svc]
+            .st
+            .sample_ns(&mut self.rng_work, &mut self.normals)
+            * factor;
+        self.push(self.now + (work as u64).max(1), EV_DONE, call);
+    }
+
+    pub(super) fn done(&mut self, call: u32) {
+        let cr = self.calls[call as usize];
+        let now_d = Duration::from_nanos(self.now);
+        let ctr = &mut self.w.ctrs[cr.ctr as usize];
+        ctr.busy -= 1;
+        self.w.hosts[ctr.host as usize].busy -= 1;
+        ctr.inbound
+            .record(now_d, Duration::from_nanos(self.now - cr.t_arrive), false);
+        if let Some(next) = ctr.queue.pop_front() {
+            self.start(next);
+        }
+        let er = self.w.svcs[cr.svc as usize].error_rate;
+        if er > 0.0 && self.rng_work.random::<f64>() < er {
+            self.calls[call as usize].error = true;
+            self.reply(call);
+        } else {
+            self.children(call);
+        }
+    }
+
+    /// Makes the service's downstream calls (or the next one, in sequence mode); replies when
+    /// there is nothing (left) to wait for.
+    fn children(&mut self, call: u32) {
+        let cr = self.calls[call as usize];
+        let svc = cr.svc as usize;
+        let p = self.w.ctrs[cr.ctr as usize].proxy;
+        let n = self.w.svcs[svc].calls.len();
+        match self.w.svcs[svc].mode {
+            CallMode::Sequence => {
+                let mut j = cr.next as usize;
+                while j < n {
+                    let (_, prob, slot) = self.w.svcs[svc].calls[j];
+                    j += 1;
+                    self.calls[call as usize].next = j as u16;
+                    if prob < 1.0 && self.rng_work.random::<f64>() >= prob {
+                        continue;
+                    }
+                    if self.send(p, slot, call, cr.req) {
+                        self.calls[call as usize].pending = 1;
+                        return;
+                    }
+                }
+                self.reply(call);
+            }
+            CallMode::Parallel => {
+                for j in 0..n {
+                    let (_, prob, slot) = self.w.svcs[svc].calls[j];
+                    if prob < 1.0 && self.rng_work.random::<f64>() >= prob {
+                        continue;
+                    }
+                    if self.send(p, slot, call, cr.req) {
+                        self.calls[call as usize].pending += 1;
+                    }
+                }
+                if self.calls[call as usize].pending == 0 {
+                    self.reply(call);
+                }
+            }
+        }
+    }
+
+    /// The call's response reaches its caller.
+    fn reply(&mut self, call: u32) {
+        let cr = self.calls[call as usize];
+        self.free_calls.push(call);
+        let now_d = Duration::from_nanos(self.now);
+        let latency = Duration::from_nanos(self.now - cr.t_send);
+        let flow = self.reqs[cr.req as usize].flow as usize;
+        let ctr = &mut self.w.ctrs[cr.ctr as usize];
+        ctr.in_flight -= 1;
+        ctr.outbound.record(now_d, latency, cr.error);
+        let i = ctr.slot as usize;
+        let ob = &mut self.w.proxies[cr.proxy as usize].out[cr.slot as usize];
+        // Scaled-in containers have left the caller's endpoint list; nothing to update there.
+        if ob.layout.get(i) == Some(&cr.ctr) {
+            ob.in_flight[i] = ob.in_flight[i].saturating_sub(1);
+            // The data plane's rule (EndpointTelemetry::record): failures feed the estimate only
+            // when they are slower than it.
+            if !cr.error || latency.as_nanos() as f64 > ob.ewma[i].estimate_ns() {
+                ob.ewma[i].observe(now_d, latency);
+            }
+            ob.outlier[i].observe(&self.outlier, now_d, !cr.error);
+        }
+        if cr.gated
+            && let Some(g) = ob.gates.get_mut(flow)
+        {
+            g.in_flight = g.in_flight.saturating_sub(1);
+        }
+        if cr.error {
+            self.reqs[cr.req as usize].failed = true;
+        }
+        if cr.parent == NONE {
+            self.finish_request(cr.req);
+            return;
+        }
+        let par = cr.parent as usize;
+        self.calls[par].pending -= 1;
+        if self.calls[par].pending == 0 {
+            match self.w.svcs[self.calls[par].svc as usize].mode {
+                CallMode::Sequence => self.children(cr.parent),
+                CallMode::Parallel => self.reply(cr.parent),
+            }
+        }
+    }
+
+    fn finish_request(&mut self, req: u32) {
+        let r = self.reqs[req as usize];
+        self.reqs[req as usize].live = false;
+        self.free_reqs.push(req);
+        self.live_reqs -= 1;
+        if r.blocked {
+            self.rec.counts.blocked += u64::from(r.counted);
+            return;
+        }
+        let f = r.flow as usize;
+        let latency = self.now - r.t_start;
+        let failed = r.failed || latency > self.timeout_ns[f];
+        if r.counted {
+            if failed {
+                self.rec.counts.failed += 1;
+            } else {
+                self.rec.counts.completed += 1;
+            }
+        }
+        let violated = failed || latency > self.sla_ns[f];
+        self.rec.answered(self.now, latency, r.counted, violated);
+    }
+}
