@@ -1,9 +1,11 @@
 //! `loadshift proxy` configuration: one typed struct, YAML on disk, validated before anything
 //! binds. Errors name the field, the value and the reason; the CLI exits 64 on any of them.
 
-use std::{collections::HashSet, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
+
+mod validate;
 
 use crate::{endpoint::Endpoint, outlier::OutlierParams, retry_budget::BudgetParams};
 
@@ -316,7 +318,11 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(field: impl Into<String>, value: impl ToString, reason: &'static str) -> ConfigError {
+pub(crate) fn invalid(
+    field: impl Into<String>,
+    value: impl ToString,
+    reason: &'static str,
+) -> ConfigError {
     ConfigError::Invalid {
         field: field.into(),
         value: value.to_string(),
@@ -348,168 +354,6 @@ impl ProxyConfig {
         })?;
         cfg.validate()?;
         Ok(cfg)
-    }
-
-    /// Checks what serde cannot.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.workers == 0 || self.workers > 256 {
-            return Err(invalid(
-                "workers",
-                self.workers,
-                "must be between 1 and 256",
-            ));
-        }
-        match (self.mode, &self.inbound) {
-            (Mode::Sidecar, None) => {
-                return Err(invalid(
-                    "inbound",
-                    "missing",
-                    "sidecar mode needs an inbound listener and app",
-                ));
-            }
-            (Mode::Standalone, Some(_)) => {
-                return Err(invalid(
-                    "inbound",
-                    "set",
-                    "only sidecar mode has an inbound side",
-                ));
-            }
-            _ => {}
-        }
-        if http::HeaderName::from_bytes(self.priority_header.as_bytes()).is_err() {
-            return Err(invalid(
-                "priority_header",
-                &self.priority_header,
-                "not a valid header name",
-            ));
-        }
-        let mut names = HashSet::new();
-        let mut authorities = HashSet::new();
-        for (i, s) in self.services.iter().enumerate() {
-            let f = |k: &str| format!("services[{i}].{k}");
-            if s.name.is_empty() || s.name.contains(char::is_whitespace) {
-                return Err(invalid(
-                    f("name"),
-                    format!("{:?}", s.name),
-                    "must be non-empty without spaces",
-                ));
-            }
-            if !names.insert(s.name.as_str()) {
-                return Err(invalid(f("name"), &s.name, "duplicate service name"));
-            }
-            for a in s.authority_list() {
-                if !authorities.insert(a.to_ascii_lowercase()) {
-                    return Err(invalid(
-                        f("authorities"),
-                        a,
-                        "authority already routes to another service",
-                    ));
-                }
-            }
-            let mut addrs = HashSet::new();
-            for (j, e) in s.endpoints.iter().enumerate() {
-                if e.addr.port() == 0 {
-                    return Err(invalid(
-                        format!("services[{i}].endpoints[{j}].addr"),
-                        e.addr,
-                        "port 0 is not an endpoint",
-                    ));
-                }
-                if !addrs.insert(e.addr) {
-                    return Err(invalid(
-                        format!("services[{i}].endpoints[{j}].addr"),
-                        e.addr,
-                        "duplicate endpoint",
-                    ));
-                }
-            }
-        }
-        if let Some(d) = &self.default_service
-            && !names.contains(d.as_str())
-        {
-            return Err(invalid("default_service", d, "no service has that name"));
-        }
-        let t = &self.timeouts;
-        if t.connect_ms == 0 {
-            return Err(invalid("timeouts.connect_ms", 0, "must be > 0"));
-        }
-        if self.pool.max_per_endpoint == 0 {
-            return Err(invalid("pool.max_per_endpoint", 0, "must be > 0"));
-        }
-        if self.ejection.consecutive_failures == 0 {
-            return Err(invalid("ejection.consecutive_failures", 0, "must be > 0"));
-        }
-        if self.ejection.base_ms > self.ejection.max_ms {
-            return Err(invalid(
-                "ejection.base_ms",
-                self.ejection.base_ms,
-                "must be <= ejection.max_ms",
-            ));
-        }
-        let r = &self.retries;
-        if !(0.0..=10.0).contains(&r.budget_ratio) {
-            return Err(invalid(
-                "retries.budget_ratio",
-                r.budget_ratio,
-                "must be in [0, 10]",
-            ));
-        }
-        if r.max_attempts == 0 {
-            return Err(invalid(
-                "retries.max_attempts",
-                0,
-                "must be >= 1 (1 = no retries)",
-            ));
-        }
-        let tm = &self.telemetry;
-        if tm.slots == 0 || tm.slots > 3600 {
-            return Err(invalid(
-                "telemetry.slots",
-                tm.slots,
-                "must be between 1 and 3600",
-            ));
-        }
-        if tm.slot_ms == 0 || tm.ewma_tau_ms == 0 || tm.host_sample_ms == 0 {
-            return Err(invalid(
-                "telemetry",
-                "0",
-                "slot_ms, ewma_tau_ms and host_sample_ms must be > 0",
-            ));
-        }
-        if let Some(c) = &self.control {
-            if !(c.url.starts_with("http://") || c.url.starts_with("https://")) {
-                return Err(invalid(
-                    "control.url",
-                    &c.url,
-                    "must start with http:// or https://",
-                ));
-            }
-            if c.report_interval_ms == 0 {
-                return Err(invalid("control.report_interval_ms", 0, "must be > 0"));
-            }
-            if c.backoff_min_ms == 0 || c.backoff_min_ms > c.backoff_max_ms {
-                return Err(invalid(
-                    "control.backoff_min_ms",
-                    c.backoff_min_ms,
-                    "must be > 0 and <= control.backoff_max_ms",
-                ));
-            }
-        }
-        if let Some(ls) = &self.local_shift {
-            if self.control.is_some() {
-                return Err(invalid(
-                    "local_shift",
-                    "set",
-                    "local shifting runs only without a control plane (the control plane's imbres-shift planner does it there)",
-                ));
-            }
-            ls.validate().map_err(|e| ConfigError::Invalid {
-                field: "local_shift".into(),
-                value: e.to_string(),
-                reason: "out of range",
-            })?;
-        }
-        Ok(())
     }
 
     /// The service name of the local app (sidecar mode).
@@ -566,51 +410,5 @@ impl ServiceConfig {
                 Endpoint::new(e.addr, e.host.clone(), e.zone.clone(), container)
             })
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    const MIN: &str = "outbound: { listen: 127.0.0.1:0 }\nservices:\n  - name: web\n    endpoints: [{ addr: 127.0.0.1:8080 }]\n";
-
-    #[test]
-    fn minimal_config_gets_defaults() {
-        let c = ProxyConfig::parse(MIN).unwrap();
-        assert_eq!(c.mode, Mode::Standalone);
-        assert_eq!(c.workers, 1);
-        assert_eq!(c.services[0].authority_list(), vec!["web"]);
-        assert_eq!(c.timeouts.connect_ms, 1000);
-    }
-
-    #[test]
-    fn errors_name_field_value_and_reason() {
-        let cases = [
-            (MIN.replace("8080", "0"), "services[0].endpoints[0].addr"),
-            (format!("{MIN}workers: 0\n"), "workers = 0"),
-            (format!("{MIN}mode: sidecar\n"), "inbound"),
-            (
-                format!("{MIN}default_service: nope\n"),
-                "default_service = nope",
-            ),
-            (
-                format!("{MIN}retries: {{ budget_ratio: -1 }}\n"),
-                "retries.budget_ratio = -1",
-            ),
-            (format!("{MIN}bogus: 1\n"), "unknown field `bogus`"),
-        ];
-        for (text, want) in cases {
-            let e = ProxyConfig::parse(&text).unwrap_err().to_string();
-            assert!(e.contains(want), "{want:?} not in {e:?}");
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn parser_never_panics(s in "\\PC{0,300}") {
-            let _ = ProxyConfig::parse(&s);
-        }
     }
 }
