@@ -57,7 +57,8 @@ pub struct TableParams {
     pub interference_max: f64,
     /// Buckets of load per container (paper: 4).
     pub load_buckets: u8,
-    /// Load per container (requests/s) at the top of the load buckets; `None` estimates it.
+    /// Load per container (requests/s) at the top of the load buckets, for every service; `None`
+    /// (default) estimates it per service.
     pub max_load_rps: Option<f64>,
     /// CPU share of one core that defines the top load (paper: 0.5).
     pub target_cpu: f64,
@@ -269,15 +270,10 @@ impl PerfTable {
         let alpha = self.params.alpha;
         let load_buckets = self.params.load_buckets;
         let t = self.services.entry(service.to_string()).or_default();
-        let Some(width) = self
-            .params
-            .max_load_rps
-            .or(t.max_load_rps)
-            .map(|m| m / f64::from(load_buckets))
-        else {
+        let Some(max) = self.params.max_load_rps.or(t.max_load_rps) else {
             return;
         };
-        let b = bucket(load_rps / (width * f64::from(load_buckets)), load_buckets);
+        let b = bucket(load_rps / max, load_buckets);
         let cell = t.cells.entry(key).or_default().entry(b).or_insert(Cell {
             p95_ms,
             observations: 0,

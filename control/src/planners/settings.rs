@@ -3,7 +3,8 @@
 //!
 //! ```yaml
 //! planner_settings:
-//!   shift: { eta: 0.2, interval_ms: 5000, floor_fraction: 0.1, max_step: 0.5, min_samples: 20 }
+//!   shift: { eta: 0.2, interval_ms: 5000, floor_fraction: 0.1, max_step: 0.5, min_samples: 20,
+//!            reprobe_after: 6 }
 //!   connect: { cap_per_downstream: 10, seed: 0 }
 //!   table: { interference_buckets: 4, interference_max: 0.8, load_buckets: 4, target_cpu: 0.5 }
 //!   table_store: { kind: redb, path: /var/lib/loadshift/perf.redb }
