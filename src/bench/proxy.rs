@@ -100,6 +100,7 @@ pub fn run(args: &ProxyBenchArgs) -> anyhow::Result<()> {
     };
     let dir = std::env::temp_dir().join(format!("loadshift-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let load_before = loadavg();
     let result = measure(args, &dir, phase, warmup);
     // Logs stay behind only when something failed.
     if result.is_ok() {
@@ -109,6 +110,11 @@ pub fn run(args: &ProxyBenchArgs) -> anyhow::Result<()> {
     }
     let results = result?;
     print_tables(&results);
+    // Other work on the machine skews every number above; say how busy it was.
+    println!(
+        "\nload average (1/5/15 min) before: {load_before}, after: {}",
+        loadavg()
+    );
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&results)?)
             .with_context(|| format!("write {}", path.display()))?;
@@ -355,4 +361,10 @@ fn print_tables(results: &[TargetResult]) {
         ratio(ls.rss_conns_kib as f64, ha.rss_conns_kib as f64),
         ls.rss_conns_kib as f64 / 1024.0
     );
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }

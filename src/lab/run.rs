@@ -42,7 +42,8 @@ pub async fn drive(
     duration: Duration,
     interval: Duration,
 ) -> anyhow::Result<Measured> {
-    let stop = Arc::new(tokio::sync::Notify::new());
+    // A watch channel, not a Notify: a stop sent while a task is between awaits is still seen.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let interference = tokio::spawn(follow_interference(s.clone(), sup, stop.clone()));
     let served = tokio::spawn(count_served(
         sup.placed.iter().map(|p| p.ports.app).collect(),
@@ -81,7 +82,7 @@ pub async fn drive(
         let (i, report) = joined?;
         reports[i] = Some(report?);
     }
-    stop.notify_waiters();
+    let _ = stop_tx.send(true);
     interference.abort();
     let served = served.await?;
     Ok(Measured {
@@ -100,7 +101,7 @@ fn flow_rate(arrival: &Arrival, seed: u64, scale: f64) -> Rate {
 fn follow_interference(
     s: Scenario,
     sup: &Supervisor,
-    stop: Arc<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> impl std::future::Future<Output = ()> + Send + use<> {
     let targets: Vec<(String, std::path::PathBuf)> = sup
         .placed
@@ -114,7 +115,7 @@ fn follow_interference(
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = stop.notified() => return,
+                _ = stop.changed() => return,
             }
             let t = start.elapsed().as_secs_f64();
             for (host, file) in &targets {
@@ -137,7 +138,7 @@ fn follow_interference(
 async fn count_served(
     apps: Vec<SocketAddr>,
     interval: Duration,
-    stop: Arc<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<Vec<u64>> {
     let pools: Vec<_> = apps
         .iter()
@@ -150,7 +151,7 @@ async fn count_served(
     loop {
         let stopped = tokio::select! {
             _ = tick.tick() => false,
-            _ = stop.notified() => true,
+            _ = stop.changed() => true,
         };
         for (i, pool) in pools.iter().enumerate() {
             let now = served(pool).await.unwrap_or(last[i]);

@@ -2,7 +2,7 @@
 //! them: dropping the supervisor kills and reaps them all, whether the run ends, fails, panics or
 //! is interrupted.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -11,7 +11,7 @@ use loadshift_control::scenario::Scenario;
 use super::configs::{self, Placed, Ports};
 use super::layout::Layout;
 use crate::app::server::write_atomically;
-use crate::bench::process::{Guard, free_port};
+use crate::bench::process::Guard;
 
 /// Everything running for one lab run.
 #[derive(Debug)]
@@ -26,8 +26,25 @@ pub struct Supervisor {
     pub gateway: SocketAddr,
 }
 
-fn loopback() -> anyhow::Result<SocketAddr> {
-    Ok(SocketAddr::from(([127, 0, 0, 1], free_port()?)))
+/// Loopback ports held open until the process that binds them starts. Holding them keeps the OS
+/// from handing the same port to two lab processes (a port released right after `bind(:0)` can
+/// come back from the next `bind(:0)`), and keeps the window for anything else to take it short.
+#[derive(Default)]
+struct Reserved(Vec<TcpListener>);
+
+impl Reserved {
+    fn take(&mut self) -> anyhow::Result<SocketAddr> {
+        let l = TcpListener::bind("127.0.0.1:0").context("reserve a loopback port")?;
+        let addr = l.local_addr()?;
+        self.0.push(l);
+        Ok(addr)
+    }
+
+    /// Frees `addrs` for the process about to bind them.
+    fn release(&mut self, addrs: &[SocketAddr]) {
+        self.0
+            .retain(|l| l.local_addr().map_or(true, |a| !addrs.contains(&a)));
+    }
 }
 
 fn write_yaml(dir: &Path, name: &str, v: &serde_json::Value) -> anyhow::Result<PathBuf> {
@@ -51,27 +68,30 @@ impl Supervisor {
         // The lab's control plane only listens on loopback; the token still exercises auth.
         std::fs::write(&token, format!("lab-{}\n", std::process::id()))?;
 
+        let mut ports = Reserved::default();
         let mut placed = Vec::new();
         for spec in &layout.containers {
-            let ports = Ports {
-                app: loopback()?,
-                inbound: loopback()?,
-                outbound: loopback()?,
-                admin: loopback()?,
+            let p = Ports {
+                app: ports.take()?,
+                inbound: ports.take()?,
+                outbound: ports.take()?,
+                admin: ports.take()?,
             };
             placed.push(Placed {
                 spec: spec.clone(),
-                ports,
+                ports: p,
             });
         }
         let mut this = Self {
             processes: Vec::new(),
             placed,
             interference_files: Vec::new(),
-            gateway: loopback()?,
+            gateway: ports.take()?,
         };
+        let control = ports.take()?;
+        let gateway_admin = ports.take()?;
 
-        let control = loopback()?;
+        ports.release(&[control]);
         let path = write_yaml(
             dir,
             "control.yaml",
@@ -95,6 +115,7 @@ impl Supervisor {
             write_atomically(&interference, "1\n")?;
             this.interference_files.push(interference.clone());
             let args = configs::app_args(s, &p, &interference);
+            ports.release(&[p.ports.app]);
             this.spawn_ready(&format!("app-{}", p.spec.name), me, &args, dir, p.ports.app)?;
             let cfg = configs::sidecar(s, &this.placed, &p, control, &token);
             let path = write_yaml(dir, &format!("sidecar-{}.yaml", p.spec.name), &cfg)?;
@@ -103,6 +124,7 @@ impl Supervisor {
                 "--config".into(),
                 path.display().to_string(),
             ];
+            ports.release(&[p.ports.inbound, p.ports.outbound, p.ports.admin]);
             this.spawn_ready(
                 &format!("sidecar-{}", p.spec.name),
                 me,
@@ -112,10 +134,17 @@ impl Supervisor {
             )?;
         }
 
-        let admin = loopback()?;
-        let cfg = configs::gateway(s, &this.placed, this.gateway, admin, control, &token);
+        let cfg = configs::gateway(
+            s,
+            &this.placed,
+            this.gateway,
+            gateway_admin,
+            control,
+            &token,
+        );
         let path = write_yaml(dir, "gateway.yaml", &cfg)?;
         let gateway = this.gateway;
+        ports.release(&[gateway, gateway_admin]);
         this.spawn_ready(
             "gateway",
             me,
