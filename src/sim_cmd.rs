@@ -115,6 +115,13 @@ fn run(args: &SimArgs, scn: &Scenario) -> anyhow::Result<()> {
             );
         }
     }
+    for o in &outcomes {
+        let total: u64 = o.connections.values().sum();
+        println!(
+            "{}: {total} connections (caller proxy x endpoint) at the end",
+            o.run.policy
+        );
+    }
     if args.bench {
         for o in &outcomes {
             let c = &o.run.counts;

@@ -253,6 +253,27 @@ impl Engine {
         }
     }
 
+    /// Per service: eligible endpoints summed over the balancers of its current callers.
+    pub(super) fn connections(&self) -> BTreeMap<String, u64> {
+        self.w
+            .svcs
+            .iter()
+            .map(|svc| {
+                let n = svc
+                    .callers
+                    .iter()
+                    .map(|&(p, k)| {
+                        self.w.proxies[p as usize].out[k as usize]
+                            .bal
+                            .eligible()
+                            .len() as u64
+                    })
+                    .sum();
+                (svc.name.clone(), n)
+            })
+            .collect()
+    }
+
     /// Host with the most cores not yet taken by container servers; ties to the first.
     fn roomiest_host(&self) -> usize {
         let mut used = vec![0i64; self.w.hosts.len()];

@@ -94,6 +94,9 @@ pub struct Outcome {
     /// Plans refused by validation (kept the last good plan).
     pub plan_rejections: u64,
     pub scale_decisions: Vec<ScaleDecision>,
+    /// Per service at the end of the run: connections its live callers' balancers may use
+    /// (caller proxy x eligible endpoint pairs), the quantity Imbres §4.2 caps.
+    pub connections: BTreeMap<String, u64>,
 }
 
 impl Policies {
@@ -187,7 +190,9 @@ pub fn run_with(s: &Scenario, seed: u64, p: Policies, progress: &mut dyn FnMut(f
         counts: e.rec.counts,
         intervals: std::mem::take(&mut e.rec.intervals),
     };
+    let connections = e.connections();
     Outcome {
+        connections,
         run,
         events: e.events,
         wall_s: start.elapsed().as_secs_f64(),
@@ -252,6 +257,11 @@ pub fn compare(
         report.notes.insert(0, s.description.clone());
     }
     for o in &outcomes {
+        let total: u64 = o.connections.values().sum();
+        report.notes.push(format!(
+            "{}: {total} connections (caller proxy x endpoint) at the end",
+            o.run.policy
+        ));
         if o.plan_rejections > 0 {
             report.notes.push(format!(
                 "{}: {} plans refused by validation",

@@ -272,6 +272,11 @@ flows:
         "{:?}",
         snap.services["b"].callers
     );
+    // Full connections: 2 callers x 2 endpoints of b, 1 ingress x 2 endpoints of a.
+    assert_eq!(
+        e.connections(),
+        [("a".to_string(), 2), ("b".to_string(), 4)].into()
+    );
 }
 
 #[test]
@@ -371,6 +376,8 @@ fn per_proxy_subsets_steer_that_proxys_calls() {
     let o = run_with(&s, 1, p, &mut quiet);
     conserved(&o);
     assert_eq!(o.run.summary.plan_pushes, 1);
+    // One ingress proxy restricted to one of the two endpoints.
+    assert_eq!(o.connections["q"], 1);
     // Before the first plan (5 s) both hosts get calls; afterwards only h2.
     let first = &o.run.intervals[0].service_host_share["q"];
     assert!(first.len() == 2, "{first:?}");
