@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::Shared;
 use crate::{
+    discovery::EndpointMap,
     metrics as m,
     state::{EndpointSample, ProxyIdentity, StoredReport, TelemetryStore},
 };
@@ -80,8 +81,8 @@ struct StreamPlans {
     in_flight: VecDeque<InFlight>,
     /// Services of the last refused update and their refused plans (`None` = refused removal).
     held: Option<BTreeMap<String, Option<Arc<ServicePlan>>>>,
-    /// Endpoints last sent per service.
-    endpoints: BTreeMap<String, Vec<loadshift_proxy::endpoint::Endpoint>>,
+    /// The discovery snapshot last sent from (shared, not copied per stream).
+    endpoints: Option<EndpointMap>,
 }
 
 async fn session(shared: Arc<Shared>, mut inbound: Streaming<pb::ProxyMessage>, tx: Tx) {
@@ -169,15 +170,15 @@ async fn refuse(tx: &Tx, status: Status) {
 async fn send_endpoints(
     tx: &Tx,
     id: &ProxyIdentity,
-    eps: &BTreeMap<String, Vec<loadshift_proxy::endpoint::Endpoint>>,
+    eps: &EndpointMap,
     st: &mut StreamPlans,
 ) -> bool {
+    let before = st.endpoints.replace(eps.clone());
     for svc in &id.outbound_services {
         let Some(list) = eps.get(svc) else { continue };
-        if st.endpoints.get(svc) == Some(list) {
+        if before.as_ref().and_then(|b| b.get(svc)) == Some(list) {
             continue;
         }
-        st.endpoints.insert(svc.clone(), list.clone());
         let msg = pb::EndpointsUpdate {
             service: svc.clone(),
             endpoints: list.iter().map(convert::endpoint_to_proto).collect(),
