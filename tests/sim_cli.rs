@@ -44,6 +44,10 @@ fn compare_writes_one_report_for_every_policy() {
         "{stdout}"
     );
     assert!(stdout.contains("requests/s"), "{stdout}");
+    assert!(
+        stdout.contains("p2c-ewma: ") && stdout.contains("connections"),
+        "{stdout}"
+    );
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["scenario"], "imbalance");
