@@ -9,14 +9,14 @@ use clap::Parser;
 
 mod app;
 mod bench;
-mod lab;
 mod bench_control;
 mod control_cmd;
 mod ctl;
+mod lab;
+mod loadgen;
 mod proxy_cmd;
 mod signal;
 mod sim_cmd;
-mod loadgen;
 
 /// Exit code for invalid configuration or input (sysexits EX_DATAERR / EX_USAGE family).
 pub const EXIT_CONFIG: u8 = 64;

@@ -10,12 +10,12 @@ pub mod metrics;
 pub mod planners;
 pub mod plans;
 pub mod policy;
-pub mod scalers;
-pub mod server;
-pub mod state;
 pub mod report;
+pub mod scalers;
 pub mod scenario;
+pub mod server;
 pub mod sim;
+pub mod state;
 
 pub use config::ControlConfig;
 pub use server::{BoundAddrs, ControlError, ControlServer, run};

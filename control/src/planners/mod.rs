@@ -4,21 +4,21 @@
 pub mod baselines;
 mod even;
 pub mod imbres_connect;
+pub mod imbres_shift;
 pub mod perf_store;
 pub mod perf_store_redis;
 pub mod perf_table;
 pub mod settings;
 mod r#static;
-pub mod imbres_shift;
 
 use crate::policy::Planner;
 
 pub use baselines::{Connections, Local, Mode};
 pub use even::Even;
 pub use imbres_connect::ImbresConnect;
-pub use r#static::Static;
 pub use imbres_shift::ImbresShift;
 pub use settings::{PlannerSettings, build_with};
+pub use r#static::Static;
 
 /// A planner name nobody registered.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +56,11 @@ pub fn build(name: &str) -> Result<Box<dyn Planner>, UnknownPlanner> {
         "least-request" => Ok(Box::new(Mode::least_request())),
         "p2c-ewma" => Ok(Box::new(Mode::p2c_ewma())),
         "local" => Ok(Box::new(Local)),
-        "random-partial" => Ok(Box::new(Connections::random_partial(Default::default(), 0, 10))),
+        "random-partial" => Ok(Box::new(Connections::random_partial(
+            Default::default(),
+            0,
+            10,
+        ))),
         "full" => Ok(Box::new(Connections::full(Default::default()))),
         _ => Err(UnknownPlanner {
             name: name.to_string(),
