@@ -125,17 +125,27 @@ fn run(args: &SimArgs, scn: &Scenario) -> anyhow::Result<()> {
     if args.bench {
         for o in &outcomes {
             let c = &o.run.counts;
-            println!(
-                "bench {}: {} requests, {} calls, {} events in {:.2} s wall: {:.0} requests/s, {:.0} calls/s simulated ({:.1}x real time)",
+            let per = |secs: f64| {
+                format!(
+                    "{:.0} requests/s, {:.0} calls/s",
+                    o.arrivals as f64 / secs,
+                    c.calls as f64 / secs
+                )
+            };
+            print!(
+                "bench {}: {} requests, {} calls, {} events in {:.2} s wall: {} simulated ({:.1}x real time)",
                 o.run.policy,
-                c.offered,
+                o.arrivals,
                 c.calls,
                 o.events,
                 o.wall_s,
-                c.offered as f64 / o.wall_s,
-                c.calls as f64 / o.wall_s,
+                per(o.wall_s),
                 scn.duration_s / o.wall_s
             );
+            match o.cpu_s {
+                Some(cpu) if cpu > 0.0 => println!("; {cpu:.2} CPU s: {} per CPU second", per(cpu)),
+                _ => println!(),
+            }
         }
     }
     println!("report: {}", out.join("report.html").display());

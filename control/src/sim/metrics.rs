@@ -15,6 +15,8 @@ const CONVERGE_MIN_SAMPLES: u64 = 20;
 
 pub(super) struct Recorder {
     pub counts: Counts,
+    /// Every request that arrived, warm-up included (for speed figures).
+    pub arrivals: u64,
     /// Counted requests that missed their SLA or failed.
     pub violations: u64,
     /// Counted, not blocked requests.
@@ -41,6 +43,7 @@ impl Recorder {
     pub fn new(n_svcs: usize, n_hosts: usize, control_ns: u64) -> Self {
         Self {
             counts: Counts::default(),
+            arrivals: 0,
             violations: 0,
             answered: 0,
             total: Histogram::default(),

@@ -86,9 +86,15 @@ pub struct Policies {
 #[derive(Debug)]
 pub struct Outcome {
     pub run: PolicyRun,
-    /// Events processed, and wall-clock seconds the run took.
+    /// Events processed.
     pub events: u64,
+    /// Requests that arrived, warm-up included.
+    pub arrivals: u64,
+    /// Wall-clock seconds the run took.
     pub wall_s: f64,
+    /// CPU seconds the simulating thread used (Linux `/proc/thread-self/schedstat`); `None` where
+    /// unavailable. Unlike wall time it does not grow when other processes share the core.
+    pub cpu_s: Option<f64>,
     /// Mean counted end-to-end latency, ms.
     pub mean_ms: f64,
     /// Plans refused by validation (kept the last good plan).
@@ -182,6 +188,7 @@ pub fn run(
 /// Runs already-built policies (custom planners or scalers included).
 pub fn run_with(s: &Scenario, seed: u64, p: Policies, progress: &mut dyn FnMut(f64)) -> Outcome {
     let start = Instant::now();
+    let cpu0 = thread_cpu_ns();
     let mut e = engine::Engine::new(s, seed, p.planners, p.scalers);
     e.run(progress);
     let run = PolicyRun {
@@ -191,11 +198,16 @@ pub fn run_with(s: &Scenario, seed: u64, p: Policies, progress: &mut dyn FnMut(f
         intervals: std::mem::take(&mut e.rec.intervals),
     };
     let connections = e.connections();
+    let cpu_s = thread_cpu_ns()
+        .zip(cpu0)
+        .map(|(b, a)| b.saturating_sub(a) as f64 / 1e9);
     Outcome {
         connections,
         run,
         events: e.events,
+        arrivals: e.rec.arrivals,
         wall_s: start.elapsed().as_secs_f64(),
+        cpu_s,
         mean_ms: e.rec.mean_ms(),
         plan_rejections: e.plan_rejections,
         scale_decisions: e
@@ -271,4 +283,11 @@ pub fn compare(
         report.runs.push(o.run.clone());
     }
     Ok((report, outcomes))
+}
+
+/// CPU time of the calling thread in nanoseconds: the first field of
+/// `/proc/thread-self/schedstat`.
+fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }

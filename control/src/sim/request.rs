@@ -68,6 +68,7 @@ impl Engine {
             }
         };
         self.rec.counts.offered += u64::from(counted);
+        self.rec.arrivals += 1;
         self.live_reqs += 1;
         let (p, slot) = self.w.ingress[f];
         if !self.send(p, slot, NONE, req) {
