@@ -28,10 +28,19 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut stop = shared.shutdown.clone();
     loop {
         tokio::select! {
-            _ = plan_tick.tick() => plan_once(&shared),
-            _ = scale_tick.tick() => scale_once(&shared),
+            _ = plan_tick.tick() => off_runtime(&shared, plan_once).await,
+            _ = scale_tick.tick() => off_runtime(&shared, scale_once).await,
             () = crate::server::stopped(&mut stop) => return,
         }
+    }
+}
+
+/// Runs one round on the blocking pool: a planner may take milliseconds (k-means, tables) and
+/// must not stall the proxy streams sharing the runtime's workers.
+async fn off_runtime(shared: &Arc<Shared>, round: fn(&Shared)) {
+    let s = shared.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || round(&s)).await {
+        tracing::error!(error = %e, "a control round panicked; the next tick runs again");
     }
 }
 
