@@ -27,7 +27,7 @@ use crate::{
     metrics,
     routes::{EndpointState, LiveLoads, ServiceRoute},
     state::Shared,
-    upstream::Pool,
+    upstream::{Pool, Unsent},
 };
 
 /// Response body: the upstream's, streamed, or one the proxy wrote.
@@ -104,67 +104,71 @@ pub async fn handle(
 
     let now = w.shared.clock.now();
     w.budget.borrow_mut().deposit(now);
+    let mut req = Request::from_parts(parts, body);
     let mut attempt = 0;
-    let (ep, conn, start) = loop {
+    loop {
         attempt += 1;
         let Some(ep) = pick(&w, svc) else {
             return Ok(error_response(&ProxyError::NoEndpoint {
                 service: svc.name.clone(),
             }));
         };
+        let addr = ep.endpoint.addr;
+        ep.metrics.requests.increment(1);
         let start = w.shared.clock.now();
-        match w.pool.checkout(ep.endpoint.addr, h2).await {
-            Ok(conn) => break (ep, conn, start),
-            Err(e) => {
-                let now = w.shared.clock.now();
-                ep.metrics.requests.increment(1);
-                count_error(ep, &e);
-                ep.record(&w.shared.outlier, now, now - start, false);
-                let retry = e.retryable()
-                    && attempt < w.max_attempts
-                    && w.budget.borrow_mut().try_withdraw(now);
-                if !retry {
-                    tracing::debug!(service = %svc.name, error = %e, "request failed");
-                    return Ok(error_response(&e));
-                }
-                ::metrics::counter!(metrics::RETRIES, "service" => svc.name.clone()).increment(1);
+        let outcome = match w.pool.checkout(addr, h2).await {
+            // Nothing was sent: the request is still ours.
+            Err(error) => Err(Unsent {
+                error,
+                request: Some(req),
+            }),
+            Ok(conn) => {
+                ep.in_flight.fetch_add(1, Ordering::Relaxed);
+                let sent = w.pool.send(addr, conn, req);
+                let r = match w.request_timeout {
+                    Some(t) => tokio::time::timeout(t, sent).await.unwrap_or_else(|_| {
+                        Err(Unsent {
+                            error: ProxyError::Timeout { addr },
+                            request: None,
+                        })
+                    }),
+                    None => sent.await,
+                };
+                ep.in_flight.fetch_sub(1, Ordering::Relaxed);
+                r
             }
-        }
-    };
-
-    ep.metrics.requests.increment(1);
-    ep.in_flight.fetch_add(1, Ordering::Relaxed);
-    let sent = w
-        .pool
-        .send(ep.endpoint.addr, conn, Request::from_parts(parts, body));
-    let result = match w.request_timeout {
-        Some(t) => tokio::time::timeout(t, sent)
-            .await
-            .unwrap_or(Err(ProxyError::Timeout {
-                addr: ep.endpoint.addr,
-            })),
-        None => sent.await,
-    };
-    ep.in_flight.fetch_sub(1, Ordering::Relaxed);
-    let now = w.shared.clock.now();
-    match result {
-        Ok(mut resp) => {
-            let status = resp.status();
-            ep.metrics.response(status.as_u16());
-            ep.record(
-                &w.shared.outlier,
-                now,
-                now - start,
-                !status.is_server_error(),
-            );
-            strip_hop_by_hop(resp.headers_mut());
-            Ok(resp.map(Either::Left))
-        }
-        Err(e) => {
-            count_error(ep, &e);
-            ep.record(&w.shared.outlier, now, now - start, false);
-            tracing::debug!(service = %svc.name, error = %e, "request failed");
-            Ok(error_response(&e))
+        };
+        let now = w.shared.clock.now();
+        match outcome {
+            Ok(mut resp) => {
+                let status = resp.status();
+                ep.metrics.response(status.as_u16());
+                ep.record(
+                    &w.shared.outlier,
+                    now,
+                    now - start,
+                    !status.is_server_error(),
+                );
+                strip_hop_by_hop(resp.headers_mut());
+                return Ok(resp.map(Either::Left));
+            }
+            Err(Unsent { error, request }) => {
+                count_error(ep, &error);
+                ep.record(&w.shared.outlier, now, now - start, false);
+                match request {
+                    Some(r)
+                        if attempt < w.max_attempts && w.budget.borrow_mut().try_withdraw(now) =>
+                    {
+                        ::metrics::counter!(metrics::RETRIES, "service" => svc.name.clone())
+                            .increment(1);
+                        req = r;
+                    }
+                    _ => {
+                        tracing::debug!(service = %svc.name, error = %error, "request failed");
+                        return Ok(error_response(&error));
+                    }
+                }
+            }
         }
     }
 }

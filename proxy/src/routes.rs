@@ -123,6 +123,10 @@ impl Loads for LiveLoads<'_> {
     fn available(&self, i: usize) -> bool {
         !self.endpoints[i].is_ejected(self.now)
     }
+
+    fn in_flight(&self, i: usize) -> u32 {
+        self.endpoints[i].in_flight.load(Ordering::Relaxed)
+    }
 }
 
 impl ServiceRoute {

@@ -35,12 +35,8 @@ pub trait Loads {
     fn cost(&self, i: usize) -> f64;
     /// False while endpoint `i` is ejected.
     fn available(&self, i: usize) -> bool;
-    /// Requests in flight to endpoint `i`, for `least-request`. Implementations that track
-    /// in-flight counts must override this; the default (0 for all) makes `least-request` a
-    /// uniform random choice.
-    fn in_flight(&self, _i: usize) -> u32 {
-        0
-    }
+    /// Requests in flight to endpoint `i`, for `least-request`.
+    fn in_flight(&self, i: usize) -> u32;
 }
 
 /// Round-robin position. Shared by every request of the service through `&self`, hence atomic;
@@ -254,6 +250,9 @@ mod tests {
         }
         fn available(&self, i: usize) -> bool {
             self.up[i]
+        }
+        fn in_flight(&self, _: usize) -> u32 {
+            0
         }
     }
 

@@ -28,6 +28,12 @@ use crate::error::ProxyError;
 /// Body of a request sent upstream: the client's body, streamed.
 pub type UpBody = Incoming;
 
+/// A failed send, with the request when it was never written.
+pub struct Unsent {
+    pub error: ProxyError,
+    pub request: Option<Request<UpBody>>,
+}
+
 /// A connection checked out for one request.
 pub enum Conn {
     H1(http1::SendRequest<UpBody>),
@@ -106,16 +112,18 @@ impl Pool {
         }
     }
 
-    /// Sends one request on a checked-out connection.
+    /// Sends one request on a checked-out connection. On failure the request comes back when
+    /// hyper never wrote it (the connection closed under it), so it can go elsewhere whatever
+    /// its method.
     pub async fn send(
         self: &Rc<Self>,
         addr: SocketAddr,
         conn: Conn,
         req: Request<UpBody>,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<Incoming>, Unsent> {
         let fut = match conn {
             Conn::H1(mut tx) => {
-                let fut = tx.send_request(req);
+                let fut = tx.try_send_request(req);
                 let pool = Rc::clone(self);
                 tokio::task::spawn_local(async move {
                     // Back to the stack once the response body has been read; dropped on error.
@@ -125,10 +133,18 @@ impl Pool {
                 });
                 futures_util::future::Either::Left(fut)
             }
-            Conn::H2(mut tx) => futures_util::future::Either::Right(tx.send_request(req)),
+            Conn::H2(mut tx) => futures_util::future::Either::Right(tx.try_send_request(req)),
         };
-        fut.await
-            .map_err(|source| ProxyError::Upstream { addr, source })
+        fut.await.map_err(|mut e| {
+            let request = e.take_message();
+            Unsent {
+                error: ProxyError::Upstream {
+                    addr,
+                    source: e.into_error(),
+                },
+                request,
+            }
+        })
     }
 
     async fn checkout_h2(
