@@ -370,6 +370,10 @@ fn state_json(st: &pb::GetStateResponse) -> Value {
     let services: Vec<Value> = st.services.iter().map(|s| json!({
         "name": s.name, "planner": s.planner, "scaler": s.scaler, "pinned": s.pinned,
         "plan_revision": s.plan_revision, "offered_rps": s.offered_rps, "callers": s.callers,
+        "history": s.history.iter().map(|h| json!({
+            "unix_ms": h.unix_ms, "offered_rps": h.offered_rps, "outbound_p95_ms": h.outbound_p95_ms,
+            "inbound_p95_ms": h.inbound_p95_ms, "calls": h.calls, "errors": h.errors,
+        })).collect::<Vec<_>>(),
         "objective": s.objective.as_ref().map(|o| json!({"sla_ms": o.sla_ms, "percentile": o.percentile, "flow": o.flow})),
         "plan": s.plan.as_ref().map(plan_json),
         "blocked": s.blocked.iter().map(|b| (b.class.clone(), b.count)).collect::<BTreeMap<_, _>>(),

@@ -45,6 +45,7 @@ async fn proxies_get_plans_for_what_they_call_and_pins_win_until_unpinned() {
         ],
     );
     cfg.metrics_listen = Some(addr(0));
+    cfg.windows_kept = 3;
     let control = Control::start(cfg).await;
 
     // a-1 calls b; b-1 is the inbound sidecar of container b-1 and calls nothing.
@@ -148,6 +149,34 @@ async fn proxies_get_plans_for_what_they_call_and_pins_win_until_unpinned() {
     assert!((svc.offered_rps - 20.0).abs() < 1e-9, "{}", svc.offered_rps);
     assert!((ep1.share - 1.0 / 3.0).abs() < 1e-9);
     assert_eq!(svc.planner, "even");
+    // Planner rounds keep a bounded history of what they saw.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = op
+            .get_state(pb::GetStateRequest {
+                service: "b".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let h = &st.services[0].history;
+        assert!(
+            h.len() <= 3,
+            "history is bounded by windows_kept: {}",
+            h.len()
+        );
+        if h.last()
+            .is_some_and(|s| s.calls == 50 && s.inbound_p95_ms == 42.0)
+        {
+            assert!((h.last().unwrap().offered_rps - 20.0).abs() < 1e-9);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no history sample with the reports: {h:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Watch, then pin: exactly one new plan reaches the proxy and it is the pinned one.
     let mut watch = op

@@ -45,6 +45,10 @@ pub struct ControlConfig {
     /// Reports older than this are left out of planner snapshots, milliseconds. Default 10000.
     #[serde(default = "defaults::report_stale_ms")]
     pub report_stale_ms: u64,
+    /// Planner-round samples kept per service for `GetState` history (the bounded window of
+    /// past telemetry). Default 60 (5 minutes at the default planner interval).
+    #[serde(default = "defaults::windows_kept")]
+    pub windows_kept: usize,
     /// Scale decisions kept for `ListScaleDecisions`. Default 1000.
     #[serde(default = "defaults::decisions_kept")]
     pub decisions_kept: usize,
@@ -104,6 +108,9 @@ mod defaults {
     }
     pub fn report_stale_ms() -> u64 {
         10_000
+    }
+    pub fn windows_kept() -> usize {
+        60
     }
     pub fn decisions_kept() -> usize {
         1000
@@ -180,6 +187,7 @@ impl ControlConfig {
             planner_interval_ms: defaults::planner_interval_ms(),
             scale_interval_ms: defaults::scale_interval_ms(),
             report_stale_ms: defaults::report_stale_ms(),
+            windows_kept: defaults::windows_kept(),
             decisions_kept: defaults::decisions_kept(),
             actuator: defaults::actuator(),
             services: BTreeMap::new(),

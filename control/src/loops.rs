@@ -79,6 +79,7 @@ pub(crate) fn plan_once(shared: &Shared) {
         .filter_map(|(n, p)| Some((n.clone(), p.objective.clone()?)))
         .collect();
     let snap = snapshots(shared, &objectives);
+    record_history(shared, &snap);
     for (name, policy) in policies.iter_mut() {
         let Some(sub) = per_service(&snap, name) else {
             continue;
@@ -91,6 +92,46 @@ pub(crate) fn plan_once(shared: &Shared) {
     drop(policies);
     metrics::histogram!(m::LOOP_SECONDS, "loop" => "planner")
         .record(started.elapsed().as_secs_f64());
+}
+
+/// Appends one sample per service to the bounded history.
+fn record_history(shared: &Shared, snap: &Snapshot) {
+    let at = unix_ms();
+    let mut history = shared.history.lock();
+    for (name, svc) in &snap.services {
+        let (mut calls, mut errors, mut p95_sum) = (0u64, 0u64, 0.0f64);
+        let (mut inbound_sum, mut inbound_n) = (0.0f64, 0u32);
+        for c in &svc.containers {
+            calls += c.outbound.count;
+            errors += c.outbound.errors;
+            p95_sum += c.outbound.p95_ms * c.outbound.count as f64;
+            if let Some(w) = c.inbound {
+                inbound_sum += w.p95_ms;
+                inbound_n += 1;
+            }
+        }
+        let sample = pb::ServiceSample {
+            unix_ms: at,
+            offered_rps: svc.offered_rps,
+            outbound_p95_ms: if calls == 0 {
+                0.0
+            } else {
+                p95_sum / calls as f64
+            },
+            inbound_p95_ms: if inbound_n == 0 {
+                0.0
+            } else {
+                inbound_sum / f64::from(inbound_n)
+            },
+            calls,
+            errors,
+        };
+        let ring = history.entry(name.clone()).or_default();
+        ring.push_back(sample);
+        while ring.len() > shared.cfg.windows_kept {
+            ring.pop_front();
+        }
+    }
 }
 
 /// One scale round over every service.

@@ -82,6 +82,8 @@ pub(crate) struct Shared {
     pub policies: Mutex<BTreeMap<String, Policy>>,
     pub actuator: Mutex<Box<dyn Actuator>>,
     pub decisions: Mutex<VecDeque<DecisionRecord>>,
+    /// Per service, one sample per planner round, at most `windows_kept`.
+    pub history: Mutex<BTreeMap<String, VecDeque<pb::ServiceSample>>>,
     pub endpoints: watch::Receiver<EndpointMap>,
     /// Kept alive for as long as the server runs: dropping a source ends its change feed.
     _discovery: Box<dyn Discovery>,
@@ -236,6 +238,7 @@ impl ControlServer {
             policies: Mutex::new(policies),
             actuator: Mutex::new(actuator),
             decisions: Mutex::default(),
+            history: Mutex::default(),
             endpoints: discovery.watch(),
             _discovery: Box::new(discovery),
             shutdown: stop_rx,

@@ -192,6 +192,12 @@ impl Operator for OperatorApi {
                         })
                         .collect(),
                     callers: svc.map(|s| s.callers.clone()).unwrap_or_default(),
+                    history: sh
+                        .history
+                        .lock()
+                        .get(name)
+                        .map(|h| h.iter().copied().collect())
+                        .unwrap_or_default(),
                 }
             })
             .collect();

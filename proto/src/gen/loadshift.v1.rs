@@ -700,6 +700,29 @@ pub struct ServiceState {
     /// Pod names of connected callers.
     #[prost(string, repeated, tag = "12")]
     pub callers: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// One sample per planner round, oldest first (the config's `windows_kept` most recent).
+    #[prost(message, repeated, tag = "13")]
+    pub history: ::prost::alloc::vec::Vec<ServiceSample>,
+}
+/// The service as one planner round saw it.
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct ServiceSample {
+    #[prost(int64, tag = "1")]
+    pub unix_ms: i64,
+    #[prost(double, tag = "2")]
+    pub offered_rps: f64,
+    /// Count-weighted p95 of the callers' windows over all endpoints.
+    #[prost(double, tag = "3")]
+    pub outbound_p95_ms: f64,
+    /// Mean over containers of their own inbound p95; 0 without inbound reports.
+    #[prost(double, tag = "4")]
+    pub inbound_p95_ms: f64,
+    /// Completed calls and errors in the callers' windows.
+    #[prost(uint64, tag = "5")]
+    pub calls: u64,
+    #[prost(uint64, tag = "6")]
+    pub errors: u64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
