@@ -392,3 +392,53 @@ fn stored_report(store: &mut TelemetryStore, now: Duration, r: pb::Report) -> St
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sp(w: f64) -> Arc<ServicePlan> {
+        Arc::new(ServicePlan {
+            endpoint_weights: [("127.0.0.1:1".into(), w)].into(),
+            ..Default::default()
+        })
+    }
+
+    fn update(version: u64, full: bool, set: &[(&str, f64)]) -> InFlight {
+        InFlight {
+            version,
+            nonce: format!("n{version}"),
+            sent_at: Instant::now(),
+            full,
+            set: set.iter().map(|(k, w)| (k.to_string(), sp(*w))).collect(),
+            removed: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_nack_rolls_sent_back_to_acked_plus_later_updates_and_holds_the_refused_set() {
+        let mut st = StreamPlans::default();
+        st.in_flight
+            .push_back(update(1, true, &[("a", 1.0), ("b", 1.0)]));
+        st.in_flight.push_back(update(2, false, &[("a", 9.0)]));
+        st.in_flight.push_back(update(3, false, &[("b", 2.0)]));
+        st.sent = [("a".to_string(), sp(9.0)), ("b".to_string(), sp(2.0))].into();
+
+        answer(&mut st, 1, "n1", None, "p");
+        assert_eq!(st.acked["a"], sp(1.0));
+        // A stale nonce settles nothing.
+        answer(&mut st, 2, "other", Some("no".into()), "p");
+        assert!(st.held.is_none());
+
+        answer(&mut st, 2, "n2", Some("weights refused".into()), "p");
+        let held = st.held.clone().unwrap();
+        assert_eq!(held["a"], Some(sp(9.0)));
+        // The proxy runs what it acknowledged plus update 3, still in flight.
+        assert_eq!(st.sent["a"], sp(1.0));
+        assert_eq!(st.sent["b"], sp(2.0));
+
+        answer(&mut st, 3, "n3", None, "p");
+        assert_eq!(st.acked["b"], sp(2.0));
+        assert!(st.in_flight.is_empty());
+    }
+}
