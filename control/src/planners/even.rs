@@ -19,12 +19,24 @@ impl Planner for Even {
             .iter()
             .filter(|(_, s)| !s.containers.is_empty())
             .map(|(name, s)| {
-                let endpoint_weights =
-                    s.containers.iter().map(|c| (c.endpoint.key().to_string(), 1.0)).collect();
-                (name.clone(), ServicePlan { endpoint_weights, ..Default::default() })
+                let endpoint_weights = s
+                    .containers
+                    .iter()
+                    .map(|c| (c.endpoint.key().to_string(), 1.0))
+                    .collect();
+                (
+                    name.clone(),
+                    ServicePlan {
+                        endpoint_weights,
+                        ..Default::default()
+                    },
+                )
             })
             .collect();
-        PlanUpdate { services, per_proxy: Default::default() }
+        PlanUpdate {
+            services,
+            per_proxy: Default::default(),
+        }
     }
 }
 
@@ -48,7 +60,10 @@ mod tests {
             containers: vec![c(1, "h1"), c(2, "h1"), c(3, "h2")],
             ..Default::default()
         };
-        let snap = Snapshot { services: [("a".into(), svc)].into(), ..Default::default() };
+        let snap = Snapshot {
+            services: [("a".into(), svc)].into(),
+            ..Default::default()
+        };
         let up = Even.plan(&snap);
         let w = &up.services["a"].endpoint_weights;
         assert_eq!(w.len(), 3);
