@@ -26,12 +26,12 @@ async fn blast(c: &HttpClient, proxy: std::net::SocketAddr, n: usize) -> usize {
         }));
         if batch.len() == 32 {
             for h in batch.drain(..) {
-                ok += usize::from(h.await.unwrap() == 200);
+                ok += usize::from(h.await.expect("request task") == 200);
             }
         }
     }
     for h in batch {
-        ok += usize::from(h.await.unwrap() == 200);
+        ok += usize::from(h.await.expect("request task") == 200);
     }
     ok
 }

@@ -120,7 +120,7 @@ pub async fn handle(
             // Nothing was sent: the request is still ours.
             Err(error) => Err(Unsent {
                 error,
-                request: Some(req),
+                request: Some(Box::new(req)),
             }),
             Ok(conn) => {
                 ep.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -161,7 +161,7 @@ pub async fn handle(
                     {
                         ::metrics::counter!(metrics::RETRIES, "service" => svc.name.clone())
                             .increment(1);
-                        req = r;
+                        req = *r;
                     }
                     _ => {
                         tracing::debug!(service = %svc.name, error = %error, "request failed");

@@ -1,6 +1,7 @@
 //! Shared pieces of the end-to-end tests: real upstream HTTP servers on 127.0.0.1:0 that record
 //! what reached them, an in-process proxy built from YAML, and clients.
-#![allow(dead_code)]
+// Test support: a failed set-up step should fail the test on the spot.
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::{
     convert::Infallible,

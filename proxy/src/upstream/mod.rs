@@ -31,7 +31,8 @@ pub type UpBody = Incoming;
 /// A failed send, with the request when it was never written.
 pub struct Unsent {
     pub error: ProxyError,
-    pub request: Option<Request<UpBody>>,
+    /// Boxed: the failure path is rare and keeps the `Result` small on the common one.
+    pub request: Option<Box<Request<UpBody>>>,
 }
 
 /// A connection checked out for one request.
@@ -136,7 +137,7 @@ impl Pool {
             Conn::H2(mut tx) => futures_util::future::Either::Right(tx.try_send_request(req)),
         };
         fut.await.map_err(|mut e| {
-            let request = e.take_message();
+            let request = e.take_message().map(Box::new);
             Unsent {
                 error: ProxyError::Upstream {
                     addr,
