@@ -33,9 +33,14 @@ pub struct LabArgs {
     /// Directory for the report and, under `run/`, every process's config and log.
     #[arg(long, default_value = "lab-out")]
     pub out: PathBuf,
-    /// Planner for every service, overriding the scenario's.
-    #[arg(long)]
+    /// Planner for every service, overriding the scenario's (one run).
+    #[arg(long, conflicts_with = "compare")]
     pub planner: Option<String>,
+    /// Planners to run one after the other, each on fresh processes, into one report.
+    /// Default: `round-robin,p2c-ewma,imbres-shift` (the baselines next to load shifting) and the
+    /// scenario's own planner if it is another.
+    #[arg(long, value_delimiter = ',')]
+    pub compare: Vec<String>,
     /// Run for this many seconds instead of the scenario's duration.
     #[arg(long)]
     pub duration_s: Option<f64>,
@@ -84,50 +89,69 @@ pub fn main(args: LabArgs) -> ExitCode {
     }
 }
 
+/// Policies run when neither `--planner` nor `--compare` is given.
+const DEFAULT_COMPARE: &[&str] = &["round-robin", "p2c-ewma", "imbres-shift"];
+
 async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::Result<()> {
     let me = std::env::current_exe().context("locate the loadshift binary")?;
-    let dir = args.out.join("run");
     let duration = Duration::from_secs_f64(args.duration_s.unwrap_or(s.duration_s).max(1.0));
     let interval = Duration::from_secs_f64(s.report_interval_s.max(0.1));
-    let policy = args
-        .planner
-        .clone()
-        .unwrap_or_else(|| s.policy.planner.clone());
+    let policies: Vec<String> = match (&args.planner, args.compare.is_empty()) {
+        (Some(p), _) => vec![p.clone()],
+        (None, false) => args.compare.clone(),
+        (None, true) => {
+            let mut v: Vec<String> = DEFAULT_COMPARE.iter().map(|p| p.to_string()).collect();
+            if !v.contains(&s.policy.planner) {
+                v.push(s.policy.planner.clone());
+            }
+            v
+        }
+    };
+    for p in &policies {
+        loadshift_control::planners::build(p)
+            .map_err(|e| anyhow::anyhow!("--compare / --planner: {e}"))?;
+    }
     eprintln!("{}", layout.describe());
-    eprintln!(
-        "starting {} containers (app + sidecar), control plane and gateway in {}",
-        layout.containers.len(),
-        dir.display()
-    );
-
-    // Supervisor::start is blocking (it waits for listeners); the guards it returns, or the
-    // ones already pushed when it fails, are dropped before this function returns.
-    let start = {
-        let (s, layout, dir, me, planner) = (
-            s.clone(),
-            layout.clone(),
-            dir.clone(),
-            me.clone(),
-            args.planner.clone(),
+    let mut runs = Vec::new();
+    for (i, policy) in policies.iter().enumerate() {
+        let dir = args.out.join("run").join(policy);
+        eprintln!(
+            "[{}/{}] {policy}: starting {} containers (app + sidecar), control plane and gateway in {}",
+            i + 1,
+            policies.len(),
+            layout.containers.len(),
+            dir.display()
         );
-        tokio::task::spawn_blocking(move || {
-            supervisor::Supervisor::start(&s, &layout, &dir, &me, planner.as_deref())
-        })
-    };
-    let mut sup = start.await??;
-    eprintln!(
-        "running {} flows for {:.0} s",
-        s.flows.len(),
-        duration.as_secs_f64()
-    );
-
-    let measured = tokio::select! {
-        m = run::drive(s, layout, &sup, duration, interval) => m?,
-        _ = interrupted() => anyhow::bail!("interrupted; all lab processes stopped"),
-    };
-    sup.check_alive()?;
-    let run = run::policy_run(s, layout, &sup, &measured, &policy, duration, interval);
-    drop(sup);
+        // Supervisor::start is blocking (it waits for listeners); the guards it returns, or the
+        // ones already pushed when it fails, are dropped before this iteration ends.
+        let start = {
+            let (s, layout, dir, me, planner) = (
+                s.clone(),
+                layout.clone(),
+                dir.clone(),
+                me.clone(),
+                policy.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                supervisor::Supervisor::start(&s, &layout, &dir, &me, Some(&planner))
+            })
+        };
+        let mut sup = start.await??;
+        eprintln!(
+            "running {} flows for {:.0} s",
+            s.flows.len(),
+            duration.as_secs_f64()
+        );
+        let measured = tokio::select! {
+            m = run::drive(s, layout, &sup, duration, interval) => m?,
+            _ = interrupted() => anyhow::bail!("interrupted; all lab processes stopped"),
+        };
+        sup.check_alive()?;
+        runs.push(run::policy_run(
+            s, layout, &sup, &measured, policy, duration, interval,
+        ));
+        drop(sup);
+    }
 
     let report = Report {
         scenario: s.name.clone(),
@@ -136,7 +160,7 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
         notes: vec![
             layout.describe(),
             format!(
-                "lab run: {:.0} s of real time, intervals of {:.1} s",
+                "lab run: {:.0} s of real time per policy, intervals of {:.1} s; each policy on fresh processes",
                 duration.as_secs_f64(),
                 interval.as_secs_f64()
             ),
@@ -144,7 +168,7 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
                 .into(),
             "plan_pushes and converge_iterations are not measured in the lab".into(),
         ],
-        runs: vec![run],
+        runs,
     };
     report
         .write(&args.out)

@@ -77,6 +77,7 @@ fn a_run_writes_the_report_and_leaves_no_process() {
         .arg(dir.join("tiny.yaml"))
         .arg("--out")
         .arg(&out)
+        .args(["--compare", "even,round-robin"])
         .output()
         .expect("run lab");
     let stderr = String::from_utf8_lossy(&run.stderr);
@@ -85,6 +86,12 @@ fn a_run_writes_the_report_and_leaves_no_process() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
             .expect("json");
+    assert!(
+        summary["policies"]["round-robin"]["requests"]
+            .as_u64()
+            .is_some(),
+        "{summary}"
+    );
     let even = &summary["policies"]["even"];
     // 40 req/s for the 2 s after warm-up.
     let requests = even["requests"].as_u64().expect("requests");
@@ -101,7 +108,7 @@ fn a_run_writes_the_report_and_leaves_no_process() {
     );
     // The sidecars were started and connected to the control plane.
     let sidecar =
-        std::fs::read_to_string(out.join("run/sidecar-front-h1.log")).expect("sidecar log");
+        std::fs::read_to_string(out.join("run/even/sidecar-front-h1.log")).expect("sidecar log");
     assert!(sidecar.contains("plan applied"), "{sidecar}");
     assert_eq!(processes_under(&dir), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&dir);
@@ -116,13 +123,13 @@ fn sigterm_mid_run_stops_every_process() {
         .arg(dir.join("tiny.yaml"))
         .arg("--out")
         .arg(&out)
-        .args(["--duration-s", "60"])
+        .args(["--duration-s", "60", "--planner", "even"])
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn lab");
     // The gateway config is written last, just before the load starts.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !out.join("run/gateway.yaml").exists() && Instant::now() < deadline {
+    while !out.join("run/even/gateway.yaml").exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(2));
