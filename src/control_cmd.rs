@@ -33,7 +33,7 @@ pub fn main(args: ControlArgs) -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let (addrs, serve) = match ControlServer::bind(cfg, terminated()).await {
+        let (addrs, serve) = match ControlServer::bind(cfg, crate::signal::terminated()).await {
             Ok(x) => x,
             Err(e @ loadshift_control::ControlError::Config(_)) => {
                 eprintln!("loadshift control: invalid config: {e}");
@@ -58,24 +58,4 @@ pub fn main(args: ControlArgs) -> ExitCode {
             }
         }
     })
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn terminated() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        // Without handlers only the portable Ctrl-C path is left.
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -144,7 +144,7 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
         );
         let measured = tokio::select! {
             m = run::drive(s, layout, &sup, duration, interval) => m?,
-            _ = interrupted() => anyhow::bail!("interrupted; all lab processes stopped"),
+            _ = crate::signal::terminated() => anyhow::bail!("interrupted; all lab processes stopped"),
         };
         sup.check_alive()?;
         runs.push(run::policy_run(
@@ -176,20 +176,4 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
     println!("{}", loadshift_control::report::terminal_table(&report));
     println!("report: {}", args.out.join("report.html").display());
     Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn interrupted() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
