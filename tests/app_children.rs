@@ -3,9 +3,11 @@
 //! call. Checks call probabilities, sequence vs parallel timing, header propagation, and that a
 //! failing child fails the parent with its status and the child's name.
 
+mod common;
+
+use common::{start_app, temp_dir};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +18,6 @@ use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
-use tokio::process::{Child, Command};
 
 #[derive(Clone, Debug)]
 struct Call {
@@ -67,43 +68,6 @@ async fn outbound() -> (SocketAddr, Arc<Mutex<Vec<Call>>>) {
     (addr, calls)
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("loadshift-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-async fn start_app(dir: &std::path::Path, extra: &[String]) -> (Child, String) {
-    let port_file = dir.join("port");
-    let child = Command::new(env!("CARGO_BIN_EXE_loadshift"))
-        .args([
-            "app",
-            "--service-time",
-            "const:0",
-            "--concurrency",
-            "64",
-            "--port-file",
-        ])
-        .arg(&port_file)
-        .args(extra)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn app");
-    for _ in 0..200 {
-        if let Ok(s) = std::fs::read_to_string(&port_file)
-            && s.ends_with('\n')
-        {
-            return (child, s.trim().to_string());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("app did not write its port file");
-}
-
 async fn get(addr: &str, class: &str) -> (u16, Option<String>, Duration) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let req = Request::get(format!("http://{addr}/"))
@@ -121,8 +85,20 @@ async fn get(addr: &str, class: &str) -> (u16, Option<String>, Duration) {
     (status, failed, t.elapsed())
 }
 
+/// App arguments: no service time of its own, room for every test's concurrency, calls through
+/// `out`, then `rest`.
 fn args(out: SocketAddr, rest: &[&str]) -> Vec<String> {
-    let mut v = vec!["--outbound".to_string(), out.to_string()];
+    let mut v: Vec<String> = [
+        "--service-time",
+        "const:0",
+        "--concurrency",
+        "64",
+        "--outbound",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.push(out.to_string());
     v.extend(rest.iter().map(|s| s.to_string()));
     v
 }

@@ -2,7 +2,9 @@
 //! container header, queues requests beyond its concurrency, follows its interference file at
 //! runtime, and rejects invalid arguments with exit code 64.
 
-use std::path::PathBuf;
+mod common;
+
+use common::{start_app, temp_dir};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,39 +12,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::process::{Child, Command};
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("loadshift-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-/// Starts the app and waits (bounded) for its port file.
-async fn start_app(dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
-    let port_file = dir.join("port");
-    let child = Command::new(env!("CARGO_BIN_EXE_loadshift"))
-        .arg("app")
-        .arg("--port-file")
-        .arg(&port_file)
-        .args(extra)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn app");
-    for _ in 0..200 {
-        if let Ok(s) = std::fs::read_to_string(&port_file)
-            && s.ends_with('\n')
-        {
-            return (child, s.trim().to_string());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("app did not write its port file");
-}
+use tokio::process::Command;
 
 fn h1() -> Client<HttpConnector, Empty<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()

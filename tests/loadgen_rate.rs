@@ -2,6 +2,8 @@
 //! every arrival, and the arrival rate it sees must match the schedule within a few percent,
 //! spread evenly over the run rather than in bursts.
 
+mod common;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -44,25 +46,7 @@ async fn timestamping_server() -> (SocketAddr, Arc<Mutex<Vec<Instant>>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arrivals_follow_the_requested_rate() {
     let (addr, arrivals) = timestamping_server().await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadshift"))
-        .args([
-            "load",
-            &format!("http://{addr}/"),
-            "--rate",
-            "1000",
-            "--duration",
-            "3s",
-            "--json",
-        ])
-        .output()
-        .await
-        .expect("run loadshift load");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json summary");
+    let summary = common::run_load(addr, "1000", "3s").await;
     assert_eq!(summary["sent"], 3000);
     assert_eq!(summary["completed"], 3000);
     assert_eq!(summary["errors"], serde_json::json!({}));

@@ -5,6 +5,8 @@
 //! A closed-loop client would record only ~32 slow requests (one per connection) and a p95
 //! near the median.
 
+mod common;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -56,25 +58,7 @@ async fn stalling_server() -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stall_shows_in_every_request_scheduled_during_it() {
     let addr = stalling_server().await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadshift"))
-        .args([
-            "load",
-            &format!("http://{addr}/"),
-            "--rate",
-            "1000",
-            "--duration",
-            "2s",
-            "--json",
-        ])
-        .output()
-        .await
-        .expect("run loadshift load");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json summary");
+    let s = common::run_load(addr, "1000", "2s").await;
     let ms = |k: &str| s[k].as_f64().expect(k);
     assert_eq!(s["completed"], 2000, "{s}");
     assert!(ms("p50_ms") < 50.0, "median unaffected by the stall: {s}");

@@ -256,3 +256,64 @@ pub async fn send_h2(proxy: SocketAddr, authority: &str, body: &'static [u8]) ->
         body,
     }
 }
+
+/// A fresh directory under the system temp dir, unique per process and call.
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("loadshift-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Starts `loadshift app` with `extra` arguments and waits (bounded) for its port file; returns
+/// the child (killed on drop) and its `ip:port`.
+pub async fn start_app<S: AsRef<std::ffi::OsStr>>(
+    dir: &std::path::Path,
+    extra: &[S],
+) -> (tokio::process::Child, String) {
+    let port_file = dir.join("port");
+    let child = tokio::process::Command::new(bin())
+        .arg("app")
+        .arg("--port-file")
+        .arg(&port_file)
+        .args(extra)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn app");
+    for _ in 0..200 {
+        if let Ok(s) = std::fs::read_to_string(&port_file)
+            && s.ends_with('\n')
+        {
+            return (child, s.trim().to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("app did not write its port file");
+}
+
+/// Runs `loadshift load --json` against `addr` and returns its summary; fails the test when the
+/// generator fails.
+pub async fn run_load(addr: SocketAddr, rate: &str, duration: &str) -> serde_json::Value {
+    let out = tokio::process::Command::new(bin())
+        .args([
+            "load",
+            &format!("http://{addr}/"),
+            "--rate",
+            rate,
+            "--duration",
+            duration,
+            "--json",
+        ])
+        .output()
+        .await
+        .expect("run loadshift load");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json summary")
+}
