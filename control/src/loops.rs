@@ -11,7 +11,7 @@ use crate::{
     metrics as m,
     plans::unix_ms,
     policy::Snapshot,
-    server::{DecisionRecord, Shared},
+    server::{DecisionRecord, Policy, Shared},
 };
 
 /// Runs both loops until the shutdown flag flips.
@@ -70,15 +70,20 @@ fn per_service(snap: &Snapshot, name: &str) -> Option<Snapshot> {
     })
 }
 
-/// One planner round over every service.
-pub(crate) fn plan_once(shared: &Shared) {
-    let started = Instant::now();
-    let mut policies = shared.policies.lock();
+/// The snapshot every round reads, with each service's objective.
+fn snapshot_for(shared: &Shared, policies: &BTreeMap<String, Policy>) -> Snapshot {
     let objectives = policies
         .iter()
         .filter_map(|(n, p)| Some((n.clone(), p.objective.clone()?)))
         .collect();
-    let snap = snapshots(shared, &objectives);
+    snapshots(shared, &objectives)
+}
+
+/// One planner round over every service.
+pub(crate) fn plan_once(shared: &Shared) {
+    let started = Instant::now();
+    let mut policies = shared.policies.lock();
+    let snap = snapshot_for(shared, &policies);
     record_history(shared, &snap);
     for (name, policy) in policies.iter_mut() {
         let Some(sub) = per_service(&snap, name) else {
@@ -138,11 +143,7 @@ fn record_history(shared: &Shared, snap: &Snapshot) {
 pub(crate) fn scale_once(shared: &Shared) {
     let started = Instant::now();
     let mut policies = shared.policies.lock();
-    let objectives = policies
-        .iter()
-        .filter_map(|(n, p)| Some((n.clone(), p.objective.clone()?)))
-        .collect();
-    let snap = snapshots(shared, &objectives);
+    let snap = snapshot_for(shared, &policies);
     let mut records = Vec::new();
     {
         let mut actuator = shared.actuator.lock();
