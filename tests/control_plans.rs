@@ -290,13 +290,23 @@ async fn proxies_get_plans_for_what_they_call_and_pins_win_until_unpinned() {
     assert!((st.services[0].endpoints[0].share - 0.6).abs() < 1e-9);
 
     // The control plane's own metrics are scrapeable.
-    let text = http_get(control.addrs.metrics.unwrap(), "/metrics").await;
-    for name in [
+    // Counters appear once their first event has happened (a report may still be in flight):
+    // scrape until all are there, for at most 5 s.
+    let names = [
         "loadshift_control_connected_proxies 2",
         "loadshift_control_plan_acks_total",
         "loadshift_control_plan_pushes_total{kind=\"full\"} 2",
         "loadshift_control_reports_total",
-    ] {
+    ];
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = http_get(control.addrs.metrics.unwrap(), "/metrics").await;
+        if names.iter().all(|n| text.contains(n)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for name in names {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
 
