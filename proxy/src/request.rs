@@ -106,9 +106,11 @@ pub async fn handle(
     w.budget.borrow_mut().deposit(now);
     let mut req = Request::from_parts(parts, body);
     let mut attempt = 0;
+    // Indices that failed before sending; empty (and unallocated) on the first attempt.
+    let mut tried = Vec::new();
     loop {
         attempt += 1;
-        let Some(ep) = pick(&w, svc) else {
+        let Some((i, ep)) = pick(&w, svc, &tried) else {
             return Ok(error_response(&ProxyError::NoEndpoint {
                 service: svc.name.clone(),
             }));
@@ -162,6 +164,7 @@ pub async fn handle(
                         ::metrics::counter!(metrics::RETRIES, "service" => svc.name.clone())
                             .increment(1);
                         req = *r;
+                        tried.push(i);
                     }
                     _ => {
                         tracing::debug!(service = %svc.name, error = %error, "request failed");
@@ -173,13 +176,18 @@ pub async fn handle(
     }
 }
 
-fn pick<'a>(w: &Worker, svc: &'a ServiceRoute) -> Option<&'a Arc<EndpointState>> {
+fn pick<'a>(
+    w: &Worker,
+    svc: &'a ServiceRoute,
+    tried: &[usize],
+) -> Option<(usize, &'a Arc<EndpointState>)> {
     let loads = LiveLoads {
         endpoints: &svc.endpoints,
         now: w.shared.clock.now(),
+        tried,
     };
     let i = svc.balancer.pick(&mut *w.rng.borrow_mut(), &loads)?;
-    svc.endpoints.get(i)
+    Some((i, svc.endpoints.get(i)?))
 }
 
 fn count_error(ep: &EndpointState, e: &ProxyError) {

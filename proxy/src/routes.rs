@@ -112,6 +112,9 @@ pub struct ServiceRoute {
 pub struct LiveLoads<'a> {
     pub endpoints: &'a [Arc<EndpointState>],
     pub now: Duration,
+    /// Endpoints this request already failed on before sending: a retry goes elsewhere when
+    /// any other endpoint is available.
+    pub tried: &'a [usize],
 }
 
 impl Loads for LiveLoads<'_> {
@@ -121,7 +124,7 @@ impl Loads for LiveLoads<'_> {
     }
 
     fn available(&self, i: usize) -> bool {
-        !self.endpoints[i].is_ejected(self.now)
+        !self.tried.contains(&i) && !self.endpoints[i].is_ejected(self.now)
     }
 
     fn in_flight(&self, i: usize) -> u32 {
