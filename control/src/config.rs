@@ -20,7 +20,13 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::{planners, policy::Objective, scalers};
+use crate::{
+    actuators::WebhookConfig,
+    discovery::FileDiscoveryConfig,
+    planners,
+    policy::Objective,
+    scalers::{self, ScalerSettings},
+};
 
 /// Everything `loadshift control` needs.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -52,9 +58,17 @@ pub struct ControlConfig {
     /// Scale decisions kept for `ListScaleDecisions`. Default 1000.
     #[serde(default = "defaults::decisions_kept")]
     pub decisions_kept: usize,
-    /// Actuator for scale decisions. Default `dry-run` (logged, counted, listed; nothing changes).
+    /// Actuator for scale decisions: `dry-run` (logged, counted, listed; nothing changes) or
+    /// `webhook` (needs the `webhook` section). Default `dry-run`.
     #[serde(default = "defaults::actuator")]
     pub actuator: String,
+    /// Where the `webhook` actuator POSTs decisions. Default none.
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+    /// Endpoints from a file re-read as it changes, over the services' static lists. Default
+    /// none (static endpoints only).
+    #[serde(default)]
+    pub discovery: Option<FileDiscoveryConfig>,
     /// Services by name. Default none.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
@@ -70,6 +84,9 @@ pub struct ServiceConfig {
     /// Scaler registry name. Default `none`.
     #[serde(default = "defaults::scaler")]
     pub scaler: String,
+    /// Scaler tunables (`hpa: {...}`). Default: each scaler's defaults.
+    #[serde(default)]
+    pub scaler_settings: ScalerSettings,
     /// Latency objective handed to planners and scalers. Default none.
     #[serde(default)]
     pub objective: Option<Objective>,
@@ -190,6 +207,8 @@ impl ControlConfig {
             windows_kept: defaults::windows_kept(),
             decisions_kept: defaults::decisions_kept(),
             actuator: defaults::actuator(),
+            webhook: None,
+            discovery: None,
             services: BTreeMap::new(),
         }
     }
@@ -222,6 +241,20 @@ impl ControlConfig {
                 ),
             ));
         }
+        match (&self.webhook, self.actuator.as_str()) {
+            (Some(w), _) => w.validate()?,
+            (None, "webhook") => {
+                return Err(invalid(
+                    "webhook",
+                    "(missing)",
+                    "actuator: webhook needs a webhook section with its url",
+                ));
+            }
+            (None, _) => {}
+        }
+        if let Some(d) = &self.discovery {
+            d.validate()?;
+        }
         for (name, s) in &self.services {
             let f = |k: &str| format!("services.{name}.{k}");
             if name.is_empty() {
@@ -243,6 +276,13 @@ impl ControlConfig {
                     f("scaler"),
                     &s.scaler,
                     format!("unknown scaler; known: {}", scalers::NAMES.join(", ")),
+                ));
+            }
+            if let Err(e) = s.scaler_settings.validate() {
+                return Err(invalid(
+                    format!("{}.{}", f("scaler_settings"), e.field),
+                    e.value,
+                    e.reason,
                 ));
             }
             if let Some(o) = &s.objective {
@@ -331,6 +371,27 @@ mod tests {
         assert!(e.contains("services.a.endpoints[0].weight = -1"), "{e}");
         let e = parse("listen: 127.0.0.1:0\ntoken_file: /t\nbogus: 1\n").unwrap_err();
         assert!(e.contains("bogus"), "{e}");
+        let e = parse("listen: 127.0.0.1:0\ntoken_file: /t\nactuator: webhook\n").unwrap_err();
+        assert!(
+            e.contains("webhook") && e.contains("needs a webhook section"),
+            "{e}"
+        );
+        let e = parse(
+            "listen: 127.0.0.1:0\ntoken_file: /t\nactuator: webhook\nwebhook: {url: https://h/}\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("webhook.url") && e.contains("https"), "{e}");
+        let e = parse("listen: 127.0.0.1:0\ntoken_file: /t\ndiscovery: {file: /e, poll_ms: 0}\n")
+            .unwrap_err();
+        assert!(e.contains("discovery.poll_ms = 0"), "{e}");
+        let e = parse("listen: 127.0.0.1:0\ntoken_file: /t\nservices:\n  a:\n    scaler: hpa\n    scaler_settings: {hpa: {min_replicas: 4, max_replicas: 2}}\n").unwrap_err();
+        assert!(
+            e.contains("services.a.scaler_settings.hpa.max_replicas = 2"),
+            "{e}"
+        );
+        let c = parse("listen: 127.0.0.1:0\ntoken_file: /t\nactuator: webhook\nwebhook: {url: 'http://127.0.0.1:9/scale'}\ndiscovery: {file: /e}\nservices:\n  a:\n    scaler: hpa\n    scaler_settings: {hpa: {max_replicas: 3}}\n").unwrap();
+        assert_eq!(c.services["a"].scaler_settings.hpa.max_replicas, 3);
+        assert_eq!(c.discovery.map(|d| d.poll_ms), Some(1000));
     }
 
     proptest::proptest! {

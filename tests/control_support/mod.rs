@@ -46,6 +46,7 @@ pub fn service(planner: &str, eps: &[(SocketAddr, &str, f64)]) -> ServiceConfig 
     ServiceConfig {
         planner: planner.into(),
         scaler: "none".into(),
+        scaler_settings: Default::default(),
         objective: None,
         endpoints: eps
             .iter()

@@ -30,7 +30,7 @@ pub use auth::BearerAuth;
 use crate::{
     actuators,
     config::{ConfigError, ControlConfig},
-    discovery::{Discovery, EndpointMap, StaticDiscovery},
+    discovery::{self, Discovery, EndpointMap},
     loops, planners,
     plans::PlanBook,
     policy::{Actuator, Objective, Planner, Scaler},
@@ -196,7 +196,7 @@ impl ControlServer {
         };
 
         let config_metrics = config.metrics_listen;
-        let discovery = StaticDiscovery::from_config(&config);
+        let discovery = discovery::from_config(&config)?;
         let mut policies = BTreeMap::new();
         for (name, s) in &config.services {
             // Names were checked by `validate`; a failure here is still reported, not unwrapped.
@@ -206,10 +206,12 @@ impl ControlServer {
                     value: s.planner.clone(),
                     reason: e.to_string(),
                 })?;
-            let scaler = scalers::build(&s.scaler).map_err(|e| ConfigError::Invalid {
-                field: format!("services.{name}.scaler"),
-                value: s.scaler.clone(),
-                reason: e.to_string(),
+            let scaler = scalers::build_with(&s.scaler, &s.scaler_settings).map_err(|e| {
+                ConfigError::Invalid {
+                    field: format!("services.{name}.scaler"),
+                    value: s.scaler.clone(),
+                    reason: e.to_string(),
+                }
             })?;
             policies.insert(
                 name.clone(),
@@ -221,11 +223,7 @@ impl ControlServer {
                 },
             );
         }
-        let actuator = actuators::build(&config.actuator).ok_or_else(|| ConfigError::Invalid {
-            field: "actuator".into(),
-            value: config.actuator.clone(),
-            reason: format!("unknown actuator; known: {}", actuators::NAMES.join(", ")),
-        })?;
+        let actuator = actuators::from_config(&config)?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let start_version = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -240,7 +238,7 @@ impl ControlServer {
             decisions: Mutex::default(),
             history: Mutex::default(),
             endpoints: discovery.watch(),
-            _discovery: Box::new(discovery),
+            _discovery: discovery,
             shutdown: stop_rx,
             next_stream: AtomicU64::new(1),
             next_version: AtomicU64::new(start_version),
