@@ -9,12 +9,16 @@
 //! fails or gets Ctrl-C / SIGTERM. The result is the simulator's report (`summary.json`,
 //! `timeseries.csv`, `report.html`) written through `loadshift_control::report`.
 //!
-//! Scale decisions are not actuated in the lab (the control plane runs with its default dry-run
-//! actuator), so the container count stays at the scaled-down initial replicas.
+//! Scale decisions are carried out when a service has a scaler (the scenario's or `--scaler`):
+//! the control plane's webhook actuator calls the lab, which starts and stops app + sidecar
+//! replicas and publishes them through the control plane's file discovery ([`scaling`],
+//! [`fleet`]). Without a scaler the containers stay at the scaled-down initial replicas.
 
 pub mod configs;
+pub mod fleet;
 pub mod layout;
 pub mod run;
+pub mod scaling;
 pub mod supervisor;
 
 use std::path::PathBuf;
@@ -51,6 +55,18 @@ pub struct LabArgs {
     /// Most containers (app + sidecar pairs) the lab starts.
     #[arg(long, default_value_t = 40)]
     pub max_containers: usize,
+    /// Scaler for every service, overriding the scenario's (`none`, `hpa`).
+    #[arg(long)]
+    pub scaler: Option<String>,
+    /// Scale loop period of the lab's control plane, seconds.
+    #[arg(long, default_value_t = 15.0)]
+    pub scale_interval_s: f64,
+    /// Most containers per service a scaler may reach.
+    #[arg(long, default_value_t = 4)]
+    pub max_replicas: u32,
+    /// HPA scale-down stabilisation window, seconds (Kubernetes: 300).
+    #[arg(long, default_value_t = 300.0)]
+    pub scale_down_window_s: f64,
 }
 
 /// Entry point of `loadshift lab`: exit 64 on an invalid scenario, 1 on a failed run.
@@ -111,6 +127,16 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
         loadshift_control::planners::build(p)
             .map_err(|e| anyhow::anyhow!("--compare / --planner: {e}"))?;
     }
+    if let Some(sc) = &args.scaler {
+        loadshift_control::scalers::build(sc).map_err(|e| anyhow::anyhow!("--scaler: {e}"))?;
+    }
+    let scaling_opts = scaling::ScalingOptions {
+        scaler: args.scaler.clone(),
+        interval: Duration::from_secs_f64(args.scale_interval_s.max(0.1)),
+        max_replicas: args.max_replicas.max(1),
+        max_containers: args.max_containers,
+        scale_down_window: Duration::from_secs_f64(args.scale_down_window_s.max(0.0)),
+    };
     eprintln!("{}", layout.describe());
     let mut runs = Vec::new();
     for (i, policy) in policies.iter().enumerate() {
@@ -124,6 +150,8 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
         );
         // Supervisor::start is blocking (it waits for listeners); the guards it returns, or the
         // ones already pushed when it fails, are dropped before this iteration ends.
+        let mut scaling = scaling::Scaling::for_run(&scaling_opts, s, &dir).await?;
+        let edit = scaling.as_ref().map(|sc| sc.control_edit(s));
         let start = {
             let (s, layout, dir, me, planner) = (
                 s.clone(),
@@ -133,23 +161,35 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
                 policy.clone(),
             );
             tokio::task::spawn_blocking(move || {
-                supervisor::Supervisor::start(&s, &layout, &dir, &me, Some(&planner))
+                supervisor::Supervisor::start(&s, &layout, &dir, &me, Some(&planner), edit.as_ref())
             })
         };
         let mut sup = start.await??;
+        if let Some(sc) = &mut scaling {
+            sc.attach(s, &mut sup, &dir, &me)?;
+        }
         eprintln!(
             "running {} flows for {:.0} s",
             s.flows.len(),
             duration.as_secs_f64()
         );
+        let epoch = scaling.as_mut().map(|sc| sc.start_counting(interval));
         let measured = tokio::select! {
             m = run::drive(s, layout, &sup, duration, interval) => m?,
             _ = crate::signal::terminated() => anyhow::bail!("interrupted; all lab processes stopped"),
         };
         sup.check_alive()?;
+        if let Some(sc) = &scaling {
+            sc.check_alive()?;
+        }
         runs.push(run::policy_run(
             s, layout, &sup, &measured, policy, duration, interval,
         ));
+        if let (Some(sc), Some(epoch), Some(run)) = (&mut scaling, epoch, runs.last_mut()) {
+            let served = &measured.served;
+            sc.finish(s, run, &sup.placed, served, epoch, interval, duration);
+        }
+        drop(scaling);
         drop(sup);
     }
 
@@ -164,8 +204,16 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
                 duration.as_secs_f64(),
                 interval.as_secs_f64()
             ),
-            "scale decisions are dry-run in the lab: containers stay at the scaled-down replicas"
-                .into(),
+            if scaling_opts.active(s) {
+                format!(
+                    "scale decisions carried out by the lab every {:.0} s: app + sidecar replicas \
+                     started and stopped, at most {} per service",
+                    scaling_opts.interval.as_secs_f64(),
+                    scaling_opts.max_replicas
+                )
+            } else {
+                "no scaler: containers stay at the scaled-down replicas".into()
+            },
             "plan_pushes and converge_iterations are not measured in the lab".into(),
         ],
         runs,

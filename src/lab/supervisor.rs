@@ -10,6 +10,7 @@ use loadshift_control::scenario::Scenario;
 
 use super::configs::{self, Placed, Ports};
 use super::layout::Layout;
+use super::scaling::ControlEdit;
 use crate::app::server::write_atomically;
 use crate::bench::process::Guard;
 
@@ -62,6 +63,7 @@ impl Supervisor {
         dir: &Path,
         me: &Path,
         planner: Option<&str>,
+        control_edit: Option<&ControlEdit>,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let token = dir.join("token");
@@ -92,11 +94,11 @@ impl Supervisor {
         let gateway_admin = ports.take()?;
 
         ports.release(&[control]);
-        let path = write_yaml(
-            dir,
-            "control.yaml",
-            &configs::control(s, &this.placed, control, &token, planner),
-        )?;
+        let mut control_cfg = configs::control(s, &this.placed, control, &token, planner);
+        if let Some(edit) = control_edit {
+            edit.apply(&mut control_cfg)?;
+        }
+        let path = write_yaml(dir, "control.yaml", &control_cfg)?;
         this.spawn_ready(
             "control",
             me,
