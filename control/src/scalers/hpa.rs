@@ -6,8 +6,8 @@
 //! started) count as idle when scaling up and as exactly on target when scaling down, and the
 //! round keeps the current size if that flips the direction or lands in the tolerance band, as
 //! the HPA does for pods with missing metrics. Recommendations are then stabilised (scale-down:
-//! the highest recommendation of the last 300 s; scale-up: the lowest of the last 0 s, i.e. the
-//! latest), the scale-up rate is limited to the HPA default of `max(+4, x2)` per round, and the
+//! the highest recommendation of the last 300 s, the first round counting the current size as
+//! one; scale-up: the lowest of the last 0 s, i.e. the latest), the scale-up rate is limited to the HPA default of `max(+4, x2)` per round, and the
 //! result is clamped to `[min_replicas, max_replicas]`.
 //!
 //! Utilisation. The HPA divides a pod's CPU usage by its CPU request. A [`ContainerState`]
@@ -214,8 +214,13 @@ impl Hpa {
     /// clamps it.
     fn settle(&mut self, service: &str, now: Duration, current: u32, raw: u32) -> u32 {
         let p = self.params;
-        let hist = self.history.entry(service.to_string()).or_default();
-        hist.push_back((now, raw));
+        // A service seen for the first time starts with its current size as the only past
+        // recommendation, as the HPA controller does: a new scaler does not shrink a service
+        // before one stabilisation window has passed.
+        let hist = self
+            .history
+            .entry(service.to_string())
+            .or_insert_with(|| VecDeque::from([(now, current)]));
         let longest = p
             .scale_down_stabilization_ms
             .max(p.scale_up_stabilization_ms);
@@ -228,12 +233,12 @@ impl Hpa {
         let within = |ms: u64| {
             let w = Duration::from_millis(ms);
             hist.iter()
-                .filter(move |&&(t, _)| now.saturating_sub(t) <= w)
+                .filter(move |&&(t, _)| now.saturating_sub(t) < w)
                 .map(|&(_, r)| r)
         };
-        // `raw` is always in both windows, so both folds see at least one value.
-        let up = within(p.scale_up_stabilization_ms).min().unwrap_or(raw);
-        let down = within(p.scale_down_stabilization_ms).max().unwrap_or(raw);
+        let up = within(p.scale_up_stabilization_ms).fold(raw, u32::min);
+        let down = within(p.scale_down_stabilization_ms).fold(raw, u32::max);
+        hist.push_back((now, raw));
         let mut want = if current < up {
             up
         } else if current > down {

@@ -86,6 +86,17 @@ fn tolerance_band_holds() {
 
 #[test]
 fn scale_down_waits_for_the_stabilisation_window() {
+    // A fresh scaler counts the current size as a past recommendation: no shrinking during its
+    // first window.
+    let mut fresh = Hpa::new(HpaParams::default());
+    assert_eq!(
+        target(&fresh.scale(&snap(0, &[Some((15.0, 20.0)); 4]))),
+        None
+    );
+    assert_eq!(
+        target(&fresh.scale(&snap(300, &[Some((15.0, 20.0)); 4]))),
+        Some(2)
+    );
     let mut h = Hpa::new(HpaParams::default());
     // t = 0: on target with 4 containers.
     assert_eq!(target(&h.scale(&snap(0, &[Some((30.0, 20.0)); 4]))), None);
