@@ -142,40 +142,52 @@ fn record_history(shared: &Shared, snap: &Snapshot) {
 /// One scale round over every service.
 pub(crate) fn scale_once(shared: &Shared) {
     let started = Instant::now();
-    let mut policies = shared.policies.lock();
-    let snap = snapshot_for(shared, &policies);
-    let mut records = Vec::new();
-    {
-        let mut actuator = shared.actuator.lock();
+    // Decide under the policies lock, apply after releasing it: an actuator may wait seconds on
+    // a webhook or an orchestrator, and plan rounds and the operator API need that lock.
+    let decided: Vec<(String, crate::policy::ScaleDecision)> = {
+        let mut policies = shared.policies.lock();
+        let snap = snapshot_for(shared, &policies);
+        let mut v = Vec::new();
         for (name, policy) in policies.iter_mut() {
             let Some(sub) = per_service(&snap, name) else {
                 continue;
             };
-            for d in policy.scaler.scale(&sub) {
-                let result = actuator.apply(&d);
-                let outcome = if result.is_ok() { "applied" } else { "failed" };
-                metrics::counter!(m::SCALE_DECISIONS, "service" => d.service.clone(), "actuator" => actuator.name().to_string(), "result" => outcome).increment(1);
-                metrics::gauge!(m::SCALE_TARGET, "service" => d.service.clone())
-                    .set(f64::from(d.to));
-                if let Err(e) = &result {
-                    tracing::warn!(service = %d.service, error = %e, "actuator failed");
-                }
-                records.push(DecisionRecord {
-                    record: pb::ScaleDecisionRecord {
-                        service: d.service,
-                        from: d.from,
-                        to: d.to,
-                        reason: d.reason,
-                        scaler: policy.scaler.name().to_string(),
-                        actuator: actuator.name().to_string(),
-                        error: result.err().unwrap_or_default(),
-                        unix_ms: unix_ms(),
-                    },
-                });
+            let scaler = policy.scaler.name().to_string();
+            v.extend(
+                policy
+                    .scaler
+                    .scale(&sub)
+                    .into_iter()
+                    .map(|d| (scaler.clone(), d)),
+            );
+        }
+        v
+    };
+    let mut records = Vec::new();
+    {
+        let mut actuator = shared.actuator.lock();
+        for (scaler, d) in decided {
+            let result = actuator.apply(&d);
+            let outcome = if result.is_ok() { "applied" } else { "failed" };
+            metrics::counter!(m::SCALE_DECISIONS, "service" => d.service.clone(), "actuator" => actuator.name().to_string(), "result" => outcome).increment(1);
+            metrics::gauge!(m::SCALE_TARGET, "service" => d.service.clone()).set(f64::from(d.to));
+            if let Err(e) = &result {
+                tracing::warn!(service = %d.service, error = %e, "actuator failed; the scaler asks again next round");
             }
+            records.push(DecisionRecord {
+                record: pb::ScaleDecisionRecord {
+                    service: d.service,
+                    from: d.from,
+                    to: d.to,
+                    reason: d.reason,
+                    scaler,
+                    actuator: actuator.name().to_string(),
+                    error: result.err().unwrap_or_default(),
+                    unix_ms: unix_ms(),
+                },
+            });
         }
     }
-    drop(policies);
     let mut kept = shared.decisions.lock();
     kept.extend(records);
     while kept.len() > shared.cfg.decisions_kept {
