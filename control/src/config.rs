@@ -4,9 +4,14 @@
 //! listen: 127.0.0.1:7070          # proxy stream
 //! operator_listen: 127.0.0.1:7071 # optional; default: the operator API shares `listen`
 //! token_file: /etc/loadshift/token
+//! actuator: webhook               # default dry-run
+//! webhook: { url: http://127.0.0.1:9000/scale }
+//! discovery: { file: /var/run/loadshift/endpoints.yaml }   # default: static lists only
 //! services:
 //!   checkout:
 //!     planner: even
+//!     scaler: hpa
+//!     scaler_settings: { hpa: { max_replicas: 8 } }
 //!     endpoints:
 //!       - { addr: 10.0.0.1:8080, host: node-a, zone: z1, container: checkout-1 }
 //! ```
