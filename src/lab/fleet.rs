@@ -259,7 +259,7 @@ impl Fleet {
                 .collect();
             (spec, interference, peers, n)
         };
-        let hold: Vec<TcpListener> = (0..4)
+        let mut hold: Vec<TcpListener> = (0..4)
             .map(|_| TcpListener::bind("127.0.0.1:0"))
             .collect::<Result<_, _>>()
             .context("reserve loopback ports")?;
@@ -281,8 +281,9 @@ impl Fleet {
         std::fs::write(&path, configs::yaml(&sidecar_cfg))
             .with_context(|| format!("write {}", path.display()))?;
         let app_args = configs::app_args(&b.scenario, &placed, &interference);
-        // Ports are released just before the process that binds them starts.
-        drop(hold);
+        // Each port is released just before the process that binds it starts, so nothing else
+        // gets it in between.
+        drop(hold.remove(0));
         let app = spawn_ready(
             &format!("app-{name}"),
             &b.me,
@@ -290,6 +291,7 @@ impl Fleet {
             &b.dir,
             placed.ports.app,
         )?;
+        drop(hold);
         let sidecar_args = [
             "proxy".into(),
             "--config".into(),
