@@ -37,6 +37,11 @@ pub enum ProxyError {
         addr: SocketAddr,
         source: hyper::Error,
     },
+    #[error("talking to {addr}: {source}")]
+    UpstreamIo {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("every connection to {addr} is busy (pool cap reached)")]
     PoolExhausted { addr: SocketAddr },
 }
@@ -49,7 +54,8 @@ impl ProxyError {
             Self::Connect { .. }
             | Self::ConnectTimeout { .. }
             | Self::Timeout { .. }
-            | Self::Upstream { .. } => ErrorSource::Upstream,
+            | Self::Upstream { .. }
+            | Self::UpstreamIo { .. } => ErrorSource::Upstream,
         }
     }
 
@@ -66,7 +72,9 @@ impl ProxyError {
         match self {
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::NoEndpoint { .. } | Self::PoolExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Connect { .. } | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::Connect { .. } | Self::Upstream { .. } | Self::UpstreamIo { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             Self::ConnectTimeout { .. } | Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -79,7 +87,7 @@ impl ProxyError {
             Self::Connect { .. } => "connect",
             Self::ConnectTimeout { .. } => "connect-timeout",
             Self::Timeout { .. } => "timeout",
-            Self::Upstream { .. } => "upstream",
+            Self::Upstream { .. } | Self::UpstreamIo { .. } => "upstream",
             Self::PoolExhausted { .. } => "pool-exhausted",
         }
     }

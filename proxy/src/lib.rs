@@ -17,9 +17,11 @@ pub mod shift;
 pub mod telemetry;
 
 mod admin;
+mod body;
 pub mod config;
 pub mod data_plane;
 pub mod error;
+mod h1;
 mod headers;
 pub mod metrics;
 pub mod plan_file;

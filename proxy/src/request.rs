@@ -11,16 +11,14 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
 use http::{
     HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version, header, uri::Scheme,
 };
-use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use rand::rngs::SmallRng;
 
 use crate::{
     admission::BlockReason,
+    body::ReqBody,
     config::Protocol,
     error::ProxyError,
     headers::strip_hop_by_hop,
@@ -30,8 +28,7 @@ use crate::{
     upstream::{Pool, Unsent},
 };
 
-/// Response body: the upstream's, streamed, or one the proxy wrote.
-pub type RespBody = Either<Incoming, Full<Bytes>>;
+pub use crate::body::RespBody;
 
 /// Which listener a request came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +49,8 @@ pub struct Worker {
     pub priority_header: HeaderName,
     pub request_timeout: Option<Duration>,
     pub max_attempts: u32,
+    /// Read buffer of the worker's idle client connections, borrowed only inside one poll.
+    pub scratch: RefCell<Box<[u8]>>,
 }
 
 const BLOCKED_HEADER: &str = "loadshift-blocked";
@@ -62,7 +61,7 @@ const DEFAULT_CLASS: &str = "default";
 pub async fn handle(
     w: Rc<Worker>,
     side: Side,
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, Infallible> {
     let routes = w.shared.routes.load_full();
     w.pool.sync(routes.generation, || allowed_addrs(&routes));
@@ -152,7 +151,7 @@ pub async fn handle(
                     !status.is_server_error(),
                 );
                 strip_hop_by_hop(resp.headers_mut());
-                return Ok(resp.map(Either::Left));
+                return Ok(resp);
             }
             Err(Unsent { error, request }) => {
                 count_error(ep, &error);
@@ -279,7 +278,7 @@ fn prepare_upstream_uri(
 }
 
 fn plain(status: StatusCode, code: &'static str, msg: &str) -> Response<RespBody> {
-    let mut r = Response::new(Either::Right(Full::new(Bytes::from(format!("{msg}\n")))));
+    let mut r = Response::new(RespBody::local(format!("{msg}\n")));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(ERROR_HEADER, HeaderValue::from_static(code));

@@ -14,21 +14,20 @@ use std::{
     time::Duration,
 };
 
-use hyper::service::service_fn;
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    server::conn::auto,
-};
 use rand::{SeedableRng, rngs::SmallRng};
 use tokio::{net::TcpListener, sync::watch, task::LocalSet};
 
 use crate::{
     admin,
     config::ProxyConfig,
-    request::{Side, Worker, handle},
+    h1,
+    request::{Side, Worker},
     state::Shared,
-    upstream::{LocalExec, Pool, PoolParams},
+    upstream::{Pool, PoolParams},
 };
+
+/// Bytes one read of an idle client connection may take (a head and what follows it).
+const SCRATCH: usize = 16 * 1024;
 
 /// Could not start.
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +200,7 @@ fn run_worker(
             request_timeout: (cfg.timeouts.request_ms > 0)
                 .then(|| Duration::from_millis(cfg.timeouts.request_ms)),
             max_attempts: cfg.retries.max_attempts,
+            scratch: RefCell::new(vec![0; SCRATCH].into_boxed_slice()),
             shared: shared.clone(),
         });
         let active = Rc::new(Cell::new(0usize));
@@ -252,10 +252,11 @@ async fn accept_loop(
     active: Rc<Cell<usize>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut builder = auto::Builder::new(LocalExec);
-    builder.http1().timer(TokioTimer::new()).keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
-    let builder = Rc::new(builder);
+    let t = &worker.shared.config.timeouts;
+    let limits = h1::Limits {
+        header_read: Duration::from_millis(t.header_read_ms),
+        idle: (t.client_idle_ms > 0).then(|| Duration::from_millis(t.client_idle_ms)),
+    };
     loop {
         let accepted = tokio::select! {
             r = l.accept() => r,
@@ -272,21 +273,11 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let worker = worker.clone();
-        let builder = builder.clone();
         let active = active.clone();
-        let mut shutdown = shutdown.clone();
+        let shutdown = shutdown.clone();
         active.set(active.get() + 1);
         tokio::task::spawn_local(async move {
-            let svc = service_fn(move |req| handle(worker.clone(), side, req));
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => { let _ = r; }
-                _ = shutdown.wait_for(|&s| s) => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            h1::serve(stream, side, worker, limits, shutdown).await;
             active.set(active.get() - 1);
         });
     }

@@ -136,6 +136,13 @@ pub struct Timeouts {
     pub request_ms: u64,
     /// Grace period for in-flight requests on SIGTERM. Default 10000 ms.
     pub drain_ms: u64,
+    /// Time a client has to send a whole request head once its first byte arrived; past it the
+    /// proxy answers 408 and closes. Default 30000 ms (hyper's and HAProxy's `timeout
+    /// http-request` order of magnitude).
+    pub header_read_ms: u64,
+    /// An idle keep-alive client connection is closed after this long. Default 300000 ms;
+    /// 0 keeps idle connections open until the client closes them.
+    pub client_idle_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -144,6 +151,8 @@ impl Default for Timeouts {
             connect_ms: 1000,
             request_ms: 10_000,
             drain_ms: 10_000,
+            header_read_ms: 30_000,
+            client_idle_ms: 300_000,
         }
     }
 }

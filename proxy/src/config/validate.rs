@@ -89,6 +89,9 @@ impl ProxyConfig {
         if t.connect_ms == 0 {
             return Err(invalid("timeouts.connect_ms", 0, "must be > 0"));
         }
+        if t.header_read_ms == 0 {
+            return Err(invalid("timeouts.header_read_ms", 0, "must be > 0"));
+        }
         if self.pool.max_per_endpoint == 0 {
             return Err(invalid("pool.max_per_endpoint", 0, "must be > 0"));
         }

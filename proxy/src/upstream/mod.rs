@@ -1,9 +1,10 @@
 //! Upstream connections: one pool per worker thread (no locks, no cross-core traffic), per
-//! endpoint a stack of idle HTTP/1.1 connections up to a cap and one multiplexed HTTP/2
-//! connection. Idle connections close after the idle timeout; connections to endpoints the plan in
+//! endpoint a stack of idle HTTP/1.1 connections (plain sockets, see [`h1`]) up to a cap and one
+//! multiplexed HTTP/2 connection (hyper's client). Idle connections close after the idle timeout; connections to endpoints the plan in
 //! force no longer allows are closed when the route table changes.
 
 mod exec;
+mod h1;
 
 use std::{
     cell::{Cell, RefCell},
@@ -14,19 +15,20 @@ use std::{
 };
 
 use http::{Request, Response};
-use hyper::{
-    body::Incoming,
-    client::conn::{http1, http2},
-};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpStream, sync::Notify, time::Instant};
 
 pub use exec::LocalExec;
+pub use h1::H1Body;
+
+use crate::body::RespBody;
+use h1::H1Conn;
 
 use crate::error::ProxyError;
 
 /// Body of a request sent upstream: the client's body, streamed.
-pub type UpBody = Incoming;
+pub type UpBody = crate::body::ReqBody;
 
 /// A failed send, with the request when it was never written.
 pub struct Unsent {
@@ -37,12 +39,12 @@ pub struct Unsent {
 
 /// A connection checked out for one request.
 pub enum Conn {
-    H1(http1::SendRequest<UpBody>),
+    H1(H1Conn),
     H2(http2::SendRequest<UpBody>),
 }
 
 struct Idle {
-    tx: http1::SendRequest<UpBody>,
+    conn: H1Conn,
     since: Instant,
 }
 
@@ -92,15 +94,18 @@ impl Pool {
         }
         self.generation.set(generation);
         let allowed = allowed();
+        // Closed after the map is released: a closing connection frees its slot in the map.
+        let mut closing = Vec::new();
         self.conns.borrow_mut().retain(|addr, c| {
             if allowed.contains(addr) {
                 return true;
             }
-            c.idle.clear();
+            closing.append(&mut c.idle);
             c.h2 = None;
             c.open > 0
         });
         *self.allowed.borrow_mut() = allowed;
+        drop(closing);
     }
 
     /// Gets a connection to `addr`: an idle HTTP/1.1 one or a new one, or the shared HTTP/2 one.
@@ -114,38 +119,40 @@ impl Pool {
     }
 
     /// Sends one request on a checked-out connection. On failure the request comes back when
-    /// hyper never wrote it (the connection closed under it), so it can go elsewhere whatever
-    /// its method.
+    /// the upstream cannot have seen it (hyper never wrote it, or a pooled HTTP/1.1 connection
+    /// was closed under a request whose body is whole), so it can go elsewhere whatever its
+    /// method.
     pub async fn send(
         self: &Rc<Self>,
         addr: SocketAddr,
         conn: Conn,
         req: Request<UpBody>,
-    ) -> Result<Response<Incoming>, Unsent> {
-        let fut = match conn {
-            Conn::H1(mut tx) => {
-                let fut = tx.try_send_request(req);
-                let pool = Rc::clone(self);
-                tokio::task::spawn_local(async move {
-                    // Back to the stack once the response body has been read; dropped on error.
-                    if tx.ready().await.is_ok() {
-                        pool.put_h1(addr, tx);
-                    }
-                });
-                futures_util::future::Either::Left(fut)
-            }
-            Conn::H2(mut tx) => futures_util::future::Either::Right(tx.try_send_request(req)),
-        };
-        fut.await.map_err(|mut e| {
-            let request = e.take_message().map(Box::new);
-            Unsent {
-                error: ProxyError::Upstream {
-                    addr,
-                    source: e.into_error(),
-                },
-                request,
-            }
-        })
+    ) -> Result<Response<RespBody>, Unsent> {
+        match conn {
+            Conn::H1(c) => match c.send(Rc::clone(self), addr, req).await {
+                Ok(resp) => Ok(resp.map(RespBody::H1)),
+                Err(e) => Err(Unsent {
+                    error: ProxyError::UpstreamIo {
+                        addr,
+                        source: e.error,
+                    },
+                    request: e.request.map(Box::new),
+                }),
+            },
+            Conn::H2(mut tx) => match tx.try_send_request(req).await {
+                Ok(resp) => Ok(resp.map(RespBody::H2)),
+                Err(mut e) => {
+                    let request = e.take_message().map(Box::new);
+                    Err(Unsent {
+                        error: ProxyError::Upstream {
+                            addr,
+                            source: e.into_error(),
+                        },
+                        request,
+                    })
+                }
+            },
+        }
     }
 
     async fn checkout_h2(
@@ -161,7 +168,7 @@ impl Pool {
         if let Some(tx) = existing {
             return Ok(tx);
         }
-        let io = self.connect(addr).await?;
+        let io = TokioIo::new(self.connect(addr).await?);
         let (tx, conn) = http2::Builder::new(LocalExec)
             .timer(TokioTimer::new())
             .handshake(io)
@@ -178,19 +185,21 @@ impl Pool {
         Ok(tx)
     }
 
-    async fn checkout_h1(
-        self: &Rc<Self>,
-        addr: SocketAddr,
-    ) -> Result<http1::SendRequest<UpBody>, ProxyError> {
+    async fn checkout_h1(self: &Rc<Self>, addr: SocketAddr) -> Result<H1Conn, ProxyError> {
         let deadline = Instant::now() + self.params.connect_timeout;
         loop {
+            // Stale connections close after the map is released (closing frees a slot in it).
+            let mut stale = Vec::new();
             let can_open = {
                 let mut conns = self.conns.borrow_mut();
                 let c = conns.entry(addr).or_default();
                 while let Some(idle) = c.idle.pop() {
-                    if idle.tx.is_ready() && idle.since.elapsed() < self.params.idle_timeout {
-                        return Ok(idle.tx);
+                    if idle.since.elapsed() < self.params.idle_timeout && idle.conn.is_reusable() {
+                        drop(conns);
+                        drop(stale);
+                        return Ok(idle.conn);
                     }
+                    stale.push(idle);
                 }
                 if c.open < self.params.max_per_endpoint {
                     c.open += 1;
@@ -199,6 +208,7 @@ impl Pool {
                     false
                 }
             };
+            drop(stale);
             if can_open {
                 return self.open_h1(addr).await;
             }
@@ -213,43 +223,33 @@ impl Pool {
     }
 
     /// Opens one HTTP/1.1 connection; the slot in `open` is already taken.
-    async fn open_h1(
-        self: &Rc<Self>,
-        addr: SocketAddr,
-    ) -> Result<http1::SendRequest<UpBody>, ProxyError> {
+    async fn open_h1(self: &Rc<Self>, addr: SocketAddr) -> Result<H1Conn, ProxyError> {
         let slot = OpenSlot {
             pool: Rc::clone(self),
             addr,
         };
-        let io = self.connect(addr).await?;
-        let (tx, conn) = http1::handshake(io)
-            .await
-            .map_err(|source| ProxyError::Upstream { addr, source })?;
-        tokio::task::spawn_local(async move {
-            let _slot = slot;
-            if let Err(e) = conn.await {
-                tracing::debug!(%addr, error = %e, "upstream connection closed");
-            }
-        });
-        Ok(tx)
+        let stream = self.connect(addr).await?;
+        Ok(H1Conn::new(stream, slot))
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<TokioIo<TcpStream>, ProxyError> {
+    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, ProxyError> {
         let stream = tokio::time::timeout(self.params.connect_timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ProxyError::ConnectTimeout { addr })?
             .map_err(|source| ProxyError::Connect { addr, source })?;
         // Latency over batching: every response is small and waited for.
         let _ = stream.set_nodelay(true);
-        Ok(TokioIo::new(stream))
+        Ok(stream)
     }
 
-    fn put_h1(&self, addr: SocketAddr, tx: http1::SendRequest<UpBody>) {
+    /// Takes back an HTTP/1.1 connection whose response is complete; dropped (closed) when its
+    /// endpoint is no longer allowed.
+    fn put_h1(&self, addr: SocketAddr, conn: H1Conn) {
         if self.allowed.borrow().contains(&addr)
             && let Some(c) = self.conns.borrow_mut().get_mut(&addr)
         {
             c.idle.push(Idle {
-                tx,
+                conn,
                 since: Instant::now(),
             });
         }
@@ -259,17 +259,23 @@ impl Pool {
     /// Closes idle connections past the idle timeout. Run periodically by the worker.
     pub fn sweep(&self) {
         let limit = self.params.idle_timeout;
+        let mut closing = Vec::new();
         for c in self.conns.borrow_mut().values_mut() {
-            c.idle
-                .retain(|i| i.since.elapsed() < limit && !i.tx.is_closed());
+            let (keep, stale) = std::mem::take(&mut c.idle)
+                .into_iter()
+                .partition(|i| i.since.elapsed() < limit && i.conn.is_reusable());
+            c.idle = keep;
+            closing.push(stale);
             if c.h2.as_ref().is_some_and(http2::SendRequest::is_closed) {
                 c.h2 = None;
             }
         }
+        drop(closing);
     }
 }
 
-/// Releases an HTTP/1.1 connection slot when its connection task ends (or its connect fails).
+/// Releases an HTTP/1.1 connection slot when its connection closes (or its connect fails).
+/// Dropped only while `Pool::conns` is not borrowed.
 struct OpenSlot {
     pool: Rc<Pool>,
     addr: SocketAddr,

@@ -1,0 +1,269 @@
+//! Chunked transfer coding (RFC 9112 §7.1), sans-IO: a decoder fed whatever bytes arrived that
+//! hands back body data as slices of its input, and the encoder's framing. Chunk extensions are
+//! skipped; trailer fields of a request are read and dropped (HTTP/1.1 clients rarely send them
+//! and the upstream connection may not accept them).
+
+/// Largest chunk-size line, extensions included, before the request is refused.
+const MAX_LINE: usize = 4096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Reading a chunk-size line; `n` is its value so far, `digits` how many hex digits.
+    Size {
+        n: u64,
+        digits: u8,
+        ext: bool,
+        line: usize,
+    },
+    /// Expecting the LF of a size line.
+    SizeLf {
+        n: u64,
+    },
+    Data(u64),
+    DataCr,
+    DataLf,
+    /// Trailer section: at the start of a line (`len == 0`) or inside one.
+    Trailer {
+        len: usize,
+    },
+    TrailerLf {
+        len: usize,
+    },
+    Done,
+}
+
+/// Malformed chunked coding.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed chunked body: {0}")]
+pub struct ChunkError(&'static str);
+
+/// Incremental decoder.
+#[derive(Debug)]
+pub struct Decoder {
+    state: State,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self {
+            state: State::Size {
+                n: 0,
+                digits: 0,
+                ext: false,
+                line: 0,
+            },
+        }
+    }
+}
+
+/// What one decoding step found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Body data at `buf[start..end]`; `used` bytes of the input are consumed.
+    Data {
+        start: usize,
+        end: usize,
+        used: usize,
+    },
+    /// All of the input consumed without data; feed more.
+    NeedMore,
+    /// The body ended; `used` bytes consumed (the rest belongs to the next request).
+    End { used: usize },
+}
+
+impl Decoder {
+    /// Advances over `buf` until data, the end, or the end of `buf`.
+    pub fn step(&mut self, buf: &[u8]) -> Result<Step, ChunkError> {
+        let mut i = 0;
+        while i < buf.len() {
+            let b = buf[i];
+            self.state = match self.state {
+                State::Size {
+                    n,
+                    digits,
+                    ext,
+                    line,
+                } => {
+                    if line >= MAX_LINE {
+                        return Err(ChunkError("chunk-size line too long"));
+                    }
+                    match b {
+                        b'\r' => State::SizeLf { n },
+                        b'\n' if digits > 0 => {
+                            // Bare LF: tolerated like most servers do.
+                            self.after_size(n)
+                        }
+                        _ if ext => State::Size {
+                            n,
+                            digits,
+                            ext,
+                            line: line + 1,
+                        },
+                        b';' | b' ' | b'\t' if digits > 0 => State::Size {
+                            n,
+                            digits,
+                            ext: true,
+                            line: line + 1,
+                        },
+                        _ => {
+                            let d = (b as char)
+                                .to_digit(16)
+                                .ok_or(ChunkError("chunk size is not hex"))?;
+                            if digits >= 16 {
+                                return Err(ChunkError("chunk size overflows"));
+                            }
+                            State::Size {
+                                n: n * 16 + u64::from(d),
+                                digits: digits + 1,
+                                ext,
+                                line: line + 1,
+                            }
+                        }
+                    }
+                }
+                State::SizeLf { n } => {
+                    if b != b'\n' {
+                        return Err(ChunkError("expected LF after chunk size"));
+                    }
+                    self.after_size(n)
+                }
+                State::Data(left) => {
+                    let take = (buf.len() - i).min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        State::DataCr
+                    } else {
+                        State::Data(left)
+                    };
+                    return Ok(Step::Data {
+                        start: i,
+                        end: i + take,
+                        used: i + take,
+                    });
+                }
+                State::DataCr => match b {
+                    b'\r' => State::DataLf,
+                    b'\n' => self.size_start(),
+                    _ => return Err(ChunkError("expected CRLF after chunk data")),
+                },
+                State::DataLf => {
+                    if b != b'\n' {
+                        return Err(ChunkError("expected LF after chunk data"));
+                    }
+                    self.size_start()
+                }
+                State::Trailer { len } => match b {
+                    b'\r' => State::TrailerLf { len },
+                    b'\n' if len == 0 => State::Done,
+                    b'\n' => State::Trailer { len: 0 },
+                    _ if len >= MAX_LINE => return Err(ChunkError("trailer line too long")),
+                    _ => State::Trailer { len: len + 1 },
+                },
+                State::TrailerLf { len } => {
+                    if b != b'\n' {
+                        return Err(ChunkError("expected LF in trailer section"));
+                    }
+                    if len == 0 {
+                        State::Done
+                    } else {
+                        State::Trailer { len: 0 }
+                    }
+                }
+                State::Done => return Ok(Step::End { used: i }),
+            };
+            i += 1;
+            if self.state == State::Done {
+                return Ok(Step::End { used: i });
+            }
+        }
+        Ok(Step::NeedMore)
+    }
+
+    fn after_size(&self, n: u64) -> State {
+        if n == 0 {
+            State::Trailer { len: 0 }
+        } else {
+            State::Data(n)
+        }
+    }
+
+    fn size_start(&self) -> State {
+        State::Size {
+            n: 0,
+            digits: 0,
+            ext: false,
+            line: 0,
+        }
+    }
+}
+
+/// The line that opens a chunk of `len` bytes.
+pub fn chunk_header(len: usize) -> String {
+    format!("{len:x}\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes `input` fed in pieces of `piece` bytes; returns the body and the bytes left over.
+    fn decode(input: &[u8], piece: usize) -> Result<(Vec<u8>, Vec<u8>), ChunkError> {
+        let mut d = Decoder::default();
+        let mut body = Vec::new();
+        let mut pending: Vec<u8> = Vec::new();
+        for (k, chunk) in input.chunks(piece).enumerate() {
+            pending.extend_from_slice(chunk);
+            let unfed = &input[((k + 1) * piece).min(input.len())..];
+            loop {
+                match d.step(&pending)? {
+                    Step::Data { start, end, used } => {
+                        body.extend_from_slice(&pending[start..end]);
+                        pending.drain(..used);
+                    }
+                    Step::NeedMore => {
+                        pending.clear();
+                        break;
+                    }
+                    Step::End { used } => {
+                        pending.drain(..used);
+                        pending.extend_from_slice(unfed);
+                        return Ok((body, pending));
+                    }
+                }
+            }
+        }
+        Err(ChunkError("unterminated"))
+    }
+
+    #[test]
+    fn decodes_in_any_split_and_leaves_the_next_request() {
+        let raw = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\nGET /";
+        for piece in 1..raw.len() {
+            let (body, rest) = decode(raw, piece).unwrap();
+            assert_eq!(body, b"hello world", "piece {piece}");
+            assert_eq!(rest, b"GET /", "piece {piece}");
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_coding() {
+        for raw in [
+            &b"zz\r\n"[..],
+            b"5\r\nhelloXX",
+            b"5\rX",
+            b"11111111111111111\r\n",
+        ] {
+            assert!(
+                decode(raw, raw.len()).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn encodes_chunk_framing() {
+        assert_eq!(chunk_header(255), "ff\r\n");
+        assert_eq!(chunk_header(1), "1\r\n");
+    }
+}

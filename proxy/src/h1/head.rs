@@ -1,0 +1,364 @@
+//! Request heads in and response heads out, sans-IO. A request head is parsed by `httparse` from
+//! one contiguous buffer and copied once into a `Bytes`; the URI and every header value are
+//! slices of that copy, so a request costs one allocation for its head however many headers it
+//! has. Framing follows RFC 9112 §6: `Transfer-Encoding` with `chunked` last wins, a request with
+//! both `Transfer-Encoding` and `Content-Length`, or with conflicting lengths, is refused (the
+//! request-smuggling cases), and a request with neither has no body.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
+
+/// Most header fields in one request head (HAProxy's default is 101).
+pub const MAX_HEADERS: usize = 100;
+/// Largest request head, bytes (hyper's default read buffer limit is ~400 KiB; HAProxy's
+/// default `tune.bufsize` is 16 KiB; 64 KiB leaves room for large cookies).
+pub const MAX_HEAD: usize = 64 * 1024;
+
+/// How the request body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+}
+
+/// A parsed request head.
+#[derive(Debug)]
+pub struct Head {
+    pub parts: http::request::Parts,
+    pub framing: Framing,
+    /// The connection stays open after this exchange unless the client says otherwise.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent (and removed from the forwarded headers).
+    pub expect_continue: bool,
+    /// Bytes the head took in the buffer.
+    pub len: usize,
+}
+
+/// Why a head was refused; each maps to a status.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HeadError {
+    #[error("malformed request head: {0}")]
+    Malformed(String),
+    #[error("request head larger than {MAX_HEAD} bytes or more than {MAX_HEADERS} header fields")]
+    TooLarge,
+    #[error("invalid content-length {0:?}")]
+    BadLength(String),
+    #[error("both transfer-encoding and content-length")]
+    Ambiguous,
+    #[error("transfer-encoding {0:?} is not supported (chunked must be last)")]
+    UnsupportedCoding(String),
+    #[error("HTTP version {0} is not supported on this listener")]
+    Version(u8),
+}
+
+impl HeadError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::UnsupportedCoding(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::Version(_) => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Parses a request head from the start of `buf`: `Ok(None)` when more bytes are needed.
+pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(e) => return Err(HeadError::Malformed(e.to_string())),
+    };
+    if len > MAX_HEAD {
+        return Err(HeadError::TooLarge);
+    }
+    let version = match req.version {
+        Some(1) => Version::HTTP_11,
+        Some(0) => Version::HTTP_10,
+        Some(v) => return Err(HeadError::Version(v)),
+        None => return Err(HeadError::Malformed("no version".into())),
+    };
+    // One copy of the head; everything below is a slice of it.
+    let head = Bytes::copy_from_slice(&buf[..len]);
+    // httparse's slices point into `buf`; the same offsets in the copy.
+    let base = buf.as_ptr() as usize;
+    let slice = |s: &[u8]| {
+        let off = (s.as_ptr() as usize).wrapping_sub(base);
+        head.get(off..off.saturating_add(s.len()))
+            .map_or_else(Bytes::new, |_| head.slice(off..off + s.len()))
+    };
+    let method = req.method.unwrap_or("");
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| HeadError::Malformed(format!("method {method:?}")))?;
+    let path = req.path.unwrap_or("");
+    let uri = Uri::from_maybe_shared(slice(path.as_bytes()))
+        .map_err(|_| HeadError::Malformed(format!("request target {path:?}")))?;
+
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    let mut framing = Framing::None;
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut keep_alive = version == Version::HTTP_11;
+    let mut expect_continue = false;
+    for f in req.headers.iter() {
+        let name = HeaderName::from_bytes(f.name.as_bytes())
+            .map_err(|_| HeadError::Malformed(format!("header name {:?}", f.name)))?;
+        // httparse has already refused control characters in values.
+        let value = HeaderValue::from_maybe_shared(slice(f.value))
+            .map_err(|_| HeadError::Malformed(format!("value of {name}")))?;
+        if name == header::CONTENT_LENGTH {
+            let n = parse_length(f.value)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(HeadError::BadLength(
+                    String::from_utf8_lossy(f.value).into(),
+                ));
+            }
+            length = Some(n);
+        } else if name == header::TRANSFER_ENCODING {
+            let v = value.to_str().unwrap_or("");
+            let last = v.rsplit(',').next().map(str::trim).unwrap_or("");
+            if !last.eq_ignore_ascii_case("chunked") {
+                return Err(HeadError::UnsupportedCoding(v.to_string()));
+            }
+            chunked = true;
+        } else if name == header::CONNECTION {
+            let v = value.to_str().unwrap_or("");
+            for token in v.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case("keep-alive") && version == Version::HTTP_10 {
+                    keep_alive = true;
+                }
+            }
+        } else if name == header::EXPECT && f.value.eq_ignore_ascii_case(b"100-continue") {
+            expect_continue = true;
+            continue;
+        }
+        headers.append(name, value);
+    }
+    if chunked {
+        if length.is_some() {
+            return Err(HeadError::Ambiguous);
+        }
+        framing = Framing::Chunked;
+    } else if let Some(n) = length {
+        framing = if n == 0 {
+            Framing::None
+        } else {
+            Framing::Length(n)
+        };
+    }
+    let mut parts = http::Request::new(()).into_parts().0;
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(Some(Head {
+        parts,
+        framing,
+        keep_alive,
+        expect_continue: expect_continue && framing != Framing::None,
+        len,
+    }))
+}
+
+fn parse_length(v: &[u8]) -> Result<u64, HeadError> {
+    let bad = || HeadError::BadLength(String::from_utf8_lossy(v).into());
+    let s = std::str::from_utf8(v).map_err(|_| bad())?.trim();
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    s.parse().map_err(|_| bad())
+}
+
+/// How a response body is delimited on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RespFraming {
+    /// No body may follow (HEAD, 1xx, 204, 304).
+    None,
+    Length(u64),
+    Chunked,
+    /// HTTP/1.0 client and unknown length: the body ends when the connection closes.
+    UntilClose,
+}
+
+/// Chooses the response framing (RFC 9112 §6.3).
+pub fn response_framing(
+    method: &Method,
+    version: Version,
+    status: StatusCode,
+    exact_len: Option<u64>,
+) -> RespFraming {
+    if method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        RespFraming::None
+    } else if let Some(n) = exact_len {
+        RespFraming::Length(n)
+    } else if version == Version::HTTP_11 {
+        RespFraming::Chunked
+    } else {
+        RespFraming::UntilClose
+    }
+}
+
+/// Appends a response head to `out`. `content-length` and `transfer-encoding` from `headers`
+/// are replaced by what `framing` says, except that a HEAD response keeps the upstream's length.
+pub fn encode_response(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    framing: RespFraming,
+    close: bool,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        if name == header::TRANSFER_ENCODING
+            || (name == header::CONTENT_LENGTH && framing != RespFraming::None)
+        {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        RespFraming::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        RespFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        RespFraming::None | RespFraming::UntilClose => {}
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_simple_head_and_needs_more_for_a_partial_one() {
+        let raw = b"GET /a?b=1 HTTP/1.1\r\nHost: web\r\nX-A: 1\r\nX-A: 2\r\n\r\nrest";
+        let h = parse(raw).unwrap().unwrap();
+        assert_eq!(h.len, raw.len() - 4);
+        assert_eq!(h.parts.method, Method::GET);
+        assert_eq!(h.parts.uri, "/a?b=1");
+        assert_eq!(h.parts.headers["host"], "web");
+        assert_eq!(h.parts.headers.get_all("x-a").iter().count(), 2);
+        assert_eq!(h.framing, Framing::None);
+        assert!(h.keep_alive);
+        assert!(parse(&raw[..20]).unwrap().is_none());
+    }
+
+    #[test]
+    fn framing_and_keep_alive_follow_rfc_9112() {
+        let h = parse(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Framing::Length(5));
+        let h = parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
+        let h = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(!h.keep_alive);
+        let h = parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.keep_alive);
+        let h = parse(b"GET / HTTP/1.1\r\nConnection: foo, close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.keep_alive);
+        let h = parse(b"PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.expect_continue);
+        assert!(!h.parts.headers.contains_key("expect"));
+    }
+
+    #[test]
+    fn smuggling_shapes_and_bad_lengths_are_refused() {
+        let cases: [(&[u8], StatusCode); 6] = [
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                StatusCode::NOT_IMPLEMENTED,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+                StatusCode::BAD_REQUEST,
+            ),
+            (b"GET\x01 / HTTP/1.1\r\n\r\n", StatusCode::BAD_REQUEST),
+        ];
+        for (raw, status) in cases {
+            let e = parse(raw).unwrap_err();
+            assert_eq!(
+                e.status(),
+                status,
+                "{e} for {:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_HEAD));
+        assert_eq!(parse(big.as_bytes()).unwrap_err(), HeadError::TooLarge);
+    }
+
+    #[test]
+    fn response_head_replaces_framing_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("content-length", HeaderValue::from_static("99"));
+        h.insert("x-a", HeaderValue::from_static("1"));
+        let mut out = Vec::new();
+        encode_response(&mut out, StatusCode::OK, &h, RespFraming::Length(2), false);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 2\r\n\r\n"
+        );
+        out.clear();
+        encode_response(&mut out, StatusCode::OK, &h, RespFraming::Chunked, true);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nx-a: 1\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        );
+        assert_eq!(
+            response_framing(&Method::HEAD, Version::HTTP_11, StatusCode::OK, Some(5)),
+            RespFraming::None
+        );
+        assert_eq!(
+            response_framing(&Method::GET, Version::HTTP_10, StatusCode::OK, None),
+            RespFraming::UntilClose
+        );
+    }
+}

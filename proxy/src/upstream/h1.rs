@@ -1,0 +1,488 @@
+//! HTTP/1.1 to an upstream, driven inline by the request that uses the connection: no task and no
+//! channel per connection (hyper's client keeps a dispatcher task per connection and a channel
+//! hop per request). The request head and a body that is already whole leave in one write; the
+//! response head is parsed with `httparse`; the response body reads straight from the socket as
+//! the client side asks for it, and the connection goes back to the pool the moment its body is
+//! complete. An idle pooled connection is only a socket.
+
+use std::{
+    io,
+    pin::Pin,
+    rc::Rc,
+    task::{Context, Poll, ready},
+};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use super::{OpenSlot, Pool};
+use crate::{
+    body::{BodyError, ReqBody},
+    h1::chunked::{self, Decoder, Step},
+};
+
+/// Most header fields in a response head.
+const MAX_HEADERS: usize = 100;
+/// Largest response head.
+const MAX_HEAD: usize = 64 * 1024;
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Request body bytes gathered before a write.
+const WRITE_BATCH: usize = 16 * 1024;
+
+/// One upstream HTTP/1.1 connection; dropping it closes it and frees its pool slot.
+pub struct H1Conn {
+    stream: TcpStream,
+    _slot: OpenSlot,
+    /// Has carried a request before (a pooled connection the upstream may have closed).
+    reused: bool,
+}
+
+/// Why a send failed, and whether the request is still ours to send elsewhere.
+pub struct SendError {
+    pub error: io::Error,
+    pub request: Option<Request<ReqBody>>,
+}
+
+impl H1Conn {
+    pub(super) fn new(stream: TcpStream, slot: OpenSlot) -> Self {
+        Self {
+            stream,
+            _slot: slot,
+            reused: false,
+        }
+    }
+
+    /// False when the upstream closed an idle connection or sent bytes nobody asked for. Costs
+    /// a syscall only when the socket has signalled something since it went idle.
+    pub fn is_reusable(&self) -> bool {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut b = [0u8; 1];
+                matches!(self.stream.try_read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Sends `req` and reads the response head; the body follows as the caller polls it.
+    pub async fn send(
+        mut self,
+        pool: Rc<Pool>,
+        addr: std::net::SocketAddr,
+        req: Request<ReqBody>,
+    ) -> Result<Response<H1Body>, SendError> {
+        let (parts, body) = req.into_parts();
+        let framing = request_framing(&body);
+        let mut out = Vec::with_capacity(512);
+        encode_request(&mut out, &parts, framing);
+        let reused = self.reused;
+        self.reused = true;
+        // A body already whole can be sent again if this connection turns out dead.
+        let replay = match &body {
+            ReqBody::Empty => Some(ReqBody::Empty),
+            ReqBody::Full(b) => Some(ReqBody::Full(b.clone())),
+            _ => None,
+        };
+        let give_back =
+            |error: io::Error, parts: http::request::Parts, replay: Option<ReqBody>| SendError {
+                error,
+                request: replay.map(|b| Request::from_parts(parts, b)),
+            };
+        if let Err(error) = self.write_body(&mut out, body, framing).await {
+            return Err(give_back(error, parts, replay));
+        }
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let head = loop {
+            match self.stream.read_buf(&mut buf).await {
+                Ok(0) | Err(_) if buf.is_empty() && reused => {
+                    // The upstream closed a pooled connection as the request went out: it saw
+                    // nothing, so the request may go elsewhere.
+                    let e = io::Error::new(
+                        io::ErrorKind::ConnectionReset,
+                        "pooled connection closed by the upstream",
+                    );
+                    return Err(give_back(e, parts, replay));
+                }
+                Ok(0) => {
+                    let e = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "upstream closed the connection before a complete response head",
+                    );
+                    return Err(give_back(e, parts, None));
+                }
+                Err(e) => return Err(give_back(e, parts, None)),
+                Ok(_) => {}
+            }
+            match parse_response(&buf) {
+                Ok(Some(h)) if h.status.is_informational() => {
+                    if h.status == StatusCode::SWITCHING_PROTOCOLS {
+                        let e = io::Error::other(
+                            "upstream switched protocols; upgrades are not proxied",
+                        );
+                        return Err(give_back(e, parts, None));
+                    }
+                    buf.advance(h.len);
+                }
+                Ok(Some(h)) => {
+                    buf.advance(h.len);
+                    break h;
+                }
+                Ok(None) => {}
+                Err(e) => return Err(give_back(e, parts, None)),
+            }
+        };
+        let body_framing = if parts.method == Method::HEAD
+            || head.status == StatusCode::NO_CONTENT
+            || head.status == StatusCode::NOT_MODIFIED
+        {
+            Framing::Length(0)
+        } else {
+            head.framing
+        };
+        let mut resp = Response::new(H1Body {
+            state: match body_framing {
+                Framing::Length(n) => State::Length(n),
+                Framing::Chunked => State::Chunked(Decoder::default()),
+                Framing::UntilClose => State::UntilClose,
+            },
+            buf,
+            conn: Some(self),
+            pool,
+            addr,
+            keep_alive: head.keep_alive && body_framing != Framing::UntilClose,
+        });
+        *resp.status_mut() = head.status;
+        *resp.headers_mut() = head.headers;
+        resp.body_mut().release_if_done();
+        Ok(resp)
+    }
+
+    async fn write_body(
+        &mut self,
+        out: &mut Vec<u8>,
+        body: ReqBody,
+        framing: Framing,
+    ) -> io::Result<()> {
+        match body {
+            ReqBody::Empty => {}
+            ReqBody::Full(b) => out.extend_from_slice(b.as_deref().unwrap_or_default()),
+            mut body => {
+                let chunked = framing == Framing::Chunked;
+                while let Some(frame) = body.frame().await {
+                    let frame = frame.map_err(io::Error::other)?;
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    if chunked {
+                        out.extend_from_slice(chunked::chunk_header(data.len()).as_bytes());
+                    }
+                    out.extend_from_slice(&data);
+                    if chunked {
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    if out.len() >= WRITE_BATCH {
+                        self.stream.write_all(out).await?;
+                        out.clear();
+                    }
+                }
+                if chunked {
+                    out.extend_from_slice(b"0\r\n\r\n");
+                }
+            }
+        }
+        self.stream.write_all(out).await
+    }
+}
+
+/// How a body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+fn request_framing(body: &ReqBody) -> Framing {
+    match body.size_hint().exact() {
+        Some(n) => Framing::Length(n),
+        None => Framing::Chunked,
+    }
+}
+
+/// Appends an HTTP/1.1 request head; framing fields come from `framing`, not the client.
+fn encode_request(out: &mut Vec<u8>, parts: &http::request::Parts, framing: Framing) {
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(
+        parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .as_bytes(),
+    );
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut had_length = false;
+    for (name, value) in &parts.headers {
+        if name == header::CONTENT_LENGTH {
+            had_length = true;
+            continue;
+        }
+        if name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        // No length line for a bodiless GET unless the client sent one.
+        Framing::Length(0) if !had_length && !method_has_body(&parts.method) => {}
+        Framing::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::UntilClose => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn method_has_body(m: &Method) -> bool {
+    *m == Method::POST || *m == Method::PUT || *m == Method::PATCH
+}
+
+struct RespHead {
+    status: StatusCode,
+    headers: HeaderMap,
+    framing: Framing,
+    keep_alive: bool,
+    len: usize,
+}
+
+fn parse_response(buf: &[u8]) -> Result<Option<RespHead>, io::Error> {
+    let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut r = httparse::Response::new(&mut fields);
+    let len = match r.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+            return Err(bad(format!("upstream response head over {MAX_HEAD} bytes")));
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(bad(format!("malformed upstream response head: {e}"))),
+    };
+    let status = StatusCode::from_u16(r.code.unwrap_or(0))
+        .map_err(|_| bad(format!("upstream status {:?}", r.code)))?;
+    let head = Bytes::copy_from_slice(&buf[..len]);
+    let base = buf.as_ptr() as usize;
+    let mut headers = HeaderMap::with_capacity(r.headers.len());
+    let mut framing = Framing::UntilClose;
+    let mut keep_alive = r.version == Some(1);
+    for f in r.headers.iter() {
+        let name = HeaderName::from_bytes(f.name.as_bytes())
+            .map_err(|_| bad(format!("upstream header name {:?}", f.name)))?;
+        let off = (f.value.as_ptr() as usize).wrapping_sub(base);
+        let value = match head.get(off..off.saturating_add(f.value.len())) {
+            Some(_) => HeaderValue::from_maybe_shared(head.slice(off..off + f.value.len())),
+            None => HeaderValue::from_bytes(f.value),
+        }
+        .map_err(|_| bad(format!("upstream value of {name}")))?;
+        if name == header::TRANSFER_ENCODING {
+            let last = value
+                .to_str()
+                .unwrap_or("")
+                .rsplit(',')
+                .next()
+                .unwrap_or("");
+            framing = if last.trim().eq_ignore_ascii_case("chunked") {
+                Framing::Chunked
+            } else {
+                Framing::UntilClose
+            };
+            continue;
+        }
+        if name == header::CONTENT_LENGTH && framing != Framing::Chunked {
+            let n = std::str::from_utf8(f.value)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| bad("upstream content-length".into()))?;
+            if matches!(framing, Framing::Length(m) if m != n) {
+                return Err(bad("conflicting upstream content-length".into()));
+            }
+            framing = Framing::Length(n);
+        }
+        if name == header::CONNECTION {
+            for t in value.to_str().unwrap_or("").split(',').map(str::trim) {
+                if t.eq_ignore_ascii_case("close") {
+                    keep_alive = false;
+                } else if t.eq_ignore_ascii_case("keep-alive") {
+                    keep_alive = true;
+                }
+            }
+        }
+        headers.append(name, value);
+    }
+    Ok(Some(RespHead {
+        status,
+        headers,
+        framing,
+        keep_alive,
+        len,
+    }))
+}
+
+#[derive(Debug)]
+enum State {
+    Length(u64),
+    Chunked(Decoder),
+    UntilClose,
+    Done,
+}
+
+/// A response body read from the upstream socket on demand; returns its connection to the pool
+/// when complete, closes it when dropped early.
+pub struct H1Body {
+    state: State,
+    buf: BytesMut,
+    conn: Option<H1Conn>,
+    pool: Rc<Pool>,
+    addr: std::net::SocketAddr,
+    keep_alive: bool,
+}
+
+impl H1Body {
+    /// At the end of the body: the connection goes back (if the upstream keeps it alive and
+    /// sent nothing extra) or closes.
+    fn release_if_done(&mut self) {
+        if matches!(self.state, State::Length(0)) {
+            self.state = State::Done;
+        }
+        if matches!(self.state, State::Done)
+            && let Some(conn) = self.conn.take()
+            && self.keep_alive
+            && self.buf.is_empty()
+        {
+            self.pool.put_h1(self.addr, conn);
+        }
+    }
+
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(Ok(0));
+        };
+        self.buf.reserve(READ_CHUNK);
+        tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut self.buf)
+    }
+}
+
+impl Body for H1Body {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                State::Done => {
+                    this.release_if_done();
+                    return Poll::Ready(None);
+                }
+                State::Length(left) => {
+                    let left = *left;
+                    if left == 0 {
+                        this.state = State::Done;
+                        continue;
+                    }
+                    if !this.buf.is_empty() {
+                        let n = this
+                            .buf
+                            .len()
+                            .min(usize::try_from(left).unwrap_or(usize::MAX));
+                        let data = this.buf.split_to(n).freeze();
+                        this.state = State::Length(left - n as u64);
+                        this.release_if_done();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                State::Chunked(dec) => {
+                    if !this.buf.is_empty() {
+                        match dec.step(&this.buf) {
+                            Ok(Step::Data { start, end, used }) => {
+                                let data = this.buf.split_to(used).freeze().slice(start..end);
+                                return Poll::Ready(Some(Ok(Frame::data(data))));
+                            }
+                            Ok(Step::NeedMore) => this.buf.clear(),
+                            Ok(Step::End { used }) => {
+                                this.buf.advance(used);
+                                this.state = State::Done;
+                                this.release_if_done();
+                                return Poll::Ready(None);
+                            }
+                            Err(e) => {
+                                this.conn = None;
+                                this.state = State::Done;
+                                return Poll::Ready(Some(Err(e.into())));
+                            }
+                        }
+                        continue;
+                    }
+                }
+                State::UntilClose => {
+                    if !this.buf.is_empty() {
+                        let data = this.buf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+            }
+            match ready!(this.poll_read_more(cx)) {
+                Ok(0) if matches!(this.state, State::UntilClose) => {
+                    this.conn = None;
+                    this.state = State::Done;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    this.conn = None;
+                    this.state = State::Done;
+                    return Poll::Ready(Some(Err(
+                        "upstream closed the connection inside the response body".into(),
+                    )));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    this.conn = None;
+                    this.state = State::Done;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, State::Done | State::Length(0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            State::Length(n) => SizeHint::with_exact(n),
+            State::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! The client-facing HTTP/1.1 connection on the wire, with raw sockets so every byte is the
+//! test's: pipelining, chunked and large streamed bodies, `Expect: 100-continue`, HEAD, HTTP/1.0,
+//! malformed and ambiguous heads (400 and close), a slow head (408), and the connection closing
+//! when the client asks.
+
+mod common;
+
+use std::{net::SocketAddr, time::Duration};
+
+use common::*;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// A response read off the wire.
+#[derive(Debug)]
+struct Wire {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Wire {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one response (content-length or no body) from `s`, keeping extra bytes in `buf`.
+async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> Wire {
+    loop {
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        let mut r = httparse::Response::new(&mut fields);
+        if let httparse::Status::Complete(n) = r.parse(buf).unwrap() {
+            let status = r.code.unwrap();
+            let headers: Vec<(String, String)> = r
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            let len: usize = if head_only || status == 100 {
+                0
+            } else {
+                headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                    .map_or(0, |(_, v)| v.parse().unwrap())
+            };
+            while buf.len() < n + len {
+                read_some(s, buf).await;
+            }
+            let body = buf[n..n + len].to_vec();
+            buf.drain(..n + len);
+            return Wire {
+                status,
+                headers,
+                body,
+            };
+        }
+        read_some(s, buf).await;
+    }
+}
+
+async fn read_some(s: &mut TcpStream, buf: &mut Vec<u8>) {
+    let mut chunk = [0u8; 65536];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+        .await
+        .expect("response within 10 s")
+        .unwrap();
+    assert!(
+        n > 0,
+        "connection closed; have {:?}",
+        String::from_utf8_lossy(buf)
+    );
+    buf.extend_from_slice(&chunk[..n]);
+}
+
+/// True when the proxy closes the connection (EOF) within 5 s.
+async fn closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+async fn proxy_with(extra: &str) -> (Upstream, loadshift_proxy::Running) {
+    let up = Upstream::start("up").await;
+    let proxy = start_proxy(&standalone_yaml(&[&up], extra));
+    (up, proxy)
+}
+
+async fn connect(addr: SocketAddr) -> TcpStream {
+    TcpStream::connect(addr).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order() {
+    let (up, proxy) = proxy_with("").await;
+    let mut s = connect(proxy.outbound).await;
+    s.write_all(
+        b"POST /a HTTP/1.1\r\nHost: web\r\nContent-Length: 3\r\n\r\none\
+          POST /b HTTP/1.1\r\nHost: web\r\nContent-Length: 3\r\n\r\ntwo\
+          GET /c HTTP/1.1\r\nHost: web\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    for want in [&b"one"[..], b"two", b""] {
+        let r = read_response(&mut s, &mut buf, false).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, want);
+    }
+    assert_eq!(up.count(), 3);
+    proxy.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_and_large_bodies_stream_through() {
+    let (_up, proxy) = proxy_with("").await;
+    let mut s = connect(proxy.outbound).await;
+    // Chunked, split across writes with pauses, with an extension and a trailer.
+    let parts: [&[u8]; 4] = [
+        b"POST / HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhel",
+        b"lo\r\n6\r\n world\r\n",
+        b"0\r\nX-Trailer: 1\r\n",
+        b"\r\n",
+    ];
+    for p in parts {
+        s.write_all(p).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf, false).await;
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
+
+    // 4 MiB with a content-length, written in 64 KiB pieces on the same connection.
+    let body: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let head = format!(
+        "PUT /big HTTP/1.1\r\nHost: web\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let writer = tokio::spawn(async move {
+        for piece in body.chunks(64 << 10) {
+            wr.write_all(piece).await.unwrap();
+        }
+        (wr, body)
+    });
+    let mut got = Vec::new();
+    let mut chunk = vec![0u8; 65536];
+    let mut head_len = None;
+    while head_len.is_none_or(|h| got.len() < h + (4 << 20)) {
+        let n = tokio::time::timeout(Duration::from_secs(10), rd.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&chunk[..n]);
+        if head_len.is_none() {
+            head_len = got.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+        }
+    }
+    let (_wr, body) = writer.await.unwrap();
+    let h = head_len.unwrap();
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    assert_eq!(&got[h..], body.as_slice(), "echoed 4 MiB body differs");
+    proxy.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_continue_head_and_http10() {
+    let (_up, proxy) = proxy_with("").await;
+    let mut s = connect(proxy.outbound).await;
+    s.write_all(
+        b"PUT / HTTP/1.1\r\nHost: web\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(r.status, 100, "the client is told to send its body");
+    s.write_all(b"data").await.unwrap();
+    let r = read_response(&mut s, &mut buf, false).await;
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"data"[..]));
+
+    s.write_all(b"HEAD / HTTP/1.1\r\nHost: web\r\n\r\nGET / HTTP/1.1\r\nHost: web\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_response(&mut s, &mut buf, true).await;
+    assert_eq!(r.status, 200);
+    let r = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(r.status, 200, "the HEAD response carried no body bytes");
+
+    // HTTP/1.0 without keep-alive: answered, then closed.
+    let mut s = connect(proxy.outbound).await;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(r.status, 200);
+    assert!(closed(&mut s).await);
+
+    // `Connection: close` from an HTTP/1.1 client: answered with `connection: close`, closed.
+    let mut s = connect(proxy.outbound).await;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf, false).await;
+    assert_eq!((r.status, r.header("connection")), (200, Some("close")));
+    assert!(closed(&mut s).await);
+    proxy.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_heads_get_4xx_and_the_connection_closes() {
+    let (up, proxy) = proxy_with("timeouts: { header_read_ms: 300 }\n").await;
+    let cases: [(&[u8], u16); 4] = [
+        (b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 400),
+        (
+            b"POST / HTTP/1.1\r\nHost: web\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400,
+        ),
+        (b"POST / HTTP/1.1\r\nHost: web\r\nContent-Length: x\r\n\r\n", 400),
+        (
+            b"POST / HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: gzip\r\n\r\n",
+            501,
+        ),
+    ];
+    for (raw, status) in cases {
+        let mut s = connect(proxy.outbound).await;
+        s.write_all(raw).await.unwrap();
+        let mut buf = Vec::new();
+        let r = read_response(&mut s, &mut buf, false).await;
+        assert_eq!(r.status, status, "{:?}", String::from_utf8_lossy(raw));
+        assert_eq!(r.header("loadshift-error"), Some("bad-request"));
+        assert!(closed(&mut s).await);
+    }
+    // A head that never completes: 408 after header_read_ms.
+    let mut s = connect(proxy.outbound).await;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: w").await.unwrap();
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(r.status, 408);
+    assert!(closed(&mut s).await);
+    assert_eq!(up.count(), 0, "no malformed request reached the upstream");
+    // A body cut short: the upstream sees an error, the connection closes.
+    let mut s = connect(proxy.outbound).await;
+    s.write_all(b"POST / HTTP/1.1\r\nHost: web\r\nContent-Length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    s.shutdown().await.unwrap();
+    assert!(closed(&mut s).await);
+    // The proxy still serves.
+    let c = h1_client();
+    assert_eq!(send(&c, proxy.outbound, "web", &[], b"").await.status, 200);
+    proxy.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_client_connections_close_after_client_idle_ms() {
+    let (_up, proxy) = proxy_with("timeouts: { client_idle_ms: 300 }\n").await;
+    let mut s = connect(proxy.outbound).await;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: web\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(read_response(&mut s, &mut buf, false).await.status, 200);
+    let t = std::time::Instant::now();
+    assert!(closed(&mut s).await);
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    proxy.shutdown();
+}
+
+/// A raw upstream: answers every request head on a connection with `response`, and closes the
+/// connection after each answer when `close_after` is set (without saying so, as an upstream
+/// whose idle timeout fired would). Returns its address and a count of connections.
+async fn raw_upstream(
+    response: &'static [u8],
+    close_after: bool,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let conns = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..p + 4);
+                        if s.write_all(response).await.is_err() {
+                            return;
+                        }
+                        if close_after {
+                            return;
+                        }
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, conns)
+}
+
+fn yaml_for(addr: SocketAddr) -> String {
+    format!(
+        "outbound: {{ listen: 127.0.0.1:0 }}\nadmin: {{ listen: 127.0.0.1:0 }}\nworkers: 1\nservices:\n  - name: web\n    endpoints: [{{ addr: \"{addr}\" }}]\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_and_close_delimited_upstream_responses_are_reframed() {
+    let (chunked, _) = raw_upstream(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-u: 1\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        false,
+    )
+    .await;
+    let proxy = start_proxy(&yaml_for(chunked));
+    let c = h1_client();
+    for _ in 0..3 {
+        let got = send(&c, proxy.outbound, "web", &[], b"").await;
+        assert_eq!(
+            (got.status.as_u16(), got.body.as_ref()),
+            (200, &b"hello world"[..])
+        );
+    }
+    proxy.shutdown();
+
+    let (until_close, conns) = raw_upstream(
+        b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nstreamed until close",
+        true,
+    )
+    .await;
+    let proxy = start_proxy(&yaml_for(until_close));
+    for _ in 0..3 {
+        let got = send(&c, proxy.outbound, "web", &[], b"").await;
+        assert_eq!(
+            (got.status.as_u16(), got.body.as_ref()),
+            (200, &b"streamed until close"[..])
+        );
+    }
+    assert_eq!(conns.load(std::sync::atomic::Ordering::Relaxed), 3);
+    proxy.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_closed_by_the_upstream_are_not_reused() {
+    // Says keep-alive (HTTP/1.1, no `connection: close`), then closes: every pooled connection
+    // is dead by the next request.
+    let (addr, conns) = raw_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", true).await;
+    let proxy = start_proxy(&yaml_for(addr));
+    let c = h1_client();
+    for i in 0..20 {
+        let got = send(&c, proxy.outbound, "web", &[], b"").await;
+        assert_eq!(got.status, 200, "request {i}");
+        // Let the upstream's FIN arrive before the next request.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(conns.load(std::sync::atomic::Ordering::Relaxed), 20);
+    proxy.shutdown();
+}
