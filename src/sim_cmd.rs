@@ -1,14 +1,18 @@
 //! `loadshift sim SCENARIO`: runs a scenario in the discrete-event simulator with one or several
 //! policies, writes `summary.json`, `timeseries.csv` and `report.html`, and prints a summary table.
+//! With `--seeds N` it repeats the comparison on N consecutive seeds, one report per seed under
+//! `seed-S/`, and summarises mean and spread per policy in the top-level `summary.json` and
+//! `report.html`.
 
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use loadshift_control::{
-    report::terminal_table,
+    planners::PlannerSettings,
+    report::{Report, terminal_table},
     scenario::Scenario,
-    sim::{self, SimOptions},
+    sim::{self, Outcome, SimOptions, seeds::MultiSeed},
 };
 
 #[derive(clap::Args, Debug)]
@@ -24,9 +28,16 @@ pub struct SimArgs {
     /// Directory for summary.json, timeseries.csv and report.html [default: sim-<scenario name>].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Seed (overrides the scenario's).
+    /// Seed (overrides the scenario's); with --seeds, the first seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Run the comparison on this many consecutive seeds and report mean and spread per policy.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub seeds: u32,
+    /// YAML file of planner tunables (the `planner_settings` section of the control plane's
+    /// config: shift, connect, table, table_store, random_partial); default: the papers' values.
+    #[arg(long)]
+    pub planner_settings: Option<PathBuf>,
     /// Run several planners on the same seed into one report, e.g. `round-robin,p2c-ewma`.
     #[arg(long, value_delimiter = ',')]
     pub compare: Vec<String>,
@@ -56,7 +67,14 @@ pub fn main(args: SimArgs) -> ExitCode {
         }
         scn.duration_s = d;
     }
-    match run(&args, &scn) {
+    let settings = match planner_settings(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(crate::EXIT_CONFIG);
+        }
+    };
+    match run(&args, &scn, settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<sim::SimError>().is_some() => {
             eprintln!("error: {e:#}");
@@ -69,12 +87,85 @@ pub fn main(args: SimArgs) -> ExitCode {
     }
 }
 
-fn run(args: &SimArgs, scn: &Scenario) -> anyhow::Result<()> {
-    let opts = SimOptions {
-        planner: args.planner.clone(),
-        scaler: args.scaler.clone(),
-        seed: args.seed,
+/// `--planner-settings`, parsed and range-checked; the papers' defaults without it.
+fn planner_settings(args: &SimArgs) -> anyhow::Result<PlannerSettings> {
+    let Some(p) = &args.planner_settings else {
+        return Ok(PlannerSettings::default());
     };
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    let s: PlannerSettings = serde_yaml_ng::from_str(&text)
+        .with_context(|| format!("{}: planner settings", p.display()))?;
+    s.shift
+        .validate()
+        .with_context(|| format!("{}: shift", p.display()))?;
+    s.shift_pure
+        .validate()
+        .with_context(|| format!("{}: shift_pure", p.display()))?;
+    Ok(s)
+}
+
+fn run(args: &SimArgs, scn: &Scenario, planner_settings: PlannerSettings) -> anyhow::Result<()> {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("sim-{}", scn.name)));
+    if args.seeds == 1 {
+        let opts = SimOptions {
+            planner: args.planner.clone(),
+            scaler: args.scaler.clone(),
+            seed: args.seed,
+            planner_settings,
+        };
+        let (report, outcomes) = run_seed(args, scn, &opts, "")?;
+        report
+            .write(&out)
+            .with_context(|| format!("writing the report to {}", out.display()))?;
+        print_run(args, scn, &report, &outcomes);
+        println!("report: {}", out.join("report.html").display());
+        return Ok(());
+    }
+    let first = args.seed.unwrap_or(scn.seed);
+    let mut reports = Vec::new();
+    for k in 0..u64::from(args.seeds) {
+        let seed = first.wrapping_add(k);
+        let opts = SimOptions {
+            planner: args.planner.clone(),
+            scaler: args.scaler.clone(),
+            seed: Some(seed),
+            planner_settings: planner_settings.clone(),
+        };
+        let (report, outcomes) = run_seed(args, scn, &opts, &format!("seed {seed} "))?;
+        let dir = out.join(format!("seed-{seed}"));
+        report
+            .write(&dir)
+            .with_context(|| format!("writing the report to {}", dir.display()))?;
+        print_run(args, scn, &report, &outcomes);
+        reports.push(report);
+    }
+    let multi = MultiSeed::from_reports(&reports);
+    multi
+        .write(&out)
+        .with_context(|| format!("writing the summary to {}", out.display()))?;
+    println!();
+    print!("{}", multi.table());
+    for r in &multi.ratios {
+        let s = &r.p95_ratio;
+        println!(
+            "p95 {} / {}: {:.3} ± {:.3} [{:.3}, {:.3}]",
+            r.policy, r.baseline, s.mean, s.sd, s.min, s.max
+        );
+    }
+    println!("report: {}", out.join("report.html").display());
+    Ok(())
+}
+
+/// One comparison on one seed, with a progress bar.
+fn run_seed(
+    args: &SimArgs,
+    scn: &Scenario,
+    opts: &SimOptions,
+    label: &str,
+) -> anyhow::Result<(Report, Vec<Outcome>)> {
     let planners: Vec<Option<String>> = if args.compare.is_empty() {
         vec![None]
     } else {
@@ -82,32 +173,30 @@ fn run(args: &SimArgs, scn: &Scenario) -> anyhow::Result<()> {
     };
     let bar = ProgressBar::new((scn.duration_s * planners.len() as f64).ceil() as u64);
     bar.set_style(
-        ProgressStyle::with_template("{prefix:>16} [{bar:40}] {pos}/{len} simulated s ({elapsed})")
+        ProgressStyle::with_template("{prefix:>24} [{bar:40}] {pos}/{len} simulated s ({elapsed})")
             .context("progress bar template")?
             .progress_chars("=> "),
     );
     let mut done_before = 0.0;
     let mut current = String::new();
-    let (report, outcomes) = sim::compare(scn, &planners, &opts, &mut |policy, t| {
+    let result = sim::compare(scn, &planners, opts, &mut |policy, t| {
         if policy != current {
             if !current.is_empty() {
                 done_before += scn.duration_s;
             }
             current = policy.to_string();
-            bar.set_prefix(current.clone());
+            bar.set_prefix(format!("{label}{current}"));
         }
         bar.set_position((done_before + t) as u64);
     })?;
     bar.finish_and_clear();
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("sim-{}", scn.name)));
-    report
-        .write(&out)
-        .with_context(|| format!("writing the report to {}", out.display()))?;
-    print!("{}", terminal_table(&report));
-    for o in &outcomes {
+    Ok(result)
+}
+
+/// The table and the per-policy lines of one seed.
+fn print_run(args: &SimArgs, scn: &Scenario, report: &Report, outcomes: &[Outcome]) {
+    print!("{}", terminal_table(report));
+    for o in outcomes {
         if o.run.counts.unfinished > 0 {
             println!(
                 "{}: {} requests still unfinished at the end counted as failed",
@@ -115,7 +204,7 @@ fn run(args: &SimArgs, scn: &Scenario) -> anyhow::Result<()> {
             );
         }
     }
-    for o in &outcomes {
+    for o in outcomes {
         let total: u64 = o.connections.values().sum();
         println!(
             "{}: {total} connections (caller proxy x endpoint) at the end",
@@ -123,7 +212,7 @@ fn run(args: &SimArgs, scn: &Scenario) -> anyhow::Result<()> {
         );
     }
     if args.bench {
-        for o in &outcomes {
+        for o in outcomes {
             let c = &o.run.counts;
             let per = |secs: f64| {
                 format!(
@@ -148,6 +237,4 @@ fn run(args: &SimArgs, scn: &Scenario) -> anyhow::Result<()> {
             }
         }
     }
-    println!("report: {}", out.join("report.html").display());
-    Ok(())
 }

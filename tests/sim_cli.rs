@@ -85,6 +85,57 @@ fn same_seed_same_summary() {
 }
 
 #[test]
+fn seeds_summarise_mean_and_spread_per_policy() {
+    let out = tmp("seeds");
+    let cfg = tmp("seeds-cfg");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let settings = cfg.join("planner.yaml");
+    std::fs::write(&settings, "shift: { eta: 0.3 }\n").unwrap();
+    let o = sim(
+        &out,
+        &[
+            "--compare",
+            "round-robin,imbres-shift",
+            "--seeds",
+            "2",
+            "--seed",
+            "7",
+            "--planner-settings",
+            settings.to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("p95 imbres-shift / round-robin:"),
+        "{stdout}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["seeds"], serde_json::json!([7, 8]));
+    let p95 = &summary["policies"][1]["p95_ms"];
+    assert_eq!(summary["policies"][1]["policy"], "imbres-shift");
+    assert_eq!(p95["values"].as_array().unwrap().len(), 2);
+    assert!(p95["mean"].as_f64().unwrap() > 0.0);
+    for seed in [7, 8] {
+        let d = out.join(format!("seed-{seed}"));
+        assert!(d.join("summary.json").exists() && d.join("report.html").exists());
+    }
+    assert!(
+        std::fs::read_to_string(out.join("report.html"))
+            .unwrap()
+            .contains("seed-8/report.html")
+    );
+
+    std::fs::write(&settings, "shift: { eta: -1 }\n").unwrap();
+    let o = sim(&out, &["--planner-settings", settings.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("eta"));
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::remove_dir_all(&cfg).unwrap();
+}
+
+#[test]
 fn bad_input_exits_64_naming_the_problem() {
     let dir = tmp("bad");
     std::fs::create_dir_all(&dir).unwrap();

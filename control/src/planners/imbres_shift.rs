@@ -13,7 +13,9 @@
 //!   Peak-EWMA cost, so the data plane still steers around a stall inside the planned shares.
 //! - `imbres-shift-pure` (the paper's variant): host shares as weights only.
 //!
-//! Both step once per call, every `interval_ms` (paper: 5 s), with [`ShiftParams`] defaults.
+//! Both step once per call, every `interval_ms` (paper: 5 s). `imbres-shift` takes
+//! [`ShiftParams::default`] (`eta` 0.5: the paper's 0.2 needed ~11 iterations to settle in the
+//! simulator, see [`loadshift_proxy::shift`]); `imbres-shift-pure` takes [`ShiftParams::paper`].
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -257,7 +259,7 @@ pub(crate) mod tests {
             ..Default::default()
         };
         let snap = snapshot(vec![svc]);
-        let mut p = ImbresShift::new(ShiftParams::default());
+        let mut p = ImbresShift::new(ShiftParams::paper());
         let first = p.plan(&snap);
         assert_eq!(first.services["s"].host_weights["slow"], 0.5);
         assert!(first.services["s"].weighted_p2c);
@@ -269,7 +271,7 @@ pub(crate) mod tests {
             "{w:?}"
         );
 
-        let mut pure = ImbresShift::pure(ShiftParams::default());
+        let mut pure = ImbresShift::pure(ShiftParams::paper());
         pure.plan(&snap);
         let up = pure.plan(&snap);
         assert!(!up.services["s"].weighted_p2c);

@@ -43,14 +43,17 @@ pub const NAMES: &[&str] = &[
     "full",
 ];
 
-/// Builds a planner with its paper's defaults.
+/// Builds a planner with its defaults (the paper's, except where `PlannerSettings` documents a
+/// measured departure).
 pub fn build(name: &str) -> Result<Box<dyn Planner>, UnknownPlanner> {
     match name {
         "even" => Ok(Box::new(Even)),
         // Without weights; the control plane builds `Static::new` from the config instead.
         "static" => Ok(Box::new(Static::default())),
         "imbres-shift" => Ok(Box::new(ImbresShift::new(Default::default()))),
-        "imbres-shift-pure" => Ok(Box::new(ImbresShift::pure(Default::default()))),
+        "imbres-shift-pure" => Ok(Box::new(ImbresShift::pure(
+            loadshift_proxy::shift::ShiftParams::paper(),
+        ))),
         "imbres-connect" => Ok(Box::new(ImbresConnect::new(Default::default()))),
         "round-robin" => Ok(Box::new(Mode::round_robin())),
         "least-request" => Ok(Box::new(Mode::least_request())),

@@ -3,8 +3,9 @@
 //!
 //! ```yaml
 //! planner_settings:
-//!   shift: { eta: 0.2, interval_ms: 5000, floor_fraction: 0.1, max_step: 0.5, min_samples: 20,
+//!   shift: { eta: 0.5, interval_ms: 5000, floor_fraction: 0.1, max_step: 0.5, min_samples: 20,
 //!            reprobe_after: 6 }
+//!   shift_pure: { eta: 0.2 }     # imbres-shift-pure: the paper's values
 //!   connect: { cap_per_downstream: 10, seed: 0 }
 //!   table: { interference_buckets: 4, interference_max: 0.8, load_buckets: 4, target_cpu: 0.5 }
 //!   table_store: { kind: redb, path: /var/lib/loadshift/perf.redb }
@@ -26,12 +27,17 @@ use super::{
 use crate::policy::Planner;
 
 /// Planner tunables (defaults: the papers').
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlannerSettings {
-    /// Imbres Alg. 1, for `imbres-shift`, `imbres-shift-pure`, `imbres-connect`, `full` and
-    /// `random-partial`.
+    /// Imbres Alg. 1, for `imbres-shift`, `imbres-connect`, `full` and `random-partial`
+    /// (default [`ShiftParams::default`]: `eta` 0.5, the paper's 0.2 converged too slowly, see
+    /// `loadshift_proxy::shift`).
     pub shift: ShiftParams,
+    /// Imbres Alg. 1 for `imbres-shift-pure`, the paper's variant (default
+    /// [`ShiftParams::paper`]: `eta` 0.2).
+    #[serde(default = "ShiftParams::paper")]
+    pub shift_pure: ShiftParams,
     /// `imbres-connect` grouping and matching.
     pub connect: ConnectSettings,
     /// Performance hash table shape.
@@ -40,6 +46,19 @@ pub struct PlannerSettings {
     pub table_store: TableStoreConfig,
     /// `random-partial` baseline.
     pub random_partial: RandomPartialSettings,
+}
+
+impl Default for PlannerSettings {
+    fn default() -> Self {
+        Self {
+            shift: ShiftParams::default(),
+            shift_pure: ShiftParams::paper(),
+            connect: ConnectSettings::default(),
+            table: TableParams::default(),
+            table_store: TableStoreConfig::default(),
+            random_partial: RandomPartialSettings::default(),
+        }
+    }
 }
 
 /// `imbres-connect` settings besides Alg. 1 and the table.
@@ -136,9 +155,10 @@ impl TableStoreConfig {
 /// Builds planner `name` with `s`; planners without tunables are built as [`build`] does.
 pub fn build_with(name: &str, s: &PlannerSettings) -> Result<Box<dyn Planner>, SettingsError> {
     s.shift.validate()?;
+    s.shift_pure.validate()?;
     Ok(match name {
         "imbres-shift" => Box::new(ImbresShift::new(s.shift)),
-        "imbres-shift-pure" => Box::new(ImbresShift::pure(s.shift)),
+        "imbres-shift-pure" => Box::new(ImbresShift::pure(s.shift_pure)),
         "full" => Box::new(Connections::full(s.shift)),
         "random-partial" => Box::new(Connections::random_partial(
             s.shift,
@@ -173,6 +193,10 @@ mod tests {
         .unwrap();
         assert_eq!(s.shift.eta, 0.3);
         assert_eq!(s.shift.interval_ms, 5000);
+        assert_eq!(s.shift_pure, ShiftParams::paper());
+        assert_eq!(PlannerSettings::default().shift.eta, 0.5);
+        let s2: PlannerSettings = serde_yaml_ng::from_str("shift_pure: { eta: 0.4 }\n").unwrap();
+        assert_eq!((s2.shift_pure.eta, s2.shift_pure.interval_ms), (0.4, 5000));
         assert_eq!(s.connect.cap_per_downstream, 10);
         assert_eq!(s.table.interference_buckets, 4);
         assert_eq!(s.random_partial.per_caller, 10);

@@ -9,7 +9,7 @@ use rand::{SeedableRng, rngs::SmallRng};
 
 use super::{
     PlannerRt, ScalerRt,
-    metrics::Recorder,
+    metrics::{self, Recorder},
     request::{CallRec, Req},
     world::World,
 };
@@ -82,6 +82,9 @@ impl Engine {
         let control_ns = planners.first().map_or(5_000_000_000, |p| p.interval_ns);
         let mut rec = Recorder::new(w.svcs.len(), w.hosts.len(), control_ns);
         rec.full_control_intervals = (ns(s.duration_s) / control_ns.max(1)) as usize;
+        // Changes inside the last quarter would be judged against a tail they are part of.
+        rec.onset_interval =
+            (ns(metrics::onset_s(s, 0.75 * s.duration_s)) / control_ns.max(1)) as usize;
         Engine {
             rec,
             svc_names: w.svcs.iter().map(|x| x.name.clone()).collect(),

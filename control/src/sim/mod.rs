@@ -20,14 +20,17 @@ mod control;
 mod engine;
 mod metrics;
 mod request;
+pub mod seeds;
 #[cfg(test)]
 mod tests;
 mod world;
 
+pub use metrics::{converged_after, onset_s};
+
 use std::{collections::BTreeMap, time::Instant};
 
 use crate::{
-    planners,
+    planners::{self, settings::SettingsError},
     policy::{Planner, ScaleDecision, Scaler},
     report::{PolicyRun, Report},
     scalers,
@@ -41,7 +44,7 @@ pub const DATA_PLANE_ONLY: &[&str] = &["p2c-ewma"];
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error(transparent)]
-    Planner(#[from] planners::UnknownPlanner),
+    Planner(#[from] planners::settings::SettingsError),
     #[error(transparent)]
     Scaler(#[from] scalers::UnknownScaler),
 }
@@ -55,6 +58,8 @@ pub struct SimOptions {
     pub scaler: Option<String>,
     /// Seed (overrides the scenario).
     pub seed: Option<u64>,
+    /// Tunables of the shifting and connection planners (default: the papers').
+    pub planner_settings: planners::PlannerSettings,
 }
 
 /// A planner instance and the services it plans.
@@ -136,10 +141,14 @@ impl Policies {
         names.sort_by_key(|n| *n != planner_name);
         for name in names {
             let owned = by_planner.remove(&name).unwrap_or_default();
-            let planner = match planners::build(&name) {
+            let planner = match planners::build_with(&name, &o.planner_settings) {
                 Ok(p) => p,
-                Err(_) if DATA_PLANE_ONLY.contains(&name.as_str()) => continue,
-                Err(e) if name == "round-robin" => planners::build("even").map_err(|_| e)?,
+                Err(SettingsError::Unknown(_)) if DATA_PLANE_ONLY.contains(&name.as_str()) => {
+                    continue;
+                }
+                Err(e @ SettingsError::Unknown(_)) if name == "round-robin" => {
+                    planners::build("even").map_err(|_| e)?
+                }
                 Err(e) => return Err(e.into()),
             };
             let interval_ns = (planner.interval().as_nanos() as u64).max(1);
@@ -242,6 +251,7 @@ pub fn compare(
                     planner,
                     scaler,
                     seed: o.seed,
+                    planner_settings: o.planner_settings.clone(),
                 },
             )
         })
