@@ -20,8 +20,9 @@ use crate::{
 const CONVERGE_TOL: f64 = 0.05;
 /// Control intervals with fewer finished requests carry too little signal to judge convergence.
 const CONVERGE_MIN_SAMPLES: usize = 20;
-/// Iterations pooled (trailing) into the p95 that convergence judges.
-const CONVERGE_POOL: usize = 3;
+/// Iterations pooled (trailing) into the p95 that convergence judges: iteration `i` is judged on
+/// the requests of iterations `i - 2 ..= i` (see [`Recorder::converge_iterations`] for why).
+pub const CONVERGE_POOL: usize = 3;
 
 /// Latencies in microseconds with exact nearest-rank quantiles.
 #[derive(Clone, Debug, Default)]
@@ -99,10 +100,11 @@ pub fn onset_s(s: &Scenario, before_s: f64) -> f64 {
 }
 
 /// The criterion of `converge_iterations`, shared by the simulator and the lab: `since_onset`
-/// holds each control iteration from the scenario's last change on as (p95, finished requests),
-/// `final_p95` is the p95 of the last quarter of the run's iterations. Iterations until every
-/// later one with at least 20 requests is within 5% of `final_p95`; `None` when the last one is
-/// still outside (or there is no data).
+/// holds each control iteration from the scenario's last change on as (p95, requests), both over
+/// the iteration pooled with up to [`CONVERGE_POOL`]` - 1` iterations before it (earlier
+/// iterations, before the onset included, never later ones); `final_p95` is the p95 of the last
+/// quarter of the run's iterations. Iterations until every later one with at least 20 requests is
+/// within 5% of `final_p95`; `None` when the last one is still outside (or there is no data).
 pub fn converged_after(since_onset: &[(f64, usize)], final_p95: f64) -> Option<u32> {
     if since_onset.is_empty() || final_p95 <= 0.0 {
         return None;
@@ -258,21 +260,17 @@ impl Recorder {
         if fin <= 0.0 {
             return None;
         }
-        let ok = |i: usize| {
-            let mut pooled = Samples::default();
-            for h in &self.control[i.saturating_sub(CONVERGE_POOL - 1)..=i] {
-                pooled.extend(h);
-            }
-            pooled.len() < CONVERGE_MIN_SAMPLES
-                || (pooled.quantile(0.95) - fin).abs() <= CONVERGE_TOL * fin
-        };
         let from = self.onset_interval.min(n - 1);
-        let last_bad = (from..n).rev().find(|&i| !ok(i));
-        match last_bad {
-            None => Some(0),
-            Some(i) if i + 1 < n => Some((i + 1 - from) as u32),
-            Some(_) => None,
-        }
+        let since_onset: Vec<(f64, usize)> = (from..n)
+            .map(|i| {
+                let mut pooled = Samples::default();
+                for h in &self.control[i.saturating_sub(CONVERGE_POOL - 1)..=i] {
+                    pooled.extend(h);
+                }
+                (pooled.quantile(0.95), pooled.len())
+            })
+            .collect();
+        converged_after(&since_onset, fin)
     }
 
     pub fn summary(&self) -> PolicySummary {

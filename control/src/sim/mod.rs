@@ -25,7 +25,7 @@ pub mod seeds;
 mod tests;
 mod world;
 
-pub use metrics::{converged_after, onset_s};
+pub use metrics::{CONVERGE_POOL, converged_after, onset_s};
 
 use std::{collections::BTreeMap, time::Instant};
 
