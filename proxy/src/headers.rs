@@ -14,8 +14,23 @@ const HOP_BY_HOP: [header::HeaderName; 5] = [
 const KEEP_ALIVE: &str = "keep-alive";
 const PROXY_CONNECTION: &str = "proxy-connection";
 
+/// True when `h` has a field [`strip_hop_by_hop`] acts on. One pass over the fields (standard
+/// names compare as enum values) is much cheaper than a hashed lookup per hop-by-hop name, and
+/// most messages have none.
+fn has_hop_by_hop(h: &HeaderMap) -> bool {
+    h.keys().any(|n| {
+        HOP_BY_HOP.contains(n)
+            || n == header::TE
+            || n.as_str() == KEEP_ALIVE
+            || n.as_str() == PROXY_CONNECTION
+    })
+}
+
 /// Strips hop-by-hop fields in place.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if !has_hop_by_hop(h) {
+        return;
+    }
     // Most requests carry none of these: check before paying for removals.
     if let Some(conn) = h.get(header::CONNECTION).cloned()
         && let Ok(list) = conn.to_str()

@@ -232,15 +232,18 @@ fn prepare_upstream_uri(
     parts: &mut http::request::Parts,
     h2: bool,
 ) -> Result<(), Response<RespBody>> {
-    let authority = parts.uri.authority().cloned().or_else(|| {
-        parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.parse().ok())
-    });
+    // Parsed only when needed: an HTTP/1.1 request with a `Host` goes upstream as it is.
+    let authority = |parts: &http::request::Parts| {
+        parts.uri.authority().cloned().or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.parse().ok())
+        })
+    };
     if h2 {
-        let Some(authority) = authority else {
+        let Some(authority) = authority(parts) else {
             return Err(plain(
                 StatusCode::BAD_REQUEST,
                 "bad-request",
@@ -263,14 +266,14 @@ fn prepare_upstream_uri(
         parts.headers.remove(header::HOST);
         parts.version = Version::HTTP_2;
     } else {
+        if !parts.headers.contains_key(header::HOST)
+            && let Some(a) = authority(parts).and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(header::HOST, a);
+        }
         if parts.uri.authority().is_some() {
             let pq = parts.uri.path_and_query().cloned();
             parts.uri = pq.map_or_else(|| Uri::from_static("/"), Uri::from);
-        }
-        if !parts.headers.contains_key(header::HOST)
-            && let Some(a) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
-            parts.headers.insert(header::HOST, a);
         }
         parts.version = Version::HTTP_11;
     }

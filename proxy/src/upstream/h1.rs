@@ -275,9 +275,14 @@ struct RespHead {
 
 fn parse_response(buf: &[u8]) -> Result<Option<RespHead>, io::Error> {
     let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut r = httparse::Response::new(&mut fields);
-    let len = match r.parse(buf) {
+    // Uninitialised: zeroing 100 fields per response costs more than parsing a small head.
+    let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut r = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut r,
+        buf,
+        &mut fields,
+    ) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
             return Err(bad(format!("upstream response head over {MAX_HEAD} bytes")));
