@@ -9,14 +9,21 @@
 //! fails or gets Ctrl-C / SIGTERM. The result is the simulator's report (`summary.json`,
 //! `timeseries.csv`, `report.html`) written through `loadshift_control::report`.
 //!
+//! Scenarios with inter-zone RTT get a zone relay in front of every container ([`relay`]), so
+//! calls between zones really take that long. `--with-sim` also runs `loadshift sim` on the same
+//! scenario and policies and shows its numbers beside the lab's.
+//!
 //! Scale decisions are carried out when a service has a scaler (the scenario's or `--scaler`):
 //! the control plane's webhook actuator calls the lab, which starts and stops app + sidecar
 //! replicas and publishes them through the control plane's file discovery ([`scaling`],
 //! [`fleet`]). Without a scaler the containers stay at the scaled-down initial replicas.
 
 pub mod configs;
+pub mod delay_pipe;
 pub mod fleet;
 pub mod layout;
+pub mod peer_zone;
+pub mod relay;
 pub mod run;
 pub mod scaling;
 pub mod supervisor;
@@ -55,6 +62,10 @@ pub struct LabArgs {
     /// Most containers (app + sidecar pairs) the lab starts.
     #[arg(long, default_value_t = 40)]
     pub max_containers: usize,
+    /// Also simulate the scenario (at its own scale, same duration, seed and policies) and show
+    /// the simulator's numbers beside the lab's; its full report goes to `OUT/sim/`.
+    #[arg(long)]
+    pub with_sim: bool,
     /// Scaler for every service, overriding the scenario's (`none`, `hpa`).
     #[arg(long)]
     pub scaler: Option<String>,
@@ -139,6 +150,7 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
     };
     eprintln!("{}", layout.describe());
     let mut runs = Vec::new();
+    let mut relay_notes = Vec::new();
     for (i, policy) in policies.iter().enumerate() {
         let dir = args.out.join("run").join(policy);
         eprintln!(
@@ -148,6 +160,12 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
             layout.containers.len(),
             dir.display()
         );
+        // Fresh relays per run; bound before the processes start since endpoints point at them.
+        let mut run_layout = layout.clone();
+        let mut relays = relay::ZoneRelays::bind(s, &run_layout)?;
+        if let Some(r) = &relays {
+            r.route(&mut run_layout)?;
+        }
         // Supervisor::start is blocking (it waits for listeners); the guards it returns, or the
         // ones already pushed when it fails, are dropped before this iteration ends.
         let mut scaling = scaling::Scaling::for_run(&scaling_opts, s, &dir).await?;
@@ -155,7 +173,7 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
         let start = {
             let (s, layout, dir, me, planner) = (
                 s.clone(),
-                layout.clone(),
+                run_layout.clone(),
                 dir.clone(),
                 me.clone(),
                 policy.clone(),
@@ -168,6 +186,18 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
         if let Some(sc) = &mut scaling {
             sc.attach(s, &mut sup, &dir, &me)?;
         }
+        if let Some(r) = &mut relays {
+            let targets = sup
+                .placed
+                .iter()
+                .map(|p| (p.spec.name.clone(), p.ports.inbound))
+                .collect();
+            r.start(&targets, interval)?;
+        }
+        let control = loadshift_control::planners::build(policy)
+            .map(|p| p.interval())
+            .unwrap_or(Duration::from_secs(5));
+        let tick = run::tick(interval, control);
         eprintln!(
             "running {} flows for {:.0} s",
             s.flows.len(),
@@ -175,7 +205,7 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
         );
         let epoch = scaling.as_mut().map(|sc| sc.start_counting(interval));
         let measured = tokio::select! {
-            m = run::drive(s, layout, &sup, duration, interval) => m?,
+            m = run::drive(s, &run_layout, &sup, relays.as_ref(), duration, interval, tick) => m?,
             _ = crate::signal::terminated() => anyhow::bail!("interrupted; all lab processes stopped"),
         };
         sup.check_alive()?;
@@ -183,7 +213,14 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
             sc.check_alive()?;
         }
         runs.push(run::policy_run(
-            s, layout, &sup, &measured, policy, duration, interval,
+            s,
+            &run_layout,
+            &sup,
+            &measured,
+            policy,
+            duration,
+            interval,
+            control,
         ));
         if let (Some(sc), Some(epoch), Some(run)) = (&mut scaling, epoch, runs.last_mut()) {
             let served = &measured.served;
@@ -191,9 +228,16 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
         }
         drop(scaling);
         drop(sup);
+        if let Some(r) = relays.take() {
+            relay_notes.extend(
+                r.describe(duration)
+                    .into_iter()
+                    .map(|l| format!("{policy}: {l}")),
+            );
+        }
     }
 
-    let report = Report {
+    let mut report = Report {
         scenario: s.name.clone(),
         seed: s.seed,
         source: "lab".into(),
@@ -214,14 +258,51 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
             } else {
                 "no scaler: containers stay at the scaled-down replicas".into()
             },
-            "plan_pushes and converge_iterations are not measured in the lab".into(),
+            "plan_pushes: plan updates the control plane sent to proxies during the run \
+             (loadshift_control_plan_pushes_total); converge_iterations: planner iterations \
+             after the scenario's last change until the p95 holds within 5 % of its final value"
+                .into(),
         ],
         runs,
     };
+    report.notes.extend(relay_notes);
+    let sim = if args.with_sim {
+        Some(with_sim(s, &policies, duration).await?)
+    } else {
+        None
+    };
     report
-        .write(&args.out)
+        .write_beside(&args.out, sim.as_ref())
         .with_context(|| format!("write the report to {}", args.out.display()))?;
     println!("{}", loadshift_control::report::terminal_table(&report));
+    if let Some(sim) = &sim {
+        println!("{}", loadshift_control::report::terminal_table(sim));
+    }
     println!("report: {}", args.out.join("report.html").display());
     Ok(())
+}
+
+/// `loadshift sim` on the same scenario, seed and policies, for `duration` (the lab's).
+async fn with_sim(s: &Scenario, policies: &[String], duration: Duration) -> anyhow::Result<Report> {
+    let mut scn = s.clone();
+    if duration.as_secs_f64() > scn.warmup_s {
+        scn.duration_s = duration.as_secs_f64();
+    }
+    let planners: Vec<Option<String>> = policies.iter().map(|p| Some(p.clone())).collect();
+    eprintln!("simulating the same scenario for {:.0} s", scn.duration_s);
+    let (mut report, _) = tokio::task::spawn_blocking(move || {
+        loadshift_control::sim::compare(
+            &scn,
+            &planners,
+            &loadshift_control::sim::SimOptions::default(),
+            &mut |_, _| {},
+        )
+    })
+    .await??;
+    report.notes.push(
+        "simulated at the scenario's own scale (all containers, full arrival rates); compare \
+         directions and ratios with the lab, not absolute numbers"
+            .into(),
+    );
+    Ok(report)
 }

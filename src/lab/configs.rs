@@ -42,7 +42,7 @@ fn endpoints(placed: &[Placed], service: &str) -> Vec<Value> {
         .filter(|p| p.spec.service == service)
         .map(|p| {
             json!({
-                "addr": p.ports.inbound.to_string(),
+                "addr": p.spec.front.unwrap_or(p.ports.inbound).to_string(),
                 "host": p.spec.host,
                 "zone": p.spec.zone,
                 "container": p.spec.name,
@@ -58,11 +58,13 @@ fn services(s: &Scenario, placed: &[Placed]) -> Vec<Value> {
         .collect()
 }
 
-/// `loadshift control` config. `planner` overrides every service's planner.
+/// `loadshift control` config. `planner` overrides every service's planner; `metrics` serves
+/// `/metrics` (the lab reads plan pushes there).
 pub fn control(
     s: &Scenario,
     placed: &[Placed],
     listen: SocketAddr,
+    metrics: SocketAddr,
     token: &Path,
     planner: Option<&str>,
 ) -> Value {
@@ -86,6 +88,7 @@ pub fn control(
     }
     json!({
         "listen": listen.to_string(),
+        "metrics_listen": metrics.to_string(),
         "token_file": token.display().to_string(),
         "services": services,
     })

@@ -12,6 +12,7 @@
 //! probability * hops(child)`, cut at depth 32 (scenarios are validated acyclic).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use loadshift_control::scenario::Scenario;
 
@@ -26,6 +27,9 @@ pub struct ContainerSpec {
     pub zone: String,
     /// Unique name, `<service>-<host>`.
     pub name: String,
+    /// The address callers use instead of the sidecar's inbound listener: its zone relay, when
+    /// the scenario has inter-zone RTT (`super::relay`).
+    pub front: Option<SocketAddr>,
 }
 
 /// The scaled-down deployment.
@@ -101,6 +105,7 @@ pub fn layout(s: &Scenario, hop_budget: f64, max_containers: usize) -> Result<La
                 host: host.clone(),
                 zone: zone_of(host),
                 name: format!("{}-{}", svc.name, host),
+                front: None,
             });
             n += 1;
         }

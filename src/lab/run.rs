@@ -1,7 +1,17 @@
 //! One lab run: drive every flow with the open-loop generator through the gateway, follow each
 //! host's interference schedule by rewriting its containers' interference files every second,
-//! count each container's served requests every report interval, and turn it all into the
-//! report the simulator also writes.
+//! count each container's served requests every report interval, read the control plane's plan
+//! pushes from its `/metrics`, and turn it all into the report the simulator also writes.
+//!
+//! The generator records latency per `tick` (the greatest common divisor of the report interval
+//! and the planner's interval, at least 100 ms); ticks are regrouped into report intervals for the
+//! time series and into planner iterations for `converge_iterations`, judged by the simulator's
+//! criterion ([`loadshift_control::sim::converged_after`], counted from the scenario's last
+//! change, [`loadshift_control::sim::onset_s`], each iteration pooled with the
+//! [`loadshift_control::sim::CONVERGE_POOL`]` - 1` before it). Two differences remain: the lab's per-iteration
+//! p95 comes from the generator's log-linear histograms (within 6.25 %) where the simulator keeps
+//! exact samples, and requests are assigned to iterations by intended send time where the
+//! simulator uses completion time.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,11 +23,13 @@ use http::header::{HOST, HeaderName, HeaderValue};
 use http_body_util::Empty;
 use loadshift_control::report::{Counts, Interval, PolicyRun, PolicySummary};
 use loadshift_control::scenario::{Arrival, ArrivalState, Scenario};
+use loadshift_control::sim::{CONVERGE_POOL, converged_after, onset_s};
 use loadshift_proxy::telemetry::histogram::Histogram;
 use parking_lot::Mutex;
 
 use super::configs::PRIORITY_HEADER;
 use super::layout::Layout;
+use super::relay::ZoneRelays;
 use super::supervisor::Supervisor;
 use crate::app::server::{STATS_PATH, write_atomically};
 use crate::loadgen::{self, Arrivals, LoadReport, LoadSpec, Pool, Rate};
@@ -32,6 +44,54 @@ pub struct Measured {
     pub flows: Vec<LoadReport>,
     /// Requests served per container per report interval, parallel to the supervisor's `placed`.
     pub served: Vec<Vec<u64>>,
+    /// Width of the generator's intervals (see the module documentation).
+    pub tick: Duration,
+    /// Plan updates the control plane sent to proxies during the run; `None` when its
+    /// `/metrics` could not be read.
+    pub plan_pushes: Option<u64>,
+    /// Per report interval: inter-zone RTT measured at the zone relays, per pair.
+    pub zone_rtt: Vec<BTreeMap<String, f64>>,
+}
+
+/// Width of the generator's intervals for a report interval and a planner interval: their
+/// greatest common divisor in milliseconds, at least 100 ms.
+pub fn tick(interval: Duration, control: Duration) -> Duration {
+    fn gcd(a: u128, b: u128) -> u128 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let (a, b) = (interval.as_millis(), control.as_millis());
+    let g = match (a, b) {
+        (0, x) | (x, 0) => x,
+        _ => gcd(a, b),
+    };
+    Duration::from_millis(u64::try_from(g.max(100)).unwrap_or(u64::MAX))
+}
+
+/// Value of the Prometheus counter `name` summed over its label sets, from `/metrics` text; 0
+/// when absent (counters appear with their first event).
+pub fn prometheus_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            // `name{...} v` or `name v`, not a longer name sharing the prefix.
+            let v = if rest.starts_with('{') {
+                rest.rsplit_once('}')?.1
+            } else if rest.starts_with(' ') {
+                rest
+            } else {
+                return None;
+            };
+            v.split_whitespace().next()?.parse::<f64>().ok()
+        })
+        .sum()
+}
+
+async fn plan_pushes(metrics: SocketAddr) -> Option<u64> {
+    let pool = Pool::new(metrics, 1, Duration::from_secs(2));
+    let text = get(&pool, "/metrics").await?;
+    let text = String::from_utf8(text).ok()?;
+    Some(prometheus_sum(&text, loadshift_control::metrics::PLAN_PUSHES) as u64)
 }
 
 /// Runs the scenario for `duration` against a started deployment.
@@ -39,9 +99,12 @@ pub async fn drive(
     s: &Scenario,
     layout: &Layout,
     sup: &Supervisor,
+    relays: Option<&ZoneRelays>,
     duration: Duration,
     interval: Duration,
+    tick: Duration,
 ) -> anyhow::Result<Measured> {
+    let pushes_before = plan_pushes(sup.control_metrics).await;
     // A watch channel, not a Notify: a stop sent while a task is between awaits is still seen.
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let interference = tokio::spawn(follow_interference(s.clone(), sup, stop.clone()));
@@ -71,7 +134,7 @@ pub async fn drive(
         spec.connections = 4;
         spec.max_connections = 512;
         spec.timeout = Duration::from_secs_f64(flow.timeout_ms / 1000.0);
-        spec.interval = interval;
+        spec.interval = tick;
         spec.slow_threshold = Some(Duration::from_secs_f64(flow.sla.latency_ms / 1000.0));
         // Dozens of processes share two cores with the generator: no busy-waiting.
         spec.precise = false;
@@ -85,9 +148,15 @@ pub async fn drive(
     let _ = stop_tx.send(true);
     interference.abort();
     let served = served.await?;
+    let pushes_after = plan_pushes(sup.control_metrics).await;
     Ok(Measured {
         flows: reports.into_iter().flatten().collect(),
         served,
+        tick,
+        plan_pushes: pushes_before
+            .zip(pushes_after)
+            .map(|(b, a)| a.saturating_sub(b)),
+        zone_rtt: relays.map(ZoneRelays::series).unwrap_or_default(),
     })
 }
 
@@ -165,17 +234,46 @@ async fn count_served(
 }
 
 async fn served(pool: &Arc<Pool>) -> Option<u64> {
-    let mut req = Request::new(Empty::new());
-    *req.uri_mut() = http::Uri::from_static(STATS_PATH);
-    req.headers_mut()
-        .insert(HOST, HeaderValue::from_static("app"));
-    let lease = pool.checkout().await.ok()?;
-    let resp = lease.send(req, Duration::from_secs(1)).await.ok()?;
-    let v: serde_json::Value = serde_json::from_slice(resp.body()).ok()?;
+    let body = get(pool, STATS_PATH).await?;
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
     v["served"].as_u64()
 }
 
-/// Builds the report's run for this policy.
+/// The body of a successful `GET path`.
+async fn get(pool: &Arc<Pool>, path: &'static str) -> Option<Vec<u8>> {
+    let mut req = Request::new(Empty::new());
+    *req.uri_mut() = http::Uri::from_static(path);
+    req.headers_mut()
+        .insert(HOST, HeaderValue::from_static("localhost"));
+    let lease = pool.checkout().await.ok()?;
+    let resp = lease.send(req, Duration::from_secs(2)).await.ok()?;
+    resp.status().is_success().then(|| resp.body().to_vec())
+}
+
+/// Every flow's generator intervals merged, regrouped `per` ticks at a time.
+fn merged(m: &Measured, per: usize) -> Vec<loadgen::report::Interval> {
+    let n = m.flows.iter().map(|f| f.intervals.len()).max().unwrap_or(0);
+    (0..n.div_ceil(per.max(1)))
+        .map(|k| {
+            let mut out = loadgen::report::Interval::default();
+            for f in &m.flows {
+                for iv in f.intervals.iter().skip(k * per).take(per) {
+                    out.latency.merge(&iv.latency);
+                    out.sent += iv.sent;
+                    out.completed += iv.completed;
+                    out.errors += iv.errors;
+                    out.blocked += iv.blocked;
+                    out.slow += iv.slow;
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+/// Builds the report's run for this policy; `control` is the planner's interval (one
+/// iteration of `converge_iterations`).
+#[allow(clippy::too_many_arguments)]
 pub fn policy_run(
     s: &Scenario,
     layout: &Layout,
@@ -184,8 +282,12 @@ pub fn policy_run(
     policy: &str,
     duration: Duration,
     interval: Duration,
+    control: Duration,
 ) -> PolicyRun {
-    let n = m.flows.iter().map(|f| f.intervals.len()).max().unwrap_or(0);
+    let tick = m.tick.as_secs_f64();
+    let per = ((interval.as_secs_f64() / tick).round() as usize).max(1);
+    let by_interval = merged(m, per);
+    let n = by_interval.len();
     let warm = s.warmup_s.max(0.0);
     let width = interval.as_secs_f64();
     let containers: BTreeMap<String, u32> = layout.kept.clone();
@@ -194,21 +296,12 @@ pub fn policy_run(
     let (mut slow, mut failed_counted, mut blocked_counted, mut offered_counted) =
         (0u64, 0u64, 0u64, 0u64);
     let mut intervals = Vec::with_capacity(n);
-    for k in 0..n {
-        let mut h = Histogram::default();
-        let (mut sent, mut done, mut errs, mut blocked, mut slw) = (0, 0, 0, 0, 0);
-        for f in &m.flows {
-            if let Some(iv) = f.intervals.get(k) {
-                h.merge(&iv.latency);
-                sent += iv.sent;
-                done += iv.completed;
-                errs += iv.errors;
-                blocked += iv.blocked;
-                slw += iv.slow;
-            }
-        }
+    for (k, iv) in by_interval.iter().enumerate() {
+        let h = &iv.latency;
+        let (sent, done, errs, blocked, slw) =
+            (iv.sent, iv.completed, iv.errors, iv.blocked, iv.slow);
         if k as f64 * width >= warm {
-            counted.merge(&h);
+            counted.merge(h);
             offered_counted += sent;
             slow += slw;
             failed_counted += errs - blocked;
@@ -224,8 +317,10 @@ pub fn policy_run(
             host_share,
             service_host_share,
             containers: containers.clone(),
+            zone_rtt_ms: m.zone_rtt.get(k).cloned().unwrap_or_default(),
         });
     }
+    let converge = converge(s, m, duration, control);
     for f in &m.flows {
         let errors: u64 = f.errors.values().sum();
         let blocked = f
@@ -249,8 +344,8 @@ pub fn policy_run(
         sla_violation_pct: pct(slow + failed_counted, not_blocked),
         blocked_pct: pct(blocked_counted, offered_counted),
         container_seconds: f64::from(containers.values().sum::<u32>()) * counted_s,
-        converge_iterations: None,
-        plan_pushes: 0,
+        converge_iterations: converge,
+        plan_pushes: m.plan_pushes.unwrap_or(0),
         requests: offered_counted,
     };
     PolicyRun {
@@ -259,6 +354,36 @@ pub fn policy_run(
         counts,
         intervals,
     }
+}
+
+/// `converge_iterations` over planner iterations of `control` lying wholly inside the run, as in
+/// the simulator.
+fn converge(s: &Scenario, m: &Measured, duration: Duration, control: Duration) -> Option<u32> {
+    let per = ((control.as_secs_f64() / m.tick.as_secs_f64()).round() as usize).max(1);
+    let mut iterations: Vec<Histogram> = merged(m, per).into_iter().map(|iv| iv.latency).collect();
+    let control_s = control.as_secs_f64().max(1e-3);
+    iterations.truncate((duration.as_secs_f64() / control_s) as usize);
+    let n = iterations.len();
+    if n == 0 {
+        return None;
+    }
+    let mut tail = Histogram::default();
+    for h in &iterations[n - n.div_ceil(4)..] {
+        tail.merge(h);
+    }
+    let onset = (onset_s(s, 0.75 * duration.as_secs_f64()) / control_s) as usize;
+    // Each iteration pooled with the ones before it, as the simulator does.
+    let since_onset: Vec<(f64, usize)> = (onset.min(n - 1)..n)
+        .map(|i| {
+            let mut pooled = Histogram::default();
+            for h in &iterations[i.saturating_sub(CONVERGE_POOL - 1)..=i] {
+                pooled.merge(h);
+            }
+            let count = usize::try_from(pooled.count()).unwrap_or(usize::MAX);
+            (pooled.quantile(0.95), count)
+        })
+        .collect();
+    converged_after(&since_onset, tail.quantile(0.95))
 }
 
 fn pct(a: u64, b: u64) -> f64 {
@@ -304,4 +429,40 @@ fn shares(sup: &Supervisor, m: &Measured, k: usize) -> Shares {
     };
     let services = by_service.into_iter().map(|(s, m)| (s, norm(m))).collect();
     (norm(by_host), services)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_divide_both_intervals() {
+        let s = Duration::from_secs;
+        assert_eq!(tick(s(5), s(5)), s(5));
+        assert_eq!(tick(s(10), s(5)), s(5));
+        assert_eq!(tick(s(5), s(2)), s(1));
+        assert_eq!(
+            tick(Duration::from_millis(250), s(5)),
+            Duration::from_millis(250)
+        );
+        // Never finer than 100 ms.
+        assert_eq!(
+            tick(Duration::from_millis(1001), s(1)),
+            Duration::from_millis(100)
+        );
+    }
+
+    #[test]
+    fn sums_a_counter_over_its_label_sets_only() {
+        let text = "# TYPE loadshift_control_plan_pushes_total counter\n\
+                    loadshift_control_plan_pushes_total{kind=\"full\"} 12\n\
+                    loadshift_control_plan_pushes_total{kind=\"delta\"} 30\n\
+                    loadshift_control_plan_pushes_total_other 99\n\
+                    loadshift_control_plan_acks_total 40\n";
+        assert_eq!(
+            prometheus_sum(text, "loadshift_control_plan_pushes_total"),
+            42.0
+        );
+        assert_eq!(prometheus_sum(text, "loadshift_control_missing"), 0.0);
+    }
 }

@@ -25,6 +25,8 @@ pub struct Supervisor {
     pub interference_files: Vec<PathBuf>,
     /// Where the load generator sends.
     pub gateway: SocketAddr,
+    /// The control plane's `/metrics` listener (plan pushes are read there).
+    pub control_metrics: SocketAddr,
 }
 
 /// Loopback ports held open until the process that binds them starts. Holding them keeps the OS
@@ -89,12 +91,20 @@ impl Supervisor {
             placed,
             interference_files: Vec::new(),
             gateway: ports.take()?,
+            control_metrics: ports.take()?,
         };
         let control = ports.take()?;
         let gateway_admin = ports.take()?;
 
-        ports.release(&[control]);
-        let mut control_cfg = configs::control(s, &this.placed, control, &token, planner);
+        ports.release(&[control, this.control_metrics]);
+        let mut control_cfg = configs::control(
+            s,
+            &this.placed,
+            control,
+            this.control_metrics,
+            &token,
+            planner,
+        );
         if let Some(edit) = control_edit {
             edit.apply(&mut control_cfg)?;
         }

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Metrics: `requests`, `p50_ms`, `p95_ms`, `p99_ms`, `host_share`, `service_host_share`,
-//! `containers`.
+//! `containers`, and in lab runs with zones `zone_rtt_ms` (the `host` column holds the zone pair
+//! `caller->callee`).
 
 use std::fmt::Write;
 
@@ -43,6 +44,9 @@ pub(super) fn timeseries(r: &Report) -> String {
             }
             for (s, n) in &iv.containers {
                 let _ = writeln!(out, "{p},{t},containers,{},,{n}", field(s));
+            }
+            for (pair, v) in &iv.zone_rtt_ms {
+                let _ = writeln!(out, "{p},{t},zone_rtt_ms,,{},{v:.3}", field(pair));
             }
         }
     }

@@ -1,6 +1,8 @@
 //! `report.html`: one self-contained page (inline SVG and CSS, no scripts, no external files) with
 //! the comparison table, latency percentiles over time per policy, load share per host over time
-//! per policy, and containers over time.
+//! per policy, containers over time, the inter-zone RTT calls took (lab runs with zones), and
+//! optionally another source's table and load shares on the same scenario (the simulator's
+//! beside the lab's).
 
 use std::fmt::Write;
 
@@ -12,7 +14,7 @@ use super::{
 /// Hosts drawn per load-share chart; more would be unreadable (the CSV has them all).
 const MAX_HOSTS: usize = 10;
 
-pub(super) fn render(r: &Report) -> Result<String, ReportError> {
+pub(super) fn render(r: &Report, beside: Option<&Report>) -> Result<String, ReportError> {
     let mut h = String::new();
     let _ = write!(
         h,
@@ -28,7 +30,58 @@ pub(super) fn render(r: &Report) -> Result<String, ReportError> {
     for n in &r.notes {
         let _ = writeln!(h, "<p>{}</p>", esc(n));
     }
-    h.push_str("<h2>Comparison</h2>\n<table><tr><th>policy</th><th>requests</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>SLA violations %</th><th>blocked %</th><th>container-seconds</th><th>converge iterations</th><th>plan pushes</th><th>completed / failed / blocked</th></tr>\n");
+    h.push_str("<h2>Comparison</h2>\n");
+    comparison(&mut h, r);
+    if let Some(b) = beside {
+        let _ = writeln!(
+            h,
+            "<h2>Beside it: {src} on the same scenario</h2>",
+            src = esc(&b.source)
+        );
+        for n in &b.notes {
+            let _ = writeln!(h, "<p>{}</p>", esc(n));
+        }
+        comparison(&mut h, b);
+        let _ = writeln!(
+            h,
+            "<p>The {src}'s full report is in <code>{src}/report.html</code>.</p>",
+            src = esc(&b.source)
+        );
+    }
+    h.push_str("<h2>End-to-end latency over time</h2>\n");
+    latency(&mut h, r)?;
+    h.push_str("<h2>Load share per host over time</h2>\n<p>Share of all service calls routed to each host.</p>\n");
+    shares(&mut h, r, "")?;
+    if let Some(b) = beside {
+        shares(&mut h, b, &format!(" ({})", b.source))?;
+    }
+    zone_rtt(&mut h, r)?;
+    h.push_str("<h2>Containers over time</h2>\n");
+    let series: Vec<Series> = r
+        .runs
+        .iter()
+        .map(|run| Series {
+            name: run.policy.clone(),
+            points: run
+                .intervals
+                .iter()
+                .map(|i| (i.t_s, f64::from(i.total_containers())))
+                .collect(),
+        })
+        .collect();
+    h.push_str(&lines(
+        "containers (all services)",
+        "containers",
+        &series,
+        None,
+    )?);
+    h.push_str("</body></html>\n");
+    Ok(h)
+}
+
+/// The comparison table of one report.
+fn comparison(h: &mut String, r: &Report) {
+    h.push_str("<table><tr><th>policy</th><th>requests</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>SLA violations %</th><th>blocked %</th><th>container-seconds</th><th>converge iterations</th><th>plan pushes</th><th>completed / failed / blocked</th></tr>\n");
     for run in &r.runs {
         let s = &run.summary;
         let c = &run.counts;
@@ -51,7 +104,11 @@ pub(super) fn render(r: &Report) -> Result<String, ReportError> {
             c.blocked
         );
     }
-    h.push_str("</table>\n<h2>End-to-end latency over time</h2>\n");
+    h.push_str("</table>\n");
+}
+
+/// p50 / p95 / p99 over time, one line per policy.
+fn latency(h: &mut String, r: &Report) -> Result<(), ReportError> {
     for (label, pick) in [
         (
             "p50",
@@ -80,7 +137,11 @@ pub(super) fn render(r: &Report) -> Result<String, ReportError> {
             None,
         )?);
     }
-    h.push_str("<h2>Load share per host over time</h2>\n<p>Share of all service calls routed to each host.</p>\n");
+    Ok(())
+}
+
+/// One load-share chart per policy; `suffix` names the source in the titles.
+fn shares(h: &mut String, r: &Report, suffix: &str) -> Result<(), ReportError> {
     // One y scale for every policy so the charts compare at a glance.
     let top = r
         .runs
@@ -94,33 +155,55 @@ pub(super) fn render(r: &Report) -> Result<String, ReportError> {
     let top = (top * 1.1).clamp(0.01, 1.0);
     for run in &r.runs {
         h.push_str(&lines(
-            &format!("load share per host: {}", run.policy),
+            &format!("load share per host: {}{suffix}", run.policy),
             "share",
             &host_series(run),
             Some(top),
         )?);
     }
-    h.push_str("<h2>Containers over time</h2>\n");
-    let series: Vec<Series> = r
-        .runs
+    Ok(())
+}
+
+/// The RTT calls between zones took, one chart per policy, one line per zone pair; nothing when
+/// no interval measured any.
+fn zone_rtt(h: &mut String, r: &Report) -> Result<(), ReportError> {
+    if r.runs
         .iter()
-        .map(|run| Series {
-            name: run.policy.clone(),
-            points: run
-                .intervals
-                .iter()
-                .map(|i| (i.t_s, f64::from(i.total_containers())))
-                .collect(),
-        })
-        .collect();
-    h.push_str(&lines(
-        "containers (all services)",
-        "containers",
-        &series,
-        None,
-    )?);
-    h.push_str("</body></html>\n");
-    Ok(h)
+        .all(|run| run.intervals.iter().all(|i| i.zone_rtt_ms.is_empty()))
+    {
+        return Ok(());
+    }
+    h.push_str(
+        "<h2>Inter-zone round-trip time</h2>\n<p>Delay calls from one zone to another really took \
+                (measured at the zone relays, both directions).</p>\n",
+    );
+    for run in &r.runs {
+        let mut pairs: Vec<&String> = run
+            .intervals
+            .iter()
+            .flat_map(|i| i.zone_rtt_ms.keys())
+            .collect();
+        pairs.sort();
+        pairs.dedup();
+        let series: Vec<Series> = pairs
+            .into_iter()
+            .map(|p| Series {
+                name: p.clone(),
+                points: run
+                    .intervals
+                    .iter()
+                    .filter_map(|i| i.zone_rtt_ms.get(p).map(|v| (i.t_s, *v)))
+                    .collect(),
+            })
+            .collect();
+        h.push_str(&lines(
+            &format!("inter-zone RTT: {}", run.policy),
+            "ms",
+            &series,
+            None,
+        )?);
+    }
+    Ok(())
 }
 
 /// One series per host, the `MAX_HOSTS` hosts whose share moved the most first.
@@ -172,8 +255,18 @@ mod tests {
 
     #[test]
     fn page_is_self_contained() {
-        let page = render(&crate::report::tests::sample()).unwrap();
+        let page = render(&crate::report::tests::sample(), None).unwrap();
         assert!(page.contains("<table>") && page.matches("<svg").count() >= 6);
+        assert!(!page.contains("Inter-zone"));
+        let mut lab = crate::report::tests::sample();
+        lab.source = "lab".into();
+        lab.runs[0].intervals[0]
+            .zone_rtt_ms
+            .insert("us->eu".into(), 20.5);
+        let page = render(&lab, Some(&crate::report::tests::sample())).unwrap();
+        assert_eq!(page.matches("<table>").count(), 2);
+        assert!(page.contains("Beside it: sim") && page.contains("Inter-zone"));
+        assert!(page.contains("load share per host: even (sim)"));
         assert!(!page.contains("<script") && !page.contains("src=\"http"));
     }
 }

@@ -90,6 +90,10 @@ pub struct Interval {
     pub service_host_share: BTreeMap<String, BTreeMap<String, f64>>,
     /// Containers per service at the end of the interval.
     pub containers: BTreeMap<String, u32>,
+    /// Round-trip time calls between zones took, per `<caller zone>-><callee zone>` pair that
+    /// carried traffic in the interval, ms (measured at the lab's zone relays; empty in the sim
+    /// and in single-zone scenarios).
+    pub zone_rtt_ms: BTreeMap<String, f64>,
 }
 
 impl Interval {
@@ -137,6 +141,16 @@ impl Report {
 
     /// Writes `summary.json`, `timeseries.csv` and `report.html` into `dir` (created if missing).
     pub fn write(&self, dir: &Path) -> Result<(), ReportError> {
+        self.write_beside(dir, None)
+    }
+
+    /// As [`Report::write`], with another source's report on the same scenario shown beside this
+    /// one in `report.html` (the simulator's next to the lab's) and written whole into
+    /// `dir/<its source>/`.
+    pub fn write_beside(&self, dir: &Path, beside: Option<&Report>) -> Result<(), ReportError> {
+        if let Some(b) = beside {
+            b.write(&dir.join(&b.source))?;
+        }
         let io = |path: &Path| {
             let path = path.display().to_string();
             move |source| ReportError::Io { path, source }
@@ -147,7 +161,7 @@ impl Report {
         let p = dir.join("timeseries.csv");
         std::fs::write(&p, csv::timeseries(self)).map_err(io(&p))?;
         let p = dir.join("report.html");
-        std::fs::write(&p, html::render(self)?).map_err(io(&p))?;
+        std::fs::write(&p, html::render(self, beside)?).map_err(io(&p))?;
         Ok(())
     }
 }
@@ -191,6 +205,7 @@ pub(crate) mod tests {
                     )]
                     .into(),
                     containers: [("a".into(), 2)].into(),
+                    zone_rtt_ms: BTreeMap::new(),
                 })
                 .collect(),
         };
