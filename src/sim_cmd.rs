@@ -206,9 +206,15 @@ fn print_run(args: &SimArgs, scn: &Scenario, report: &Report, outcomes: &[Outcom
     }
     for o in outcomes {
         let total: u64 = o.connections.values().sum();
+        let per: Vec<String> = o
+            .connections
+            .iter()
+            .map(|(svc, n)| format!("{svc} {n}"))
+            .collect();
         println!(
-            "{}: {total} connections (caller proxy x endpoint) at the end",
-            o.run.policy
+            "{}: {total} connections (caller proxy x endpoint) at the end: {}",
+            o.run.policy,
+            per.join(", ")
         );
     }
     if args.bench {

@@ -280,9 +280,15 @@ pub fn compare(
     }
     for o in &outcomes {
         let total: u64 = o.connections.values().sum();
+        let per: Vec<String> = o
+            .connections
+            .iter()
+            .map(|(svc, n)| format!("{svc} {n}"))
+            .collect();
         report.notes.push(format!(
-            "{}: {total} connections (caller proxy x endpoint) at the end",
-            o.run.policy
+            "{}: {total} connections (caller proxy x endpoint) at the end: {}",
+            o.run.policy,
+            per.join(", ")
         ));
         if o.plan_rejections > 0 {
             report.notes.push(format!(
