@@ -386,3 +386,27 @@ async fn pooled_connections_closed_by_the_upstream_are_not_reused() {
     assert_eq!(conns.load(std::sync::atomic::Ordering::Relaxed), 20);
     proxy.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_upstream_heads_and_bodies_arrive_whole() {
+    // A 20 KiB response head (several reads) and a 300 KiB body.
+    let big: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\nx-big: {}\r\ncontent-length: {}\r\n\r\n{}",
+            "h".repeat(20 << 10),
+            300 << 10,
+            "b".repeat(300 << 10)
+        )
+        .into_boxed_str(),
+    );
+    let (addr, _) = raw_upstream(big.as_bytes(), false).await;
+    let proxy = start_proxy(&yaml_for(addr));
+    let c = h1_client();
+    for _ in 0..2 {
+        let got = send(&c, proxy.outbound, "web", &[], b"").await;
+        assert_eq!(got.status.as_u16(), 200);
+        assert_eq!(got.headers["x-big"].len(), 20 << 10);
+        assert_eq!(got.body.len(), 300 << 10);
+    }
+    proxy.shutdown();
+}

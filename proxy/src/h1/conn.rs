@@ -70,7 +70,8 @@ pub async fn serve(
                 prefix: carry.freeze(),
                 inner: stream,
             };
-            return serve_h2(io, side, w, shutdown).await;
+            // Boxed: an idle HTTP/1.1 connection should not carry an HTTP/2 one's state.
+            return Box::pin(serve_h2(io, side, w, shutdown)).await;
         }
         carry.reserve(PREFACE.len());
         let read = stream.read_buf(&mut carry);
@@ -146,75 +147,88 @@ async fn serve_h1(
                 return;
             }
         };
-        let Head {
-            parts,
-            framing,
-            keep_alive,
-            expect_continue,
-            ..
-        } = head;
-        let method = parts.method.clone();
-        let version = parts.version;
-
-        let (body, feed) = match framing {
-            Framing::None => (ReqBody::Empty, None),
-            Framing::Length(n) if carry.len() as u64 >= n => {
-                // `n` fits: it is at most `carry.len()`.
-                let body = carry.split_to(n as usize).freeze();
-                (ReqBody::Full(Some(body)), None)
-            }
-            Framing::Length(n) => {
-                let (tx, body) = ReqBody::channel(Some(n));
-                (body, Some((tx, Feed::Length(n))))
-            }
-            Framing::Chunked => {
-                let (tx, body) = ReqBody::channel(None);
-                (body, Some((tx, Feed::Chunked(Decoder::default()))))
-            }
-        };
-        if expect_continue
-            && feed.is_some()
-            && wr
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .await
-                .is_err()
-        {
+        // The exchange is boxed so an idle connection's task holds only the head reader.
+        let close = *shutdown.borrow();
+        let exchange = exchange(&mut rd, &mut wr, &mut carry, &w, side, head, close);
+        if !Box::pin(exchange).await {
+            let _ = wr.shutdown().await;
             return;
         }
-
-        let handler = Box::pin(handle(w.clone(), side, Request::from_parts(parts, body)));
-        let mut pump = feed.map(|(tx, f)| Box::pin(pump_body(&mut rd, &mut carry, f, tx)));
-        let mut body_read = pump.is_none();
-        let resp = match pump.as_mut() {
-            None => handler.await,
-            Some(p) => match select(handler, p.as_mut()).await {
-                Either::Left((resp, _)) => resp,
-                Either::Right((pumped, handler)) => {
-                    body_read = pumped.is_ok();
-                    pump = None;
-                    handler.await
-                }
-            },
-        };
-        let Ok(resp) = resp;
-        let close = !keep_alive || *shutdown.borrow();
-        let write = write_response(&mut wr, resp, &method, version, close);
-        let wrote = match pump {
-            Some(p) => {
-                let (wrote, pumped) = join(write, p).await;
-                body_read = pumped.is_ok();
-                wrote
-            }
-            None => write.await,
-        };
-        match wrote {
-            Ok(true) if body_read && !close => {}
-            _ => {
-                let _ = wr.shutdown().await;
-                return;
-            }
-        }
     }
+}
+
+/// One request and its response; true when the connection may carry another.
+async fn exchange(
+    rd: &mut ReadHalf<'_>,
+    wr: &mut WriteHalf<'_>,
+    carry: &mut BytesMut,
+    w: &Rc<Worker>,
+    side: Side,
+    head: Head,
+    draining: bool,
+) -> bool {
+    let Head {
+        parts,
+        framing,
+        keep_alive,
+        expect_continue,
+        ..
+    } = head;
+    let method = parts.method.clone();
+    let version = parts.version;
+
+    let (body, feed) = match framing {
+        Framing::None => (ReqBody::Empty, None),
+        Framing::Length(n) if carry.len() as u64 >= n => {
+            // `n` fits: it is at most `carry.len()`.
+            let body = carry.split_to(n as usize).freeze();
+            (ReqBody::Full(Some(body)), None)
+        }
+        Framing::Length(n) => {
+            let (tx, body) = ReqBody::channel(Some(n));
+            (body, Some((tx, Feed::Length(n))))
+        }
+        Framing::Chunked => {
+            let (tx, body) = ReqBody::channel(None);
+            (body, Some((tx, Feed::Chunked(Decoder::default()))))
+        }
+    };
+    if expect_continue
+        && feed.is_some()
+        && wr
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+    {
+        return false;
+    }
+
+    let handler = std::pin::pin!(handle(w.clone(), side, Request::from_parts(parts, body)));
+    let mut pump = feed.map(|(tx, f)| Box::pin(pump_body(rd, carry, f, tx)));
+    let mut body_read = pump.is_none();
+    let resp = match pump.as_mut() {
+        None => handler.await,
+        Some(p) => match select(handler, p.as_mut()).await {
+            Either::Left((resp, _)) => resp,
+            Either::Right((pumped, handler)) => {
+                body_read = pumped.is_ok();
+                pump = None;
+                handler.await
+            }
+        },
+    };
+    let Ok(resp) = resp;
+    let close = !keep_alive || draining;
+    let write = write_response(wr, resp, &method, version, close);
+    let wrote = match pump {
+        Some(p) => {
+            let (wrote, pumped) = join(write, p).await;
+            body_read = pumped.is_ok();
+            wrote
+        }
+        None => write.await,
+    };
+    matches!(wrote, Ok(true)) && body_read && !close
 }
 
 /// Waits for and parses the next head. While idle it reads into the worker's scratch buffer

@@ -33,6 +33,8 @@ const MAX_HEADERS: usize = 100;
 const MAX_HEAD: usize = 64 * 1024;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
+/// Bytes asked of the socket for the response head (and, usually, the whole small body).
+const FIRST_READ: usize = 4 * 1024;
 /// Request body bytes gathered before a write.
 const WRITE_BATCH: usize = 16 * 1024;
 
@@ -100,8 +102,13 @@ impl H1Conn {
         if let Err(error) = self.write_body(&mut out, body, framing).await {
             return Err(give_back(error, parts, replay));
         }
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        // Small to start: most response heads and small bodies fit, and hundreds of requests
+        // in flight each hold one. Body reads grow it by READ_CHUNK.
+        let mut buf = BytesMut::with_capacity(FIRST_READ);
         let head = loop {
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(READ_CHUNK);
+            }
             match self.stream.read_buf(&mut buf).await {
                 Ok(0) | Err(_) if buf.is_empty() && reused => {
                     // The upstream closed a pooled connection as the request went out: it saw
