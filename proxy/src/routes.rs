@@ -225,9 +225,13 @@ impl Routes {
         let idx = authority
             .map(strip_port)
             .and_then(|a| {
-                self.by_authority
-                    .get(a)
-                    .or_else(|| self.by_authority.get(&a.to_ascii_lowercase()))
+                self.by_authority.get(a).or_else(|| {
+                    // Allocates only for an authority that has upper case in it.
+                    a.bytes()
+                        .any(|b| b.is_ascii_uppercase())
+                        .then(|| self.by_authority.get(&a.to_ascii_lowercase()))
+                        .flatten()
+                })
             })
             .copied()
             .or(self.default_service)?;

@@ -197,9 +197,21 @@ impl Decoder {
     }
 }
 
-/// The line that opens a chunk of `len` bytes.
-pub fn chunk_header(len: usize) -> String {
-    format!("{len:x}\r\n")
+/// Appends the line that opens a chunk of `len` bytes.
+pub fn push_chunk_header(out: &mut Vec<u8>, len: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let (mut i, mut n) = (digits.len(), len);
+    loop {
+        i -= 1;
+        digits[i] = HEX[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
@@ -263,7 +275,15 @@ mod tests {
 
     #[test]
     fn encodes_chunk_framing() {
-        assert_eq!(chunk_header(255), "ff\r\n");
-        assert_eq!(chunk_header(1), "1\r\n");
+        for (len, want) in [
+            (255, &b"ff\r\n"[..]),
+            (1, b"1\r\n"),
+            (0, b"0\r\n"),
+            (4096, b"1000\r\n"),
+        ] {
+            let mut out = Vec::new();
+            push_chunk_header(&mut out, len);
+            assert_eq!(out, want);
+        }
     }
 }

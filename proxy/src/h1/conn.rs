@@ -431,7 +431,7 @@ async fn write_response(
         }
         sent += data.len() as u64;
         if chunked {
-            out.extend_from_slice(chunked::chunk_header(data.len()).as_bytes());
+            chunked::push_chunk_header(&mut out, data.len());
         }
         if data.len() > WRITE_BATCH {
             flush(wr, &mut out).await?;

@@ -241,7 +241,7 @@ pub fn encode_response(
     match framing {
         RespFraming::Length(n) => {
             out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(n.to_string().as_bytes());
+            push_decimal(out, n);
             out.extend_from_slice(b"\r\n");
         }
         RespFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
@@ -251,6 +251,21 @@ pub fn encode_response(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal without allocating.
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 #[cfg(test)]
@@ -334,6 +349,15 @@ mod tests {
         }
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_HEAD));
         assert_eq!(parse(big.as_bytes()).unwrap_err(), HeadError::TooLarge);
+    }
+
+    #[test]
+    fn decimals_are_written_without_allocating() {
+        for n in [0u64, 7, 10, 1234567890, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
     }
 
     #[test]

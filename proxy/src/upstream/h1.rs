@@ -193,7 +193,7 @@ impl H1Conn {
                         continue;
                     }
                     if chunked {
-                        out.extend_from_slice(chunked::chunk_header(data.len()).as_bytes());
+                        chunked::push_chunk_header(out, data.len());
                     }
                     out.extend_from_slice(&data);
                     if chunked {
@@ -259,7 +259,7 @@ fn encode_request(out: &mut Vec<u8>, parts: &http::request::Parts, framing: Fram
         Framing::Length(0) if !had_length && !method_has_body(&parts.method) => {}
         Framing::Length(n) => {
             out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(n.to_string().as_bytes());
+            crate::h1::head::push_decimal(out, n);
             out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
