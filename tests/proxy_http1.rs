@@ -3,6 +3,9 @@
 //! malformed and ambiguous heads (400 and close), a slow head (408), and the connection closing
 //! when the client asks.
 
+// Helpers below panic on purpose: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::{net::SocketAddr, time::Duration};
