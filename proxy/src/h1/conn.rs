@@ -456,10 +456,7 @@ async fn write_response(
     if chunked {
         out.extend_from_slice(b"0\r\n");
         for (name, value) in trailers.iter().flatten() {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            head::push_field(&mut out, name.as_str(), value.as_bytes());
         }
         out.extend_from_slice(b"\r\n");
     }

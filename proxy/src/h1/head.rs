@@ -233,16 +233,11 @@ pub fn encode_response(
         {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_field(out, name.as_str(), value.as_bytes());
     }
     match framing {
         RespFraming::Length(n) => {
-            out.extend_from_slice(b"content-length: ");
-            push_decimal(out, n);
-            out.extend_from_slice(b"\r\n");
+            push_length(out, n);
         }
         RespFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         RespFraming::None | RespFraming::UntilClose => {}
@@ -250,6 +245,21 @@ pub fn encode_response(
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends one `name: value` line.
+pub fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a `content-length` line.
+pub fn push_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"content-length: ");
+    push_decimal(out, n);
     out.extend_from_slice(b"\r\n");
 }
 

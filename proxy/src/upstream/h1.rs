@@ -24,7 +24,10 @@ use tokio::{
 use super::{OpenSlot, Pool};
 use crate::{
     body::{BodyError, ReqBody},
-    h1::chunked::{self, Decoder, Step},
+    h1::{
+        chunked::{self, Decoder, Step},
+        head,
+    },
 };
 
 /// Most header fields in a response head.
@@ -249,18 +252,13 @@ fn encode_request(out: &mut Vec<u8>, parts: &http::request::Parts, framing: Fram
         if name == header::TRANSFER_ENCODING {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        head::push_field(out, name.as_str(), value.as_bytes());
     }
     match framing {
         // No length line for a bodiless GET unless the client sent one.
         Framing::Length(0) if !had_length && !method_has_body(&parts.method) => {}
         Framing::Length(n) => {
-            out.extend_from_slice(b"content-length: ");
-            crate::h1::head::push_decimal(out, n);
-            out.extend_from_slice(b"\r\n");
+            head::push_length(out, n);
         }
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         Framing::UntilClose => {}
