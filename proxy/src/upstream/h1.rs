@@ -37,7 +37,7 @@ const MAX_HEAD: usize = 64 * 1024;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
 /// Bytes asked of the socket for the response head (and, usually, the whole small body).
-const FIRST_READ: usize = 4 * 1024;
+const FIRST_READ: usize = 1024;
 /// Request body bytes gathered before a write.
 const WRITE_BATCH: usize = 16 * 1024;
 
