@@ -8,7 +8,9 @@
 //! Phases, every target in the same run:
 //! 1. RSS idle, right after start;
 //! 2. closed-loop saturation, `wrk -t1 -c32` (req/s; wrk's own latencies are closed-loop and
-//!    only indicative);
+//!    only indicative), in alternating rounds (every target once per round) so that a busy
+//!    moment of the machine hits each target rather than one; the throughput ratio is the median
+//!    of the per-round ratios;
 //! 3. open-loop fixed rates at 25 / 50 / 75 % of HAProxy's measured maximum with
 //!    `loadshift load` (latency from the intended send time: p50 / p99 / p99.9);
 //! 4. RSS with 1000 idle keep-alive client connections (each made one request first).
@@ -47,6 +49,9 @@ pub struct ProxyBenchArgs {
     /// Core the upstream and the load generators are pinned to.
     #[arg(long, default_value_t = 1)]
     pub load_core: u32,
+    /// Closed-loop rounds (5 s each; one 3 s round with `--quick`), alternating targets.
+    #[arg(long)]
+    pub rounds: Option<u32>,
     /// Idle client connections held open for the second RSS reading.
     #[arg(long, default_value_t = 1000)]
     pub idle_connections: usize,
@@ -67,8 +72,10 @@ pub struct TargetResult {
     pub rss_idle_kib: u64,
     /// RSS with the idle client connections open, KiB.
     pub rss_conns_kib: u64,
-    /// Closed-loop saturation.
+    /// Closed-loop saturation: the round with the median req/s.
     pub saturation: WrkResult,
+    /// req/s of every closed-loop round, in order.
+    pub saturation_rounds: Vec<f64>,
     /// Open-loop runs, in the order of [`LOADS`].
     pub open_loop: Vec<OpenLoop>,
 }
@@ -152,19 +159,41 @@ fn measure(
         });
     }
 
-    let mut results = Vec::new();
+    let mut idle_rss = Vec::new();
     for r in &running {
-        let rss_idle_kib = super::process::rss_kib(r.pid)?;
+        idle_rss.push(super::process::rss_kib(r.pid)?);
         if let Some(w) = warmup {
             wrk::run(r.addr, w, 32, args.load_core)?;
         }
-        eprintln!("saturating {} for {} s", r.target.name(), phase.as_secs());
-        let saturation = wrk::run(r.addr, phase, 32, args.load_core)?;
+    }
+    let (rounds, round_len) = if args.quick {
+        (args.rounds.unwrap_or(1), phase)
+    } else {
+        (args.rounds.unwrap_or(4), Duration::from_secs(5))
+    };
+    let mut per_target: Vec<Vec<WrkResult>> = running.iter().map(|_| Vec::new()).collect();
+    for round in 1..=rounds.max(1) {
+        for (r, runs) in running.iter().zip(per_target.iter_mut()) {
+            eprintln!(
+                "round {round}: saturating {} for {} s",
+                r.target.name(),
+                round_len.as_secs()
+            );
+            runs.push(wrk::run(r.addr, round_len, 32, args.load_core)?);
+        }
+    }
+    let mut results = Vec::new();
+    for ((r, rss_idle_kib), mut runs) in running.iter().zip(idle_rss).zip(per_target) {
+        let saturation_rounds = runs.iter().map(|w| w.rps).collect();
+        runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+        // The lower median: a real round whatever the count.
+        let saturation = runs.swap_remove((runs.len() - 1) / 2);
         results.push(TargetResult {
             target: r.target,
             rss_idle_kib,
             rss_conns_kib: 0,
             saturation,
+            saturation_rounds,
             open_loop: Vec::new(),
         });
     }
@@ -277,19 +306,34 @@ fn hold_idle(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<TcpStream>> {
     Ok(conns)
 }
 
+/// Median of sorted values (mean of the middle two for an even count); NaN when empty.
+fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
 fn print_tables(results: &[TargetResult]) {
-    println!("\n## Saturation (closed loop, wrk -t1 -c32)\n");
-    println!("| target | req/s | p50 ms | p99 ms | errors |");
-    println!("|---|---|---|---|---|");
+    println!("\n## Saturation (closed loop, wrk -t1 -c32; the median round, then every round)\n");
+    println!("| target | req/s | p50 ms | p99 ms | errors | rounds req/s |");
+    println!("|---|---|---|---|---|---|");
     for t in results {
         let s = &t.saturation;
+        let rounds: Vec<String> = t
+            .saturation_rounds
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect();
         println!(
-            "| {} | {:.0} | {:.3} | {:.3} | {} |",
+            "| {} | {:.0} | {:.3} | {:.3} | {} | {} |",
             t.target.name(),
             s.rps,
             s.p50_ms,
             s.p99_ms,
-            s.errors
+            s.errors,
+            rounds.join(" ")
         );
     }
     println!("\n## Open loop (loadshift load, latency from intended send time)\n");
@@ -337,8 +381,19 @@ fn print_tables(results: &[TargetResult]) {
     };
     println!("\n## loadshift / HAProxy\n");
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
-    let tput = ratio(ls.saturation.rps, ha.saturation.rps);
-    println!("throughput: {tput:.2}x (bar >= 1.0x, goal 1.3x)");
+    let mut per_round: Vec<f64> = ls
+        .saturation_rounds
+        .iter()
+        .zip(&ha.saturation_rounds)
+        .map(|(&a, &b)| ratio(a, b))
+        .collect();
+    let shown: Vec<String> = per_round.iter().map(|r| format!("{r:.2}")).collect();
+    per_round.sort_by(f64::total_cmp);
+    let tput = median(&per_round);
+    println!(
+        "throughput: {tput:.2}x, median of the rounds [{}] (bar >= 1.0x, goal 1.3x)",
+        shown.join(", ")
+    );
     for (i, load) in LOADS.iter().enumerate() {
         if let (Some(a), Some(b)) = (ls.open_loop.get(i), ha.open_loop.get(i)) {
             println!(
@@ -367,4 +422,19 @@ fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&[1.0, 2.0, 9.0]), 2.0);
+        assert_eq!(
+            median(&[0.82, 0.87, 0.90, 1.01, 1.06, 1.08]),
+            (0.90 + 1.01) / 2.0
+        );
+        assert!(median(&[]).is_nan());
+    }
 }
