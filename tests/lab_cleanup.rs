@@ -2,7 +2,10 @@
 //! sidecar), the gateway and the generator; writes the report; and leaves no process behind,
 //! whether the run ends normally or is stopped with SIGTERM half-way.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{processes_under, temp_dir};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,41 +39,16 @@ policy:
   planner: even
 "#;
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("loadshift-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+/// A fresh directory holding the tiny scenario.
+fn scenario_dir(tag: &str) -> PathBuf {
+    let dir = temp_dir(tag);
     std::fs::write(dir.join("tiny.yaml"), SCENARIO).expect("scenario");
     dir
 }
 
-/// Processes whose command line mentions `dir` (every lab child gets a config or file under it).
-fn processes_under(dir: &Path) -> Vec<String> {
-    let needle = dir.display().to_string();
-    let me = std::process::id().to_string();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if !name.chars().all(|c| c.is_ascii_digit()) || name == me {
-            continue;
-        }
-        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains(&needle) {
-            found.push(format!("{name}: {cmd}"));
-        }
-    }
-    found
-}
-
 #[test]
 fn a_run_writes_the_report_and_leaves_no_process() {
-    let dir = temp_dir("lab-run");
+    let dir = scenario_dir("lab-run");
     let out = dir.join("out");
     let run = Command::new(env!("CARGO_BIN_EXE_loadshift"))
         .arg("lab")
@@ -116,7 +94,7 @@ fn a_run_writes_the_report_and_leaves_no_process() {
 
 #[test]
 fn sigterm_mid_run_stops_every_process() {
-    let dir = temp_dir("lab-term");
+    let dir = scenario_dir("lab-term");
     let out = dir.join("out");
     let mut lab = Command::new(env!("CARGO_BIN_EXE_loadshift"))
         .arg("lab")

@@ -4,7 +4,9 @@
 //! window) replicas leave discovery, drain and stop. The report counts the containers it really
 //! ran, and no process is left behind.
 
-use std::path::Path;
+mod common;
+
+use common::{processes_under, temp_dir};
 use std::process::Command;
 
 /// One leaf service of capacity 50 req/s per container (20 ms, one request at a time): 5 req/s,
@@ -33,38 +35,9 @@ policy:
   planner: p2c-ewma
 "#;
 
-/// Processes whose command line mentions `dir` (every lab child gets a config or file under it).
-fn processes_under(dir: &Path) -> Vec<String> {
-    let needle = dir.display().to_string();
-    let me = std::process::id().to_string();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if !name.chars().all(|c| c.is_ascii_digit()) || name == me {
-            continue;
-        }
-        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains(&needle) {
-            found.push(format!("{name}: {cmd}"));
-        }
-    }
-    found
-}
-
 #[test]
 fn hpa_scales_a_service_up_under_a_step_and_back_down() {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "loadshift-lab-scaling-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = temp_dir("lab-scaling");
     std::fs::write(dir.join("step.yaml"), SCENARIO).expect("scenario");
     let out = dir.join("out");
     let run = Command::new(env!("CARGO_BIN_EXE_loadshift"))

@@ -18,6 +18,9 @@
 //!
 //! The sim's summary from `--with-sim` must equal `loadshift sim`'s (same seed, same code).
 
+mod common;
+
+use common::temp_dir;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,19 +32,6 @@ const POLICIES: &str = "round-robin,imbres-shift";
 /// Lab p95 tolerance (see the module documentation).
 const LAB_P95_TOLERANCE: f64 = 1.10;
 const SHARE_MARGIN: f64 = 0.05;
-
-fn temp_dir() -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "loadshift-lab-sim-agree-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
 
 /// `scenarios/imbalance.yaml` with the interference onset and the warm-up moved to 5 s.
 fn short_imbalance(dir: &Path) -> PathBuf {
@@ -142,7 +132,7 @@ fn assert_direction(source: &str, dir: &Path, p95_tolerance: f64) {
 #[test]
 fn sim_and_lab_move_load_off_the_noisy_host_and_rank_p95_alike() {
     let started = Instant::now();
-    let dir = temp_dir();
+    let dir = temp_dir("lab-sim-agree");
     let scenario = short_imbalance(&dir);
     let scenario = scenario.to_str().expect("utf-8 path");
     let sim_out = dir.join("sim");

@@ -317,3 +317,24 @@ pub async fn run_load(addr: SocketAddr, rate: &str, duration: &str) -> serde_jso
     );
     serde_json::from_slice(&out.stdout).expect("json summary")
 }
+
+/// Processes whose command line mentions `dir` (every lab child gets a config or file under it).
+pub fn processes_under(dir: &std::path::Path) -> Vec<String> {
+    let needle = dir.display().to_string();
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.chars().all(|c| c.is_ascii_digit()) || name == me {
+            continue;
+        }
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(&needle) {
+            found.push(format!("{name}: {cmd}"));
+        }
+    }
+    found
+}
