@@ -17,6 +17,7 @@ mod loadgen;
 mod proxy_cmd;
 mod signal;
 mod sim_cmd;
+mod sim_oracle;
 
 /// Exit code for invalid configuration or input (sysexits EX_DATAERR / EX_USAGE family).
 pub const EXIT_CONFIG: u8 = 64;

@@ -47,6 +47,20 @@ pub struct SimArgs {
     /// Print simulated requests per wall-clock second.
     #[arg(long)]
     pub bench: bool,
+    /// Instead of the policies: sweep a static share of the noisy host(s) for every service on
+    /// --seeds seeds, with the --compare planners (default round-robin, p2c-ewma, imbres-shift)
+    /// beside it; see `loadshift_control::sim::oracle`.
+    #[arg(long)]
+    pub oracle_host_split: bool,
+    /// Grid step of the --oracle-host-split share.
+    #[arg(long, default_value_t = 0.02)]
+    pub oracle_step: f64,
+    /// Step of the --oracle-host-split refinement around the best grid point.
+    #[arg(long, default_value_t = 0.005)]
+    pub oracle_refine_step: f64,
+    /// --oracle-host-split holds its split from t = 0 instead of from the scenario's onset.
+    #[arg(long)]
+    pub oracle_from_start: bool,
 }
 
 pub fn main(args: SimArgs) -> ExitCode {
@@ -74,6 +88,9 @@ pub fn main(args: SimArgs) -> ExitCode {
             return ExitCode::from(crate::EXIT_CONFIG);
         }
     };
+    if args.oracle_host_split {
+        return crate::sim_oracle::main(&args, &scn, settings);
+    }
     match run(&args, &scn, settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<sim::SimError>().is_some() => {

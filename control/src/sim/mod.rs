@@ -19,6 +19,7 @@
 mod control;
 mod engine;
 mod metrics;
+pub mod oracle;
 mod request;
 pub mod seeds;
 #[cfg(test)]
