@@ -26,20 +26,77 @@ fn has_hop_by_hop(h: &HeaderMap) -> bool {
     })
 }
 
+/// The same rules applied field by field while a parser builds a header map, so the map never
+/// holds what [`strip_hop_by_hop`] would remove and the later pass over it finds nothing to do.
+#[derive(Debug, Default)]
+pub struct HopFilter {
+    /// A `Connection` value naming fields beyond `close`, `keep-alive` and `te`.
+    listed: Option<HeaderValue>,
+    te_kept: bool,
+}
+
+impl HopFilter {
+    /// The value to forward for this field, or `None` to drop it.
+    pub fn admit(&mut self, name: &header::HeaderName, value: HeaderValue) -> Option<HeaderValue> {
+        if *name == header::CONNECTION {
+            let names_more = value.to_str().map_or(true, |v| {
+                v.split(',').map(str::trim).any(|t| {
+                    !t.is_empty()
+                        && !t.eq_ignore_ascii_case("close")
+                        && !t.eq_ignore_ascii_case("keep-alive")
+                        && !t.eq_ignore_ascii_case("te")
+                })
+            });
+            if names_more {
+                self.listed = Some(value);
+            }
+            return None;
+        }
+        if *name == header::TE {
+            let trailers = value.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            });
+            if !trailers || std::mem::replace(&mut self.te_kept, true) {
+                return None;
+            }
+            return Some(HeaderValue::from_static("trailers"));
+        }
+        if HOP_BY_HOP.contains(name)
+            || name.as_str() == KEEP_ALIVE
+            || name.as_str() == PROXY_CONNECTION
+        {
+            return None;
+        }
+        Some(value)
+    }
+
+    /// Removes the fields a `Connection` header named (rare: most name none).
+    pub fn finish(self, h: &mut HeaderMap) {
+        if let Some(conn) = self.listed {
+            strip_listed(h, &conn);
+        }
+    }
+}
+
+fn strip_listed(h: &mut HeaderMap, conn: &HeaderValue) {
+    if let Ok(list) = conn.to_str() {
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if !name.eq_ignore_ascii_case("te") {
+                h.remove(name);
+            }
+        }
+    }
+}
+
 /// Strips hop-by-hop fields in place.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     if !has_hop_by_hop(h) {
         return;
     }
     // Most requests carry none of these: check before paying for removals.
-    if let Some(conn) = h.get(header::CONNECTION).cloned()
-        && let Ok(list) = conn.to_str()
-    {
-        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            if !name.eq_ignore_ascii_case("te") {
-                h.remove(name);
-            }
-        }
+    if let Some(conn) = h.get(header::CONNECTION).cloned() {
+        strip_listed(h, &conn);
     }
     for name in &HOP_BY_HOP {
         if h.contains_key(name) {
@@ -86,6 +143,61 @@ mod tests {
         assert_eq!(left.len(), 2, "{left:?}");
         assert_eq!(h.get(header::TE).unwrap(), "trailers");
         assert!(h.contains_key("x-kept"));
+    }
+
+    /// Parsing field by field through the filter leaves what the in-place pass leaves.
+    fn filtered(fields: &[(&str, &str)]) -> HeaderMap {
+        let mut f = HopFilter::default();
+        let mut h = HeaderMap::new();
+        for (n, v) in fields {
+            let name = header::HeaderName::from_bytes(n.as_bytes()).unwrap();
+            if let Some(v) = f.admit(&name, HeaderValue::from_str(v).unwrap()) {
+                h.append(name, v);
+            }
+        }
+        f.finish(&mut h);
+        h
+    }
+
+    #[test]
+    fn the_field_filter_agrees_with_the_in_place_pass() {
+        let cases: [&[(&str, &str)]; 4] = [
+            &[
+                ("host", "a"),
+                ("x-secret", "1"),
+                ("connection", "keep-alive, x-secret"),
+                ("keep-alive", "timeout=5"),
+                ("te", "trailers, deflate"),
+                ("upgrade", "h2c"),
+                ("x-kept", "1"),
+            ],
+            &[
+                ("connection", "close"),
+                ("content-length", "3"),
+                ("te", "gzip"),
+            ],
+            &[
+                ("te", "trailers"),
+                ("te", "trailers"),
+                ("proxy-connection", "x"),
+            ],
+            &[
+                ("transfer-encoding", "chunked"),
+                ("connection", "te, Close"),
+                ("te", "trailers"),
+            ],
+        ];
+        for fields in cases {
+            let mut whole = HeaderMap::new();
+            for (n, v) in fields {
+                whole.append(
+                    header::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            strip_hop_by_hop(&mut whole);
+            assert_eq!(filtered(fields), whole, "{fields:?}");
+        }
     }
 
     proptest! {

@@ -8,6 +8,8 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
 
+use crate::headers::HopFilter;
+
 /// Most header fields in one request head (HAProxy's default is 101).
 pub const MAX_HEADERS: usize = 100;
 /// Largest request head, bytes (hyper's default read buffer limit is ~400 KiB; HAProxy's
@@ -109,6 +111,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     let mut chunked = false;
     let mut keep_alive = version == Version::HTTP_11;
     let mut expect_continue = false;
+    let mut hop = HopFilter::default();
     for f in req.headers.iter() {
         let name = HeaderName::from_bytes(f.name.as_bytes())
             .map_err(|_| HeadError::Malformed(format!("header name {:?}", f.name)))?;
@@ -143,8 +146,11 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
             expect_continue = true;
             continue;
         }
-        headers.append(name, value);
+        if let Some(value) = hop.admit(&name, value) {
+            headers.append(name, value);
+        }
     }
+    hop.finish(&mut headers);
     if chunked {
         if length.is_some() {
             return Err(HeadError::Ambiguous);

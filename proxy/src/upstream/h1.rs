@@ -28,6 +28,7 @@ use crate::{
         chunked::{self, Decoder, Step},
         head,
     },
+    headers::HopFilter,
 };
 
 /// Most header fields in a response head.
@@ -302,6 +303,7 @@ fn parse_response(buf: &[u8]) -> Result<Option<RespHead>, io::Error> {
     let mut headers = HeaderMap::with_capacity(r.headers.len());
     let mut framing = Framing::UntilClose;
     let mut keep_alive = r.version == Some(1);
+    let mut hop = HopFilter::default();
     for f in r.headers.iter() {
         let name = HeaderName::from_bytes(f.name.as_bytes())
             .map_err(|_| bad(format!("upstream header name {:?}", f.name)))?;
@@ -344,8 +346,11 @@ fn parse_response(buf: &[u8]) -> Result<Option<RespHead>, io::Error> {
                 }
             }
         }
-        headers.append(name, value);
+        if let Some(value) = hop.admit(&name, value) {
+            headers.append(name, value);
+        }
     }
+    hop.finish(&mut headers);
     Ok(Some(RespHead {
         status,
         headers,
