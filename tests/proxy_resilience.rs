@@ -1,6 +1,7 @@
 //! Failure handling with real processes and servers: a failing endpoint is ejected and recovers;
 //! connection failures are retried on another endpoint; an invalid config exits 64 naming the
-//! field; SIGTERM drains in-flight requests.
+//! field; SIGTERM drains in-flight requests; a request the upstream answers too late gets 504 at
+//! its timeout.
 
 mod common;
 
@@ -54,6 +55,35 @@ async fn failing_endpoint_is_ejected_then_recovers() {
         bad.count() > before,
         "recovered endpoint gets traffic again"
     );
+    proxy.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_upstream_answers_time_out_with_504_and_fast_ones_still_pass() {
+    let up = Upstream::start("slow").await;
+    let proxy = start_proxy(&standalone_yaml(&[&up], "timeouts: { request_ms: 300 }\n"));
+    let c = h1_client();
+    up.set(Behaviour::Delay(Duration::from_secs(3)));
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let r = send(&c, proxy.outbound, "web", &[], b"").await;
+        let took = t.elapsed();
+        assert_eq!(r.status, 504);
+        assert_eq!(r.header("loadshift-error"), Some("timeout"));
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_millis(1500),
+            "timed out after {took:?}"
+        );
+    }
+    // Answers inside the limit pass, before and after an earlier deadline fired.
+    up.set(Behaviour::Delay(Duration::from_millis(100)));
+    for _ in 0..5 {
+        assert_eq!(send(&c, proxy.outbound, "web", &[], b"").await.status, 200);
+    }
+    up.set(Behaviour::Ok);
+    for _ in 0..50 {
+        assert_eq!(send(&c, proxy.outbound, "web", &[], b"").await.status, 200);
+    }
     proxy.shutdown();
 }
 

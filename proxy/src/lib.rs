@@ -20,6 +20,7 @@ mod admin;
 mod body;
 pub mod config;
 pub mod data_plane;
+mod deadline;
 pub mod error;
 mod h1;
 mod headers;

@@ -20,6 +20,7 @@ use crate::{
     admission::BlockReason,
     body::ReqBody,
     config::Protocol,
+    deadline::Deadlines,
     error::ProxyError,
     headers::strip_hop_by_hop,
     metrics,
@@ -51,6 +52,8 @@ pub struct Worker {
     pub max_attempts: u32,
     /// Read buffer of the worker's idle client connections, borrowed only inside one poll.
     pub scratch: RefCell<Box<[u8]>>,
+    /// Request timeouts and client connections' idle and head-read limits.
+    pub deadlines: Rc<Deadlines>,
 }
 
 const BLOCKED_HEADER: &str = "loadshift-blocked";
@@ -127,12 +130,19 @@ pub async fn handle(
                 ep.in_flight.fetch_add(1, Ordering::Relaxed);
                 let sent = w.pool.send(addr, conn, req);
                 let r = match w.request_timeout {
-                    Some(t) => tokio::time::timeout(t, sent).await.unwrap_or_else(|_| {
-                        Err(Unsent {
-                            error: ProxyError::Timeout { addr },
-                            request: None,
-                        })
-                    }),
+                    Some(t) => {
+                        let at = w.shared.clock.instant(start + t);
+                        w.deadlines
+                            .timer()
+                            .bound(Some(at), sent)
+                            .await
+                            .unwrap_or_else(|| {
+                                Err(Unsent {
+                                    error: ProxyError::Timeout { addr },
+                                    request: None,
+                                })
+                            })
+                    }
                     None => sent.await,
                 };
                 ep.in_flight.fetch_sub(1, Ordering::Relaxed);

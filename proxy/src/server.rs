@@ -20,6 +20,7 @@ use tokio::{net::TcpListener, sync::watch, task::LocalSet};
 use crate::{
     admin,
     config::ProxyConfig,
+    deadline::Deadlines,
     h1,
     request::{Side, Worker},
     state::Shared,
@@ -201,8 +202,10 @@ fn run_worker(
                 .then(|| Duration::from_millis(cfg.timeouts.request_ms)),
             max_attempts: cfg.retries.max_attempts,
             scratch: RefCell::new(vec![0; SCRATCH].into_boxed_slice()),
+            deadlines: Deadlines::new(),
             shared: shared.clone(),
         });
+        tokio::task::spawn_local(worker.deadlines.clone().sweep());
         let active = Rc::new(Cell::new(0usize));
         let sweep_every = Duration::from_millis(cfg.pool.idle_timeout_ms / 2)
             .clamp(Duration::from_millis(100), Duration::from_secs(5));

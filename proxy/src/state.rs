@@ -42,6 +42,13 @@ impl Clock {
     pub fn now(&self) -> Duration {
         self.start.elapsed()
     }
+
+    /// The instant `since_start` after the start, for timers armed from a reading of [`now`].
+    ///
+    /// [`now`]: Clock::now
+    pub fn instant(&self, since_start: Duration) -> Instant {
+        self.start + since_start
+    }
 }
 
 impl Default for Clock {

@@ -30,6 +30,7 @@ use super::{
 };
 use crate::{
     body::{BodyError, ReqBody},
+    deadline::Timer,
     request::{RespBody, Side, Worker, handle},
     upstream::LocalExec,
 };
@@ -59,6 +60,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut carry = BytesMut::new();
+    let mut timer = w.deadlines.timer();
     // The first bytes say which protocol: the HTTP/2 preface, or anything else as HTTP/1.1.
     loop {
         let n = carry.len().min(PREFACE.len());
@@ -71,12 +73,13 @@ pub async fn serve(
                 inner: stream,
             };
             // Boxed: an idle HTTP/1.1 connection should not carry an HTTP/2 one's state.
+            drop(timer);
             return Box::pin(serve_h2(io, side, w, shutdown)).await;
         }
         carry.reserve(PREFACE.len());
         let read = stream.read_buf(&mut carry);
         let got = tokio::select! {
-            r = with_deadline(limits.idle.map(|d| Instant::now() + d), read) => r,
+            r = timer.bound(limits.idle.map(|d| Instant::now() + d), read) => r,
             _ = shutdown.wait_for(|&s| s) => return,
         };
         match got {
@@ -84,7 +87,7 @@ pub async fn serve(
             Some(Ok(_)) => {}
         }
     }
-    serve_h1(stream, carry, side, w, limits, shutdown).await;
+    serve_h1(stream, carry, &mut timer, side, w, limits, shutdown).await;
 }
 
 async fn serve_h2(io: Rewind, side: Side, w: Rc<Worker>, mut shutdown: watch::Receiver<bool>) {
@@ -118,6 +121,7 @@ enum HeadRead {
 async fn serve_h1(
     mut stream: TcpStream,
     mut carry: BytesMut,
+    timer: &mut Timer,
     side: Side,
     w: Rc<Worker>,
     limits: Limits,
@@ -129,7 +133,7 @@ async fn serve_h1(
             // Idle: give the buffer back.
             carry = BytesMut::new();
         }
-        let head = match read_head(&mut rd, &w, &mut carry, limits, &mut shutdown).await {
+        let head = match read_head(&mut rd, &w, &mut carry, timer, limits, &mut shutdown).await {
             HeadRead::Head(h) => h,
             HeadRead::Close => return,
             HeadRead::Refused(e) => {
@@ -237,6 +241,7 @@ async fn read_head(
     rd: &mut ReadHalf<'_>,
     w: &Worker,
     carry: &mut BytesMut,
+    timer: &mut Timer,
     limits: Limits,
     shutdown: &mut watch::Receiver<bool>,
 ) -> HeadRead {
@@ -293,7 +298,7 @@ async fn read_head(
             deadline
         };
         let got = tokio::select! {
-            r = with_deadline(wait, read) => r,
+            r = timer.bound(wait, read) => r,
             _ = shutdown.wait_for(|&s| s), if idle => return HeadRead::Close,
         };
         match got {
@@ -306,14 +311,6 @@ async fn read_head(
                 deadline.get_or_insert_with(|| Instant::now() + limits.header_read);
             }
         }
-    }
-}
-
-/// `fut` bounded by `deadline` (`None`: unbounded); `None` when the deadline passed.
-async fn with_deadline<F: Future>(deadline: Option<Instant>, fut: F) -> Option<F::Output> {
-    match deadline {
-        Some(d) => tokio::time::timeout_at(d, fut).await.ok(),
-        None => Some(fut.await),
     }
 }
 
