@@ -18,12 +18,23 @@ const PROXY_CONNECTION: &str = "proxy-connection";
 /// names compare as enum values) is much cheaper than a hashed lookup per hop-by-hop name, and
 /// most messages have none.
 fn has_hop_by_hop(h: &HeaderMap) -> bool {
-    h.keys().any(|n| {
-        HOP_BY_HOP.contains(n)
-            || n == header::TE
-            || n.as_str() == KEEP_ALIVE
-            || n.as_str() == PROXY_CONNECTION
-    })
+    h.keys().any(is_hop_by_hop)
+}
+
+/// True for the fixed hop-by-hop names and `te`. Names are lowercase; a length check first
+/// settles almost every other field without comparing bytes.
+fn is_hop_by_hop(name: &header::HeaderName) -> bool {
+    let s = name.as_str();
+    match s.len() {
+        2 => s == "te",
+        7 => s == "upgrade",
+        10 => s == "connection" || s == KEEP_ALIVE,
+        16 => s == PROXY_CONNECTION,
+        17 => s == "transfer-encoding",
+        18 => s == "proxy-authenticate",
+        19 => s == "proxy-authorization",
+        _ => false,
+    }
 }
 
 /// The same rules applied field by field while a parser builds a header map, so the map never
@@ -38,6 +49,9 @@ pub struct HopFilter {
 impl HopFilter {
     /// The value to forward for this field, or `None` to drop it.
     pub fn admit(&mut self, name: &header::HeaderName, value: HeaderValue) -> Option<HeaderValue> {
+        if !is_hop_by_hop(name) {
+            return Some(value);
+        }
         if *name == header::CONNECTION {
             let names_more = value.to_str().map_or(true, |v| {
                 v.split(',').map(str::trim).any(|t| {
@@ -62,13 +76,7 @@ impl HopFilter {
             }
             return Some(HeaderValue::from_static("trailers"));
         }
-        if HOP_BY_HOP.contains(name)
-            || name.as_str() == KEEP_ALIVE
-            || name.as_str() == PROXY_CONNECTION
-        {
-            return None;
-        }
-        Some(value)
+        None
     }
 
     /// Removes the fields a `Connection` header named (rare: most name none).

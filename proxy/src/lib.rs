@@ -29,6 +29,7 @@ pub mod plan_file;
 mod request;
 pub mod routes;
 pub mod server;
+mod spare;
 pub mod state;
 pub mod stats;
 mod upstream;

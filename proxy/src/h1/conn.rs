@@ -32,6 +32,7 @@ use crate::{
     body::{BodyError, ReqBody},
     deadline::Timer,
     request::{RespBody, Side, Worker, handle},
+    spare,
     upstream::LocalExec,
 };
 
@@ -391,11 +392,12 @@ async fn write_response(
     version: Version,
     close: bool,
 ) -> io::Result<bool> {
-    let (parts, body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
     let framing = head::response_framing(method, version, parts.status, body.size_hint().exact());
     let close = close || framing == RespFraming::UntilClose;
-    let mut out = Vec::with_capacity(512);
+    let mut out = spare::buffer();
     head::encode_response(&mut out, parts.status, &parts.headers, framing, close);
+    spare::give_map(std::mem::take(&mut parts.headers));
     if framing == RespFraming::None {
         wr.write_all(&out).await?;
         return Ok(!close);

@@ -105,7 +105,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     let uri = Uri::from_maybe_shared(slice(path.as_bytes()))
         .map_err(|_| HeadError::Malformed(format!("request target {path:?}")))?;
 
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    let mut headers = crate::spare::header_map(req.headers.len());
     let mut framing = Framing::None;
     let mut length: Option<u64> = None;
     let mut chunked = false;

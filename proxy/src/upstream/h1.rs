@@ -29,6 +29,7 @@ use crate::{
         head,
     },
     headers::HopFilter,
+    spare,
 };
 
 /// Most header fields in a response head.
@@ -86,9 +87,9 @@ impl H1Conn {
         addr: std::net::SocketAddr,
         req: Request<ReqBody>,
     ) -> Result<Response<H1Body>, SendError> {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let framing = request_framing(&body);
-        let mut out = Vec::with_capacity(512);
+        let mut out = spare::buffer();
         encode_request(&mut out, &parts, framing);
         let reused = self.reused;
         self.reused = true;
@@ -174,6 +175,7 @@ impl H1Conn {
         *resp.status_mut() = head.status;
         *resp.headers_mut() = head.headers;
         resp.body_mut().release_if_done();
+        spare::give_map(std::mem::take(&mut parts.headers));
         Ok(resp)
     }
 
@@ -300,7 +302,7 @@ fn parse_response(buf: &[u8]) -> Result<Option<RespHead>, io::Error> {
         .map_err(|_| bad(format!("upstream status {:?}", r.code)))?;
     let head = Bytes::copy_from_slice(&buf[..len]);
     let base = buf.as_ptr() as usize;
-    let mut headers = HeaderMap::with_capacity(r.headers.len());
+    let mut headers = spare::header_map(r.headers.len());
     let mut framing = Framing::UntilClose;
     let mut keep_alive = r.version == Some(1);
     let mut hop = HopFilter::default();
