@@ -10,8 +10,8 @@
 
 use std::{
     cell::{Cell, RefCell},
-    future::{Future, poll_fn},
-    pin::pin,
+    future::Future,
+    pin::Pin,
     rc::Rc,
     task::{Context, Poll, Waker},
 };
@@ -147,28 +147,64 @@ pub struct Timer {
 
 impl Timer {
     /// Runs `fut` until it completes or `at` passes (`None`: no limit); `None` when it passed.
-    pub async fn bound<F: Future>(&mut self, at: Option<Instant>, fut: F) -> Option<F::Output> {
-        let Some(at) = at else {
-            return Some(fut.await);
-        };
-        let mut fut = pin!(fut);
-        let mut armed = false;
-        let out = poll_fn(|cx| {
-            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Some(v));
-            }
-            // Armed only once the future has to wait: one that finishes at once costs nothing.
-            if !armed {
-                armed = true;
-                self.owner.arm(self.slot, at);
-            }
-            self.owner.poll_expired(self.slot, cx).map(|()| None)
-        })
-        .await;
-        if armed {
-            self.owner.disarm(self.slot);
+    pub fn bound<F: Future>(&mut self, at: Option<Instant>, fut: F) -> Bound<'_, F> {
+        Bound {
+            timer: self,
+            at,
+            armed: false,
+            fut,
         }
-        out
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future cut off at a deadline, from [`Timer::bound`]. A named type rather than an
+    /// `async fn` so the wrapped future is stored once, not once as an argument and again pinned.
+    pub struct Bound<'t, F> {
+        timer: &'t mut Timer,
+        at: Option<Instant>,
+        armed: bool,
+        #[pin]
+        fut: F,
+    }
+
+    impl<'t, F> PinnedDrop for Bound<'t, F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if *this.armed {
+                this.timer.owner.disarm(this.timer.slot);
+            }
+        }
+    }
+}
+
+impl<F: Future> Future for Bound<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(v) = this.fut.poll(cx) {
+            if std::mem::take(this.armed) {
+                this.timer.owner.disarm(this.timer.slot);
+            }
+            return Poll::Ready(Some(v));
+        }
+        let Some(at) = *this.at else {
+            return Poll::Pending;
+        };
+        // Armed only once the future has to wait: one that finishes at once costs nothing.
+        if !*this.armed {
+            *this.armed = true;
+            this.timer.owner.arm(this.timer.slot, at);
+        }
+        match this.timer.owner.poll_expired(this.timer.slot, cx) {
+            Poll::Ready(()) => {
+                *this.armed = false;
+                this.timer.owner.disarm(this.timer.slot);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

@@ -4,7 +4,6 @@
 
 use std::{
     cell::RefCell,
-    collections::HashSet,
     convert::Infallible,
     rc::Rc,
     sync::{Arc, atomic::Ordering},
@@ -210,8 +209,8 @@ fn count_error(ep: &EndpointState, e: &ProxyError) {
 }
 
 /// Endpoints the table lets this proxy connect to.
-fn allowed_addrs(routes: &crate::routes::Routes) -> HashSet<std::net::SocketAddr> {
-    let mut set: HashSet<_> = routes
+fn allowed_addrs(routes: &crate::routes::Routes) -> crate::FastSet<std::net::SocketAddr> {
+    let mut set: crate::FastSet<_> = routes
         .services
         .iter()
         .flat_map(|s| {

@@ -16,6 +16,7 @@ use std::{
 use parking_lot::Mutex;
 
 use crate::{
+    FastMap,
     admission::Gate,
     balance::{Balancer, Loads},
     config::Protocol,
@@ -104,7 +105,7 @@ pub struct ServiceRoute {
     pub endpoints: Vec<Arc<EndpointState>>,
     pub balancer: Balancer,
     /// Gates per priority class; `"*"` applies to classes without their own.
-    pub gates: HashMap<String, Arc<Gate>>,
+    pub gates: FastMap<String, Arc<Gate>>,
     pub plan: Option<ServicePlan>,
 }
 
@@ -209,7 +210,7 @@ pub fn build_service(
 pub struct Routes {
     pub services: Vec<ServiceRoute>,
     /// Lower-case authority (no port) -> index into `services`.
-    pub by_authority: HashMap<String, usize>,
+    pub by_authority: FastMap<String, usize>,
     pub default_service: Option<usize>,
     /// The local app behind the inbound listener (sidecar mode).
     pub inbound: Option<ServiceRoute>,

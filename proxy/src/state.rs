@@ -242,7 +242,7 @@ fn build_routes(
     generation: u64,
 ) -> Routes {
     let identity = &config.identity.pod;
-    let mut by_authority = HashMap::new();
+    let mut by_authority = crate::FastMap::default();
     let built: Vec<ServiceRoute> = services
         .iter()
         .enumerate()

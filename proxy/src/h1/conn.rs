@@ -208,19 +208,23 @@ async fn exchange(
         return false;
     }
 
-    let handler = std::pin::pin!(handle(w.clone(), side, Request::from_parts(parts, body)));
     let mut pump = feed.map(|(tx, f)| Box::pin(pump_body(rd, carry, f, tx)));
     let mut body_read = pump.is_none();
-    let resp = match pump.as_mut() {
-        None => handler.await,
-        Some(p) => match select(handler, p.as_mut()).await {
-            Either::Left((resp, _)) => resp,
-            Either::Right((pumped, handler)) => {
-                body_read = pumped.is_ok();
-                pump = None;
-                handler.await
-            }
-        },
+    // In a block of its own so the handler's state and the response writer's do not both take
+    // room in this future, which is boxed once per request.
+    let resp = {
+        let handler = std::pin::pin!(handle(w.clone(), side, Request::from_parts(parts, body)));
+        match pump.as_mut() {
+            None => handler.await,
+            Some(p) => match select(handler, p.as_mut()).await {
+                Either::Left((resp, _)) => resp,
+                Either::Right((pumped, handler)) => {
+                    body_read = pumped.is_ok();
+                    pump = None;
+                    handler.await
+                }
+            },
+        }
     };
     let Ok(resp) = resp;
     let close = !keep_alive || draining;

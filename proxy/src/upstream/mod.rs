@@ -8,7 +8,6 @@ mod h1;
 
 use std::{
     cell::{Cell, RefCell},
-    collections::{HashMap, HashSet},
     net::SocketAddr,
     rc::Rc,
     time::Duration,
@@ -26,6 +25,7 @@ use crate::body::RespBody;
 use h1::H1Conn;
 
 use crate::error::ProxyError;
+use crate::{FastMap, FastSet};
 
 /// Body of a request sent upstream: the client's body, streamed.
 pub type UpBody = crate::body::ReqBody;
@@ -67,9 +67,9 @@ pub struct PoolParams {
 /// A worker's connections to every endpoint.
 pub struct Pool {
     params: PoolParams,
-    conns: RefCell<HashMap<SocketAddr, EndpointConns>>,
+    conns: RefCell<FastMap<SocketAddr, EndpointConns>>,
     /// Endpoints the route table allows, and its generation.
-    allowed: RefCell<HashSet<SocketAddr>>,
+    allowed: RefCell<FastSet<SocketAddr>>,
     generation: Cell<u64>,
     /// Woken when an HTTP/1.1 connection returns or closes.
     returned: Notify,
@@ -88,7 +88,7 @@ impl Pool {
 
     /// Called with the route table's generation on every request; on a change, closes idle
     /// connections to endpoints no longer allowed.
-    pub fn sync(&self, generation: u64, allowed: impl FnOnce() -> HashSet<SocketAddr>) {
+    pub fn sync(&self, generation: u64, allowed: impl FnOnce() -> FastSet<SocketAddr>) {
         if self.generation.get() == generation {
             return;
         }
