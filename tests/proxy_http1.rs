@@ -1,7 +1,8 @@
 //! The client-facing HTTP/1.1 connection on the wire, with raw sockets so every byte is the
 //! test's: pipelining, chunked and large streamed bodies, `Expect: 100-continue`, HEAD, HTTP/1.0,
-//! malformed and ambiguous heads (400 and close), a slow head (408), and the connection closing
-//! when the client asks.
+//! malformed and ambiguous heads (400 and close), a slow head (408), the connection closing
+//! when the client asks, and an HTTP/1.1 upstream's fields reaching HTTP/1.1 and HTTP/2 clients
+//! without its hop-by-hop ones.
 
 // Helpers below panic on purpose: a failure is the test failing.
 #![allow(clippy::unwrap_used)]
@@ -411,5 +412,55 @@ async fn large_upstream_heads_and_bodies_arrive_whole() {
         assert_eq!(got.headers["x-big"].len(), 20 << 10);
         assert_eq!(got.body.len(), 300 << 10);
     }
+    proxy.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_fields_reach_http1_and_http2_clients_without_hop_by_hop_ones() {
+    let (addr, _) = raw_upstream(
+        b"HTTP/1.1 200 OK\r\nX-Up: 1\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\n\
+          Keep-Alive: timeout=5\r\nX-Up: 2\r\nContent-Length: 5\r\n\r\nhello",
+        false,
+    )
+    .await;
+    let yaml = yaml_for(addr).replace("    endpoints:", "    protocol: http1\n    endpoints:");
+    let proxy = start_proxy(&yaml);
+    let check = |got: &Got| {
+        assert_eq!(got.status, 200);
+        let up: Vec<&str> = got
+            .headers
+            .get_all("x-up")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(up, ["1", "2"]);
+        for gone in ["x-secret", "keep-alive", "connection"] {
+            assert!(
+                !got.headers.contains_key(gone),
+                "{gone} forwarded: {:?}",
+                got.headers
+            );
+        }
+        assert_eq!(got.body.as_ref(), b"hello");
+    };
+    let c = h1_client();
+    for _ in 0..3 {
+        let got = send(&c, proxy.outbound, "web", &[], b"").await;
+        check(&got);
+        assert_eq!(got.header("content-length"), Some("5"));
+    }
+    for _ in 0..3 {
+        check(&send_h2(proxy.outbound, "web", b"").await);
+    }
+    // A HEAD response has no body but keeps the upstream's length.
+    let mut s = connect(proxy.outbound).await;
+    s.write_all(b"HEAD / HTTP/1.1\r\nHost: web\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let w = read_response(&mut s, &mut buf, true).await;
+    assert_eq!(w.status, 200);
+    assert_eq!(w.header("content-length"), Some("5"), "{w:?}");
+    assert_eq!(w.header("x-up"), Some("1"));
     proxy.shutdown();
 }

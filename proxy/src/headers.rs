@@ -21,18 +21,23 @@ fn has_hop_by_hop(h: &HeaderMap) -> bool {
     h.keys().any(is_hop_by_hop)
 }
 
-/// True for the fixed hop-by-hop names and `te`. Names are lowercase; a length check first
-/// settles almost every other field without comparing bytes.
+/// True for the fixed hop-by-hop names and `te`.
 fn is_hop_by_hop(name: &header::HeaderName) -> bool {
-    let s = name.as_str();
-    match s.len() {
-        2 => s == "te",
-        7 => s == "upgrade",
-        10 => s == "connection" || s == KEEP_ALIVE,
-        16 => s == PROXY_CONNECTION,
-        17 => s == "transfer-encoding",
-        18 => s == "proxy-authenticate",
-        19 => s == "proxy-authorization",
+    is_hop_by_hop_name(name.as_str().as_bytes())
+}
+
+/// [`is_hop_by_hop`] on a field name as received, in any case. A length check first settles
+/// almost every other field without comparing bytes.
+pub fn is_hop_by_hop_name(name: &[u8]) -> bool {
+    let is = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
+    match name.len() {
+        2 => is("te"),
+        7 => is("upgrade"),
+        10 => is("connection") || is(KEEP_ALIVE),
+        16 => is(PROXY_CONNECTION),
+        17 => is("transfer-encoding"),
+        18 => is("proxy-authenticate"),
+        19 => is("proxy-authorization"),
         _ => false,
     }
 }

@@ -92,8 +92,19 @@ pub async fn serve(
 }
 
 async fn serve_h2(io: Rewind, side: Side, w: Rc<Worker>, mut shutdown: watch::Receiver<bool>) {
-    let svc =
-        service_fn(move |req: Request<Incoming>| handle(w.clone(), side, req.map(ReqBody::Hyper)));
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let w = w.clone();
+        async move {
+            let Ok(mut resp) = handle(w, side, req.map(ReqBody::Hyper)).await;
+            // An HTTP/1.1 upstream's fields travel raw; an HTTP/2 client needs them as a map.
+            if let RespBody::H1(b) = resp.body_mut()
+                && let Some(raw) = b.take_fields()
+            {
+                resp.headers_mut().extend(raw.to_header_map());
+            }
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
     let conn = hyper::server::conn::http2::Builder::new(LocalExec)
         .timer(TokioTimer::new())
         .serve_connection(TokioIo::new(io), svc);
@@ -396,11 +407,23 @@ async fn write_response(
     version: Version,
     close: bool,
 ) -> io::Result<bool> {
-    let (mut parts, body) = resp.into_parts();
+    let (mut parts, mut body) = resp.into_parts();
+    let raw = match &mut body {
+        RespBody::H1(b) => b.take_fields(),
+        _ => None,
+    };
     let framing = head::response_framing(method, version, parts.status, body.size_hint().exact());
     let close = close || framing == RespFraming::UntilClose;
     let mut out = spare::buffer();
-    head::encode_response(&mut out, parts.status, &parts.headers, framing, close);
+    head::encode_response(
+        &mut out,
+        parts.status,
+        &parts.headers,
+        raw.as_ref(),
+        framing,
+        close,
+    );
+    drop(raw);
     spare::give_map(std::mem::take(&mut parts.headers));
     if framing == RespFraming::None {
         wr.write_all(&out).await?;

@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
 
+use super::fields::RawFields;
 use crate::headers::HopFilter;
 
 /// Most header fields in one request head (HAProxy's default is 101).
@@ -219,12 +220,14 @@ pub fn response_framing(
     }
 }
 
-/// Appends a response head to `out`. `content-length` and `transfer-encoding` from `headers`
-/// are replaced by what `framing` says, except that a HEAD response keeps the upstream's length.
+/// Appends a response head to `out`: the fields of `headers`, then `raw` (an HTTP/1.1
+/// upstream's fields as they came). `content-length` and `transfer-encoding` are replaced by
+/// what `framing` says, except that a response without a body keeps the upstream's length.
 pub fn encode_response(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
+    raw: Option<&RawFields>,
     framing: RespFraming,
     close: bool,
 ) {
@@ -241,12 +244,20 @@ pub fn encode_response(
         }
         push_field(out, name.as_str(), value.as_bytes());
     }
+    if let Some(raw) = raw {
+        out.extend_from_slice(raw.lines());
+    }
     match framing {
         RespFraming::Length(n) => {
             push_length(out, n);
         }
+        RespFraming::None => {
+            if let Some(n) = raw.and_then(RawFields::length) {
+                push_length(out, n);
+            }
+        }
         RespFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        RespFraming::None | RespFraming::UntilClose => {}
+        RespFraming::UntilClose => {}
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
@@ -382,13 +393,27 @@ mod tests {
         h.insert("content-length", HeaderValue::from_static("99"));
         h.insert("x-a", HeaderValue::from_static("1"));
         let mut out = Vec::new();
-        encode_response(&mut out, StatusCode::OK, &h, RespFraming::Length(2), false);
+        encode_response(
+            &mut out,
+            StatusCode::OK,
+            &h,
+            None,
+            RespFraming::Length(2),
+            false,
+        );
         assert_eq!(
             out,
             b"HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 2\r\n\r\n"
         );
         out.clear();
-        encode_response(&mut out, StatusCode::OK, &h, RespFraming::Chunked, true);
+        encode_response(
+            &mut out,
+            StatusCode::OK,
+            &h,
+            None,
+            RespFraming::Chunked,
+            true,
+        );
         assert_eq!(
             out,
             b"HTTP/1.1 200 OK\r\nx-a: 1\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"

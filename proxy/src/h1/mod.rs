@@ -8,6 +8,7 @@
 
 pub mod chunked;
 mod conn;
+pub mod fields;
 pub mod head;
 mod io;
 

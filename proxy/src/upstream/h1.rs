@@ -13,7 +13,7 @@ use std::{
 };
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::{
@@ -26,9 +26,9 @@ use crate::{
     body::{BodyError, ReqBody},
     h1::{
         chunked::{self, Decoder, Step},
+        fields::{self, RawFields},
         head,
     },
-    headers::HopFilter,
     spare,
 };
 
@@ -171,9 +171,9 @@ impl H1Conn {
             pool,
             addr,
             keep_alive: head.keep_alive && body_framing != Framing::UntilClose,
+            fields: Some(head.fields),
         });
         *resp.status_mut() = head.status;
-        *resp.headers_mut() = head.headers;
         resp.body_mut().release_if_done();
         spare::give_map(std::mem::take(&mut parts.headers));
         Ok(resp)
@@ -275,7 +275,7 @@ fn method_has_body(m: &Method) -> bool {
 
 struct RespHead {
     status: StatusCode,
-    headers: HeaderMap,
+    fields: RawFields,
     framing: Framing,
     keep_alive: bool,
     len: usize,
@@ -300,64 +300,18 @@ fn parse_response(buf: &[u8]) -> Result<Option<RespHead>, io::Error> {
     };
     let status = StatusCode::from_u16(r.code.unwrap_or(0))
         .map_err(|_| bad(format!("upstream status {:?}", r.code)))?;
-    let head = Bytes::copy_from_slice(&buf[..len]);
-    let base = buf.as_ptr() as usize;
-    let mut headers = spare::header_map(r.headers.len());
-    let mut framing = Framing::UntilClose;
-    let mut keep_alive = r.version == Some(1);
-    let mut hop = HopFilter::default();
-    for f in r.headers.iter() {
-        let name = HeaderName::from_bytes(f.name.as_bytes())
-            .map_err(|_| bad(format!("upstream header name {:?}", f.name)))?;
-        let off = (f.value.as_ptr() as usize).wrapping_sub(base);
-        let value = match head.get(off..off.saturating_add(f.value.len())) {
-            Some(_) => HeaderValue::from_maybe_shared(head.slice(off..off + f.value.len())),
-            None => HeaderValue::from_bytes(f.value),
-        }
-        .map_err(|_| bad(format!("upstream value of {name}")))?;
-        if name == header::TRANSFER_ENCODING {
-            let last = value
-                .to_str()
-                .unwrap_or("")
-                .rsplit(',')
-                .next()
-                .unwrap_or("");
-            framing = if last.trim().eq_ignore_ascii_case("chunked") {
-                Framing::Chunked
-            } else {
-                Framing::UntilClose
-            };
-            continue;
-        }
-        if name == header::CONTENT_LENGTH && framing != Framing::Chunked {
-            let n = std::str::from_utf8(f.value)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .ok_or_else(|| bad("upstream content-length".into()))?;
-            if matches!(framing, Framing::Length(m) if m != n) {
-                return Err(bad("conflicting upstream content-length".into()));
-            }
-            framing = Framing::Length(n);
-        }
-        if name == header::CONNECTION {
-            for t in value.to_str().unwrap_or("").split(',').map(str::trim) {
-                if t.eq_ignore_ascii_case("close") {
-                    keep_alive = false;
-                } else if t.eq_ignore_ascii_case("keep-alive") {
-                    keep_alive = true;
-                }
-            }
-        }
-        if let Some(value) = hop.admit(&name, value) {
-            headers.append(name, value);
-        }
-    }
-    hop.finish(&mut headers);
+    let c = fields::collect(r.headers, r.version == Some(1)).map_err(bad)?;
+    let framing = match c.fields.length() {
+        _ if c.chunked => Framing::Chunked,
+        _ if c.until_close => Framing::UntilClose,
+        Some(n) => Framing::Length(n),
+        None => Framing::UntilClose,
+    };
     Ok(Some(RespHead {
         status,
-        headers,
+        fields: c.fields,
         framing,
-        keep_alive,
+        keep_alive: c.keep_alive,
         len,
     }))
 }
@@ -379,9 +333,16 @@ pub struct H1Body {
     pool: Rc<Pool>,
     addr: std::net::SocketAddr,
     keep_alive: bool,
+    /// The response's header fields until the client side takes them.
+    fields: Option<RawFields>,
 }
 
 impl H1Body {
+    /// The response's header fields, once: the response itself carries an empty map.
+    pub fn take_fields(&mut self) -> Option<RawFields> {
+        self.fields.take()
+    }
+
     /// At the end of the body: the connection goes back (if the upstream keeps it alive and
     /// sent nothing extra) or closes.
     fn release_if_done(&mut self) {
