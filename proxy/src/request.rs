@@ -103,23 +103,35 @@ pub async fn handle(
         return Ok(resp);
     }
 
-    let now = w.shared.clock.now();
-    w.budget.borrow_mut().deposit(now);
+    let arrived = w.shared.clock.now();
+    w.budget.borrow_mut().deposit(arrived);
     let mut req = Request::from_parts(parts, body);
     let mut attempt = 0;
     // Indices that failed before sending; empty (and unallocated) on the first attempt.
     let mut tried = Vec::new();
     loop {
         attempt += 1;
-        let Some((i, ep)) = pick(&w, svc, &tried) else {
+        // One clock reading serves the first attempt's pick, pool check and timing.
+        let start = if attempt == 1 {
+            arrived
+        } else {
+            w.shared.clock.now()
+        };
+        let Some((i, ep)) = pick(&w, svc, &tried, start) else {
             return Ok(error_response(&ProxyError::NoEndpoint {
                 service: svc.name.clone(),
             }));
         };
         let addr = ep.endpoint.addr;
         ep.metrics.requests.increment(1);
-        let start = w.shared.clock.now();
-        let outcome = match w.pool.checkout(addr, h2).await {
+        let ready = w
+            .pool
+            .checkout_ready(addr, h2, w.shared.clock.instant(start));
+        let conn = match ready {
+            Some(conn) => Ok(conn),
+            None => w.pool.checkout(addr, h2).await,
+        };
+        let outcome = match conn {
             // Nothing was sent: the request is still ours.
             Err(error) => Err(Unsent {
                 error,
@@ -188,10 +200,11 @@ fn pick<'a>(
     w: &Worker,
     svc: &'a ServiceRoute,
     tried: &[usize],
+    now: Duration,
 ) -> Option<(usize, &'a Arc<EndpointState>)> {
     let loads = LiveLoads {
         endpoints: &svc.endpoints,
-        now: w.shared.clock.now(),
+        now,
         tried,
     };
     let i = svc.balancer.pick(&mut *w.rng.borrow_mut(), &loads)?;

@@ -108,6 +108,35 @@ impl Pool {
         drop(closing);
     }
 
+    /// An idle HTTP/1.1 connection to `addr` that is still usable at `now`, or the shared HTTP/2
+    /// one, without waiting: the common case of [`Pool::checkout`], kept out of its future.
+    pub fn checkout_ready(&self, addr: SocketAddr, h2: bool, now: Instant) -> Option<Conn> {
+        if h2 {
+            let conns = self.conns.borrow();
+            let tx = conns.get(&addr)?.h2.as_ref()?;
+            return (!tx.is_closed()).then(|| Conn::H2(tx.clone()));
+        }
+        let mut stale = Vec::new();
+        let found = {
+            let mut conns = self.conns.borrow_mut();
+            let c = conns.get_mut(&addr)?;
+            loop {
+                let Some(idle) = c.idle.pop() else {
+                    break None;
+                };
+                if now.saturating_duration_since(idle.since) < self.params.idle_timeout
+                    && idle.conn.is_reusable()
+                {
+                    break Some(Conn::H1(idle.conn));
+                }
+                stale.push(idle);
+            }
+        };
+        // Closed after the map is released: closing frees a slot in it.
+        drop(stale);
+        found
+    }
+
     /// Gets a connection to `addr`: an idle HTTP/1.1 one or a new one, or the shared HTTP/2 one.
     /// Failing here means the request was never sent, so it may go elsewhere.
     pub async fn checkout(self: &Rc<Self>, addr: SocketAddr, h2: bool) -> Result<Conn, ProxyError> {
