@@ -114,19 +114,10 @@ fn table(s: &Sweep) -> String {
             b.share,
             ms(&b.p95_ms)
         );
-        for r in s.ratios.iter().filter(|r| r.policy == label) {
-            let _ = writeln!(
-                t,
-                "  p95 {} / {}: {:.3} ± {:.3} [{:.3}, {:.3}]",
-                r.policy,
-                r.baseline,
-                r.p95_ratio.mean,
-                r.p95_ratio.sd,
-                r.p95_ratio.min,
-                r.p95_ratio.max
-            );
-        }
-        for r in s.ratios.iter().filter(|r| r.baseline == label) {
+        // The best split against the baselines first, then the baselines against it.
+        let against = s.ratios.iter().filter(|r| r.policy == label);
+        let by = s.ratios.iter().filter(|r| r.baseline == label);
+        for r in against.chain(by) {
             let _ = writeln!(
                 t,
                 "  p95 {} / {}: {:.3} ± {:.3} [{:.3}, {:.3}]",

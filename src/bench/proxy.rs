@@ -177,17 +177,14 @@ fn measure(
     } else {
         (args.rounds.unwrap_or(8), Duration::from_secs(3))
     };
-    let mut per_target: Vec<Vec<WrkResult>> = running.iter().map(|_| Vec::new()).collect();
-    for round in 1..=rounds.max(1) {
-        for (r, runs) in running.iter().zip(per_target.iter_mut()) {
-            eprintln!(
-                "round {round}: saturating {} for {} s",
-                r.target.name(),
-                round_len.as_secs()
-            );
-            runs.push(wrk::run(r.addr, round_len, 32, args.load_core)?);
-        }
-    }
+    let per_target = alternate(&running, rounds, |round, r| {
+        eprintln!(
+            "round {round}: saturating {} for {} s",
+            r.target.name(),
+            round_len.as_secs()
+        );
+        wrk::run(r.addr, round_len, 32, args.load_core)
+    })?;
     let mut results = Vec::new();
     for ((r, rss_idle_kib), mut runs) in running.iter().zip(idle_rss).zip(per_target) {
         let saturation_rounds = runs.iter().map(|w| w.rps).collect();
@@ -223,17 +220,14 @@ fn measure(
     }
     for load in LOADS {
         let rate = (reference * load).round();
-        let mut per_target: Vec<Vec<Summary>> = running.iter().map(|_| Vec::new()).collect();
-        for round in 1..=rounds.max(1) {
-            for (r, runs) in running.iter().zip(per_target.iter_mut()) {
-                eprintln!(
-                    "round {round}: open loop {} at {rate:.0} req/s ({:.0}% of reference)",
-                    r.target.name(),
-                    load * 100.0
-                );
-                runs.push(open_loop(&me, r.addr, rate, round_len, args.load_core)?);
-            }
-        }
+        let per_target = alternate(&running, rounds, |round, r| {
+            eprintln!(
+                "round {round}: open loop {} at {rate:.0} req/s ({:.0}% of reference)",
+                r.target.name(),
+                load * 100.0
+            );
+            open_loop(&me, r.addr, rate, round_len, args.load_core)
+        })?;
         for (runs, t) in per_target.into_iter().zip(results.iter_mut()) {
             let mut by_p99: Vec<&Summary> = runs.iter().collect();
             by_p99.sort_by(|a, b| a.p99_ms.total_cmp(&b.p99_ms));
@@ -261,6 +255,22 @@ fn measure(
         drop(conns);
     }
     Ok(results)
+}
+
+/// Measures every target once per round, the targets in turn, so a busy moment of the machine
+/// lands on each of them rather than on one. One list of results per target, in round order.
+fn alternate<T>(
+    running: &[Running],
+    rounds: u32,
+    mut measure: impl FnMut(u32, &Running) -> anyhow::Result<T>,
+) -> anyhow::Result<Vec<Vec<T>>> {
+    let mut per_target: Vec<Vec<T>> = running.iter().map(|_| Vec::new()).collect();
+    for round in 1..=rounds.max(1) {
+        for (r, runs) in running.iter().zip(per_target.iter_mut()) {
+            runs.push(measure(round, r)?);
+        }
+    }
+    Ok(per_target)
 }
 
 /// Runs `loadshift load` pinned to the load core and reads its JSON summary.
