@@ -42,6 +42,16 @@ pub fn is_hop_by_hop_name(name: &[u8]) -> bool {
     }
 }
 
+/// True when a `Connection` token names a field to remove: anything but `close`, `keep-alive`
+/// (connection options) and `te` (kept for gRPC).
+pub fn names_a_field(token: &str) -> bool {
+    let t = token.trim();
+    !t.is_empty()
+        && !t.eq_ignore_ascii_case("close")
+        && !t.eq_ignore_ascii_case(KEEP_ALIVE)
+        && !t.eq_ignore_ascii_case("te")
+}
+
 /// The same rules applied field by field while a parser builds a header map, so the map never
 /// holds what [`strip_hop_by_hop`] would remove and the later pass over it finds nothing to do.
 #[derive(Debug, Default)]
@@ -58,14 +68,9 @@ impl HopFilter {
             return Some(value);
         }
         if *name == header::CONNECTION {
-            let names_more = value.to_str().map_or(true, |v| {
-                v.split(',').map(str::trim).any(|t| {
-                    !t.is_empty()
-                        && !t.eq_ignore_ascii_case("close")
-                        && !t.eq_ignore_ascii_case("keep-alive")
-                        && !t.eq_ignore_ascii_case("te")
-                })
-            });
+            let names_more = value
+                .to_str()
+                .map_or(true, |v| v.split(',').any(names_a_field));
             if names_more {
                 self.listed = Some(value);
             }

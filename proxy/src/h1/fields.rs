@@ -10,7 +10,10 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
-use crate::{headers::is_hop_by_hop_name, spare};
+use crate::{
+    headers::{is_hop_by_hop_name, names_a_field},
+    spare,
+};
 
 /// Kept fields of one response head.
 #[derive(Debug)]
@@ -78,7 +81,7 @@ pub fn collect(fields: &[httparse::Header<'_>], http11: bool) -> Result<Collecte
                     keep_alive = false;
                 } else if t.eq_ignore_ascii_case("keep-alive") {
                     keep_alive = true;
-                } else if !t.is_empty() && !t.eq_ignore_ascii_case("te") {
+                } else if names_a_field(t) {
                     names_more = true;
                 }
             }
