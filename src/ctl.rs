@@ -5,8 +5,9 @@ use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Duratio
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use loadshift_core::plan::ServicePlan;
 use loadshift_proto::v1::{self as pb, operator_client::OperatorClient};
-use loadshift_proxy::{control_client::convert, plan::ServicePlan};
+
 use serde_json::{Value, json};
 use tonic::{
     metadata::{Ascii, MetadataValue},
@@ -251,7 +252,7 @@ async fn run(args: CtlArgs) -> Result<()> {
                             .map(|(k, f)| {
                                 (
                                     k.clone(),
-                                    loadshift_proxy::plan::Blocking {
+                                    loadshift_core::plan::Blocking {
                                         fraction: *f,
                                         max_in_flight: None,
                                     },
@@ -264,7 +265,7 @@ async fn run(args: CtlArgs) -> Result<()> {
             };
             let req = pb::PinPlanRequest {
                 service: p.service.clone(),
-                plan: Some(convert::service_plan_to_proto(&plan)),
+                plan: Some(pb::ServicePlan::from(&plan)),
             };
             let r = c.pin_plan(req).await?.into_inner();
             print_revision(json, &p.service, "pinned", r.plan_revision);
@@ -342,7 +343,7 @@ fn print_revision(json: bool, service: &str, what: &str, revision: u64) {
 }
 
 fn plan_json(p: &pb::ServicePlan) -> Value {
-    let plan = convert::service_plan_from_proto(p);
+    let plan = ServicePlan::from(p);
     serde_json::to_value(plan).unwrap_or(Value::Null)
 }
 

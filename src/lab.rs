@@ -7,7 +7,7 @@
 //! schedules become each app's interference multiplier (the scenario's interference model,
 //! re-evaluated every second). Ports come from the OS; every child is killed when the lab exits,
 //! fails or gets Ctrl-C / SIGTERM. The result is the simulator's report (`summary.json`,
-//! `timeseries.csv`, `report.html`) written through `loadshift_control::report`.
+//! `timeseries.csv`, `report.html`) written through `loadshift_sim::report`.
 //!
 //! Scenarios with inter-zone RTT get a zone relay in front of every container ([`relay`]), so
 //! calls between zones really take that long. `--with-sim` also runs `loadshift sim` on the same
@@ -33,8 +33,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use loadshift_control::report::Report;
-use loadshift_control::scenario::Scenario;
+use loadshift_sim::report::Report;
+use loadshift_sim::scenario::Scenario;
 
 /// Arguments of `loadshift lab`.
 #[derive(clap::Args, Debug)]
@@ -135,11 +135,11 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
         }
     };
     for p in &policies {
-        loadshift_control::planners::build(p)
+        loadshift_policy::planners::build(p)
             .map_err(|e| anyhow::anyhow!("--compare / --planner: {e}"))?;
     }
     if let Some(sc) = &args.scaler {
-        loadshift_control::scalers::build(sc).map_err(|e| anyhow::anyhow!("--scaler: {e}"))?;
+        loadshift_policy::scalers::build(sc).map_err(|e| anyhow::anyhow!("--scaler: {e}"))?;
     }
     let scaling_opts = scaling::ScalingOptions {
         scaler: args.scaler.clone(),
@@ -194,7 +194,7 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
                 .collect();
             r.start(&targets, interval)?;
         }
-        let control = loadshift_control::planners::build(policy)
+        let control = loadshift_policy::planners::build(policy)
             .map(|p| p.interval())
             .unwrap_or(Duration::from_secs(5));
         let tick = run::tick(interval, control);
@@ -274,9 +274,9 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
     report
         .write_beside(&args.out, sim.as_ref())
         .with_context(|| format!("write the report to {}", args.out.display()))?;
-    println!("{}", loadshift_control::report::terminal_table(&report));
+    println!("{}", loadshift_sim::report::terminal_table(&report));
     if let Some(sim) = &sim {
-        println!("{}", loadshift_control::report::terminal_table(sim));
+        println!("{}", loadshift_sim::report::terminal_table(sim));
     }
     println!("report: {}", args.out.join("report.html").display());
     Ok(())
@@ -291,10 +291,10 @@ async fn with_sim(s: &Scenario, policies: &[String], duration: Duration) -> anyh
     let planners: Vec<Option<String>> = policies.iter().map(|p| Some(p.clone())).collect();
     eprintln!("simulating the same scenario for {:.0} s", scn.duration_s);
     let (mut report, _) = tokio::task::spawn_blocking(move || {
-        loadshift_control::sim::compare(
+        loadshift_sim::compare(
             &scn,
             &planners,
-            &loadshift_control::sim::SimOptions::default(),
+            &loadshift_sim::SimOptions::default(),
             &mut |_, _| {},
         )
     })

@@ -8,11 +8,12 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use loadshift_control::{
-    planners::PlannerSettings,
+use loadshift_policy::planners::PlannerSettings;
+use loadshift_sim::{
+    self as sim, Outcome, SimOptions,
     report::{Report, terminal_table},
     scenario::Scenario,
-    sim::{self, Outcome, SimOptions, seeds::MultiSeed},
+    seeds::MultiSeed,
 };
 
 #[derive(clap::Args, Debug)]
@@ -49,7 +50,7 @@ pub struct SimArgs {
     pub bench: bool,
     /// Instead of the policies: sweep a static share of the noisy host(s) for every service on
     /// --seeds seeds, with the --compare planners (default round-robin, p2c-ewma, imbres-shift)
-    /// beside it; see `loadshift_control::sim::oracle`.
+    /// beside it; see `loadshift_sim::oracle`.
     #[arg(long)]
     pub oracle_host_split: bool,
     /// Grid step of the --oracle-host-split share.

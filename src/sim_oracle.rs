@@ -5,10 +5,10 @@
 use std::{fmt::Write as _, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
-use loadshift_control::{
-    planners::PlannerSettings,
+use loadshift_policy::planners::PlannerSettings;
+use loadshift_sim::{
+    oracle::{self, OracleError, Sweep, SweepOptions, best_label},
     scenario::Scenario,
-    sim::oracle::{self, OracleError, Sweep, SweepOptions, best_label},
 };
 
 use crate::sim_cmd::SimArgs;
@@ -59,7 +59,7 @@ fn run(args: &SimArgs, scn: &Scenario, settings: PlannerSettings) -> anyhow::Res
 }
 
 /// `mean ± sd`.
-fn ms(s: &loadshift_control::sim::seeds::Stat) -> String {
+fn ms(s: &loadshift_sim::seeds::Stat) -> String {
     format!("{:.2} ± {:.2}", s.mean, s.sd)
 }
 

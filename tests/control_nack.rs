@@ -8,8 +8,8 @@ mod control_support;
 use std::time::Duration;
 
 use control_support::*;
+use loadshift_core::plan::Plan;
 use loadshift_proto::v1 as pb;
-use loadshift_proxy::plan::Plan;
 
 /// The proxy's own limit in this test: it refuses to block more than half of any class.
 fn refuse_heavy_blocking(p: &Plan) -> Option<String> {

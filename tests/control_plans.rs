@@ -8,12 +8,9 @@ mod control_support;
 use std::time::Duration;
 
 use control_support::*;
+use loadshift_core::{endpoint::Endpoint, telemetry::WindowSnapshot};
 use loadshift_proto::v1 as pb;
-use loadshift_proxy::{
-    control_client::{EndpointReport, ProxyReport},
-    endpoint::Endpoint,
-    telemetry::WindowSnapshot,
-};
+use loadshift_proxy::control_client::{EndpointReport, ProxyReport};
 
 fn weights(s: &Seen, svc: &str) -> Vec<(String, f64)> {
     s.current

@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use common::*;
 use http_body_util::BodyExt;
-use loadshift_proxy::plan::{Blocking, Plan, ServicePlan};
+use loadshift_core::plan::{Blocking, Plan, ServicePlan};
 
 fn blocking_plan(entries: &[(&str, f64, Option<u32>)]) -> Plan {
     let blocking = entries

@@ -7,7 +7,7 @@ mod common;
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use common::*;
-use loadshift_proxy::plan::{Plan, ServicePlan, SubsetEntry};
+use loadshift_core::plan::{Plan, ServicePlan, SubsetEntry};
 
 fn plan(version: u64, sp: ServicePlan) -> Plan {
     Plan {
@@ -209,7 +209,7 @@ async fn invalid_plan_is_refused_and_last_good_stays() {
         ServicePlan {
             blocking: BTreeMap::from([(
                 "*".into(),
-                loadshift_proxy::plan::Blocking {
+                loadshift_core::plan::Blocking {
                     fraction: 2.0,
                     max_in_flight: None,
                 },

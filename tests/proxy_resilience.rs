@@ -17,13 +17,13 @@ async fn failing_endpoint_is_ejected_then_recovers() {
     let proxy = start_proxy(&standalone_yaml(&[&good, &bad], extra));
     // Equal weights, no P2C: without ejection the bad endpoint would get half the requests.
     let weights = [(good.addr.to_string(), 1.0), (bad.addr.to_string(), 1.0)].into();
-    let sp = loadshift_proxy::plan::ServicePlan {
+    let sp = loadshift_core::plan::ServicePlan {
         endpoint_weights: weights,
         ..Default::default()
     };
     proxy
         .shared
-        .apply_plan(loadshift_proxy::plan::Plan {
+        .apply_plan(loadshift_core::plan::Plan {
             version: 1,
             services: [("web".into(), sp)].into(),
         })

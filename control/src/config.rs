@@ -25,11 +25,9 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::{
-    actuators::WebhookConfig,
-    discovery::FileDiscoveryConfig,
-    planners,
-    policy::Objective,
+use crate::{actuators::WebhookConfig, discovery::FileDiscoveryConfig};
+use loadshift_policy::{
+    Objective, planners,
     scalers::{self, ScalerSettings},
 };
 

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use loadshift_proxy::endpoint::Endpoint;
+use loadshift_core::endpoint::Endpoint;
 use serde::Deserialize;
 use tokio::sync::watch;
 

@@ -1,4 +1,6 @@
-//! The control plane: per-service telemetry state, planners, scalers, actuators and the simulator.
+//! The control plane server: the proxy stream API and the operator API over gRPC, telemetry state
+//! built from proxy reports, the plan book, discovery, actuators and performance-table stores.
+//! The policies and the schedule that runs them are `loadshift-policy`'s; this crate hosts them.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -7,15 +9,10 @@ pub mod config;
 pub mod discovery;
 mod loops;
 pub mod metrics;
-pub mod planners;
 pub mod plans;
-pub mod policy;
-pub mod report;
-pub mod scalers;
-pub mod scenario;
 pub mod server;
-pub mod sim;
 pub mod state;
+pub mod store;
 
 pub use config::ControlConfig;
 pub use server::{BoundAddrs, ControlError, ControlServer, run};

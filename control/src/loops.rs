@@ -10,9 +10,9 @@ use loadshift_proto::v1 as pb;
 use crate::{
     metrics as m,
     plans::unix_ms,
-    policy::Snapshot,
     server::{DecisionRecord, Policy, Shared},
 };
+use loadshift_policy::Snapshot;
 
 /// Runs both loops until the shutdown flag flips.
 pub(crate) async fn run(shared: Arc<Shared>) {
@@ -45,7 +45,10 @@ async fn off_runtime(shared: &Arc<Shared>, round: fn(&Shared)) {
 }
 
 /// Snapshot of every service.
-fn snapshots(shared: &Shared, objectives: &BTreeMap<String, crate::policy::Objective>) -> Snapshot {
+fn snapshots(
+    shared: &Shared,
+    objectives: &BTreeMap<String, loadshift_policy::Objective>,
+) -> Snapshot {
     let eps = shared.endpoints.borrow().clone();
     shared
         .store
@@ -144,7 +147,7 @@ pub(crate) fn scale_once(shared: &Shared) {
     let started = Instant::now();
     // Decide under the policies lock, apply after releasing it: an actuator may wait seconds on
     // a webhook or an orchestrator, and plan rounds and the operator API need that lock.
-    let decided: Vec<(String, crate::policy::ScaleDecision)> = {
+    let decided: Vec<(String, loadshift_policy::ScaleDecision)> = {
         let mut policies = shared.policies.lock();
         let snap = snapshot_for(shared, &policies);
         let mut v = Vec::new();

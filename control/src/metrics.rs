@@ -22,3 +22,21 @@ pub const SCALE_DECISIONS: &str = "loadshift_control_scale_decisions_total";
 pub const SCALE_TARGET: &str = "loadshift_control_scale_target";
 /// Counter: calls refused for a missing or wrong token, label `api` = `proxy` | `operator`.
 pub const UNAUTHENTICATED: &str = "loadshift_control_unauthenticated_total";
+
+/// Installs the Prometheus recorder once per process and returns its render handle. A program
+/// that embeds a proxy as well passes one shared handle with [`crate::ControlServer::metrics`]
+/// instead: a process has one global recorder, and a second install renders nothing.
+pub fn install() -> metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
+}

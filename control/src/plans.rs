@@ -9,11 +9,11 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use loadshift_proxy::plan::ServicePlan;
+use loadshift_core::plan::ServicePlan;
 use parking_lot::RwLock;
 use tokio::sync::{broadcast, watch};
 
-use crate::policy::{PlanUpdate, ProxyId};
+use loadshift_policy::{PlanUpdate, ProxyId};
 
 /// One change of a service's service-wide plan in force.
 #[derive(Clone, Debug, PartialEq)]

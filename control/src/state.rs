@@ -17,12 +17,12 @@ use std::{
     time::Duration,
 };
 
-use loadshift_proxy::{
+use loadshift_core::{
     endpoint::Endpoint,
     telemetry::{WindowSnapshot, pressure::HostPressure},
 };
 
-use crate::policy::{ContainerState, Objective, ProxyId, ProxyInfo, ServiceState, Snapshot};
+use loadshift_policy::{ContainerState, Objective, ProxyId, ProxyInfo, ServiceState, Snapshot};
 
 /// Identity of a connected proxy (from `Hello`).
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -12,9 +12,8 @@ use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::{net::TcpListener, sync::watch};
 
-use crate::{
-    control_client, data_plane, plan_file, state::Shared, stats, telemetry::pressure::HostSampler,
-};
+use crate::host_sampler::HostSampler;
+use crate::{control_client, data_plane, plan_file, state::Shared, stats};
 
 /// Runs until shutdown.
 pub fn run(

@@ -9,10 +9,12 @@ use std::{
 
 use crate::{
     control_client::{DataPlane, EndpointReport, Identity, ProxyReport},
+    state::Shared,
+};
+use loadshift_core::{
     endpoint::Endpoint,
     plan::Plan,
     shift::{LocalShifter, ShiftParams},
-    state::Shared,
     telemetry::Aggregate,
 };
 

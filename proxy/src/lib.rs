@@ -1,20 +1,13 @@
 //! The loadshift data plane: an HTTP/1.1 + HTTP/2 proxy that measures every upstream call inline
 //! and applies plans of endpoint weights, connection subsets and request blocking.
 //!
-//! Sans-IO modules (shared with the control plane and the simulator): [`plan`], [`endpoint`],
-//! [`telemetry`], [`balance`], [`admission`], [`outlier`], [`retry_budget`].
+//! IO only: listeners, the HTTP/1.1 codec, upstream pools, the request path, the admin listener
+//! and the control-plane client. Plans, telemetry windows, balancers, admission and shifting are
+//! the sans-IO core's (`loadshift-core`), shared with the control plane and the simulator.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
-pub mod admission;
-pub mod balance;
 pub mod control_client;
-pub mod endpoint;
-pub mod outlier;
-pub mod plan;
-pub mod retry_budget;
-pub mod shift;
-pub mod telemetry;
 
 mod admin;
 mod body;
@@ -24,6 +17,7 @@ mod deadline;
 pub mod error;
 mod h1;
 mod headers;
+mod host_sampler;
 pub mod metrics;
 pub mod plan_file;
 mod request;

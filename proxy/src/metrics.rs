@@ -6,7 +6,7 @@
 use metrics::{Counter, counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::endpoint::Endpoint;
+use loadshift_core::endpoint::Endpoint;
 
 pub const REQUESTS: &str = "loadshift_proxy_requests_total";
 pub const RESPONSES: &str = "loadshift_proxy_responses_total";

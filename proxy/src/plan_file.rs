@@ -4,7 +4,8 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use crate::{plan::Plan, state::Shared};
+use crate::state::Shared;
+use loadshift_core::plan::Plan;
 
 /// Why a plan file was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +20,7 @@ pub enum PlanFileError {
     #[error("plan file {path}: {source}")]
     Invalid {
         path: PathBuf,
-        source: crate::plan::PlanError,
+        source: loadshift_core::plan::PlanError,
     },
 }
 

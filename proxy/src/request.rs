@@ -16,7 +16,6 @@ use http::{
 use rand::rngs::SmallRng;
 
 use crate::{
-    admission::BlockReason,
     body::ReqBody,
     config::Protocol,
     deadline::Deadlines,
@@ -27,6 +26,7 @@ use crate::{
     state::Shared,
     upstream::{Pool, Unsent},
 };
+use loadshift_core::admission::BlockReason;
 
 pub use crate::body::RespBody;
 
@@ -45,7 +45,7 @@ pub struct Worker {
     pub pool: Rc<Pool>,
     pub rng: RefCell<SmallRng>,
     /// Retry budget of this worker (each worker sees its own share of the traffic).
-    pub budget: RefCell<crate::retry_budget::RetryBudget>,
+    pub budget: RefCell<loadshift_core::retry_budget::RetryBudget>,
     pub priority_header: HeaderName,
     pub request_timeout: Option<Duration>,
     pub max_attempts: u32,

@@ -15,13 +15,11 @@ use std::{
 
 use parking_lot::Mutex;
 
-use crate::{
-    FastMap,
+use crate::{FastMap, config::Protocol, metrics::EndpointMetrics};
+use loadshift_core::{
     admission::Gate,
     balance::{Balancer, Loads},
-    config::Protocol,
     endpoint::Endpoint,
-    metrics::EndpointMetrics,
     outlier::{Outlier, OutlierParams, Transition},
     plan::{Plan, ServicePlan},
     telemetry::{EndpointTelemetry, TelemetryParams},
@@ -277,7 +275,7 @@ mod tests {
         let mut sp = ServicePlan::default();
         sp.blocking.insert(
             "*".into(),
-            crate::plan::Blocking {
+            loadshift_core::plan::Blocking {
                 fraction: 0.0,
                 max_in_flight: Some(1),
             },

@@ -193,7 +193,9 @@ fn run_worker(
         });
         let worker = Rc::new(Worker {
             pool: pool.clone(),
-            budget: RefCell::new(crate::retry_budget::RetryBudget::new(cfg.budget_params())),
+            budget: RefCell::new(loadshift_core::retry_budget::RetryBudget::new(
+                cfg.budget_params(),
+            )),
             rng: RefCell::new(SmallRng::from_rng(&mut rand::rng())),
             // Validated at config load.
             priority_header: http::HeaderName::from_bytes(cfg.priority_header.as_bytes())

@@ -17,11 +17,13 @@ use tokio::time::Instant;
 
 use crate::{
     config::{Protocol, ProxyConfig},
-    endpoint::Endpoint,
     metrics,
+    routes::{RouteSpec, Routes, ServiceRoute, build_service},
+};
+use loadshift_core::{
+    endpoint::Endpoint,
     outlier::OutlierParams,
     plan::{Plan, PlanError},
-    routes::{RouteSpec, Routes, ServiceRoute, build_service},
     telemetry::{TelemetryParams, counter::CountWindow, pressure::HostPressure},
 };
 

@@ -6,12 +6,8 @@ use std::{collections::BTreeMap, sync::Arc, sync::atomic::Ordering};
 
 use serde::Serialize;
 
-use crate::{
-    metrics as m,
-    routes::ServiceRoute,
-    state::Shared,
-    telemetry::{Aggregate, WindowSnapshot, pressure::HostPressure},
-};
+use crate::{metrics as m, routes::ServiceRoute, state::Shared};
+use loadshift_core::telemetry::{Aggregate, WindowSnapshot, pressure::HostPressure};
 
 #[derive(Debug, Serialize)]
 pub struct Stats {

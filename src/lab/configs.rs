@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use loadshift_control::scenario::{CallMode, Dist, Scenario};
+use loadshift_sim::scenario::{CallMode, Dist, Scenario};
 use serde_json::{Value, json};
 
 use super::layout::ContainerSpec;

@@ -22,7 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use loadshift_control::scenario::Scenario;
+use loadshift_sim::scenario::Scenario;
 use parking_lot::Mutex;
 use serde_json::json;
 

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use loadshift_control::scenario::Scenario;
+use loadshift_sim::scenario::Scenario;
 
 /// One container the lab starts: a `loadshift app` and its sidecar.
 #[derive(Debug, Clone, PartialEq, Eq)]

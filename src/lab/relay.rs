@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
-use loadshift_control::scenario::{Scenario, Schedule};
+use loadshift_sim::scenario::{Scenario, Schedule};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::Instant;

@@ -6,9 +6,9 @@
 //! The generator records latency per `tick` (the greatest common divisor of the report interval
 //! and the planner's interval, at least 100 ms); ticks are regrouped into report intervals for the
 //! time series and into planner iterations for `converge_iterations`, judged by the simulator's
-//! criterion ([`loadshift_control::sim::converged_after`], counted from the scenario's last
-//! change, [`loadshift_control::sim::onset_s`], each iteration pooled with the
-//! [`loadshift_control::sim::CONVERGE_POOL`]` - 1` before it). Two differences remain: the lab's per-iteration
+//! criterion ([`loadshift_sim::converged_after`], counted from the scenario's last
+//! change, [`loadshift_sim::onset_s`], each iteration pooled with the
+//! [`loadshift_sim::CONVERGE_POOL`]` - 1` before it). Two differences remain: the lab's per-iteration
 //! p95 comes from the generator's log-linear histograms (within 6.25 %) where the simulator keeps
 //! exact samples, and requests are assigned to iterations by intended send time where the
 //! simulator uses completion time.
@@ -21,10 +21,10 @@ use std::time::Duration;
 use http::Request;
 use http::header::{HOST, HeaderName, HeaderValue};
 use http_body_util::Empty;
-use loadshift_control::report::{Counts, Interval, PolicyRun, PolicySummary};
-use loadshift_control::scenario::{Arrival, ArrivalState, Scenario};
-use loadshift_control::sim::{CONVERGE_POOL, converged_after, onset_s};
-use loadshift_proxy::telemetry::histogram::Histogram;
+use loadshift_core::telemetry::histogram::Histogram;
+use loadshift_sim::report::{Counts, Interval, PolicyRun, PolicySummary};
+use loadshift_sim::scenario::{Arrival, ArrivalState, Scenario};
+use loadshift_sim::{CONVERGE_POOL, converged_after, onset_s};
 use parking_lot::Mutex;
 
 use super::configs::PRIORITY_HEADER;

@@ -32,9 +32,9 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use loadshift_control::policy::ScaleDecision;
-use loadshift_control::report::PolicyRun;
-use loadshift_control::scenario::Scenario;
+use loadshift_policy::ScaleDecision;
+use loadshift_sim::report::PolicyRun;
+use loadshift_sim::scenario::Scenario;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use loadshift_control::scenario::Scenario;
+use loadshift_sim::scenario::Scenario;
 
 use super::configs::{self, Placed, Ports};
 use super::layout::Layout;

@@ -1,7 +1,7 @@
 //! What a load run measured: counts, error classes, and latency quantiles from the intended send
 //! time, for the whole run and per interval (so the lab can draw latency over time).
 //!
-//! Latencies go into the data plane's log-linear histogram (`loadshift_proxy::telemetry::
+//! Latencies go into the data plane's log-linear histogram (`loadshift_core::telemetry::
 //! histogram`, 16 sub-buckets per power of two, so every quantile is within 6.25% of a recorded
 //! value); the maximum is kept exactly beside it.
 
@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use loadshift_proxy::telemetry::histogram::Histogram;
+use loadshift_core::telemetry::histogram::Histogram;
 use serde::Serialize;
 
 use super::pool::FailureKind;

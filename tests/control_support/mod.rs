@@ -18,11 +18,10 @@ use loadshift_control::{
     BoundAddrs, ControlConfig, ControlServer,
     config::{EndpointConfig, ServiceConfig},
 };
+use loadshift_core::{endpoint::Endpoint, plan::Plan};
 use loadshift_proto::v1::operator_client::OperatorClient;
-use loadshift_proxy::{
-    control_client::{self, ControlClientConfig, DataPlane, Identity, ProxyReport},
-    endpoint::Endpoint,
-    plan::Plan,
+use loadshift_proxy::control_client::{
+    self, ControlClientConfig, DataPlane, Identity, ProxyReport,
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{service::interceptor::InterceptedService, transport::Channel};

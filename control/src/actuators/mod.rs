@@ -9,10 +9,8 @@
 
 mod webhook;
 
-use crate::{
-    config::{ConfigError, ControlConfig},
-    policy::{Actuator, ScaleDecision},
-};
+use crate::config::{ConfigError, ControlConfig};
+use loadshift_policy::{Actuator, ScaleDecision};
 
 pub use webhook::{Webhook, WebhookConfig};
 

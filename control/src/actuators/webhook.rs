@@ -20,10 +20,8 @@ use hyper::{Request, Uri, header};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 
-use crate::{
-    config::ConfigError,
-    policy::{Actuator, ScaleDecision},
-};
+use crate::config::ConfigError;
+use loadshift_policy::{Actuator, ScaleDecision};
 
 /// The `webhook:` section of the control config.
 #[derive(Clone, Debug, PartialEq, Deserialize)]

@@ -31,12 +31,11 @@ use crate::{
     actuators,
     config::{ConfigError, ControlConfig},
     discovery::{self, Discovery, EndpointMap},
-    loops, planners,
+    loops,
     plans::PlanBook,
-    policy::{Actuator, Objective, Planner, Scaler},
-    scalers,
     state::TelemetryStore,
 };
+use loadshift_policy::{Actuator, Objective, Planner, Scaler, planners, scalers};
 
 /// Why the control plane could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -252,7 +251,7 @@ impl ControlServer {
         };
         if let Some(l) = metrics_listener {
             // One process-wide recorder (shared with an embedded proxy, if any).
-            let prom = loadshift_proxy::metrics::install();
+            let prom = crate::metrics::install();
             tokio::spawn(metrics_http::serve(l, prom, shared.shutdown.clone()));
         }
         let addrs = BoundAddrs {

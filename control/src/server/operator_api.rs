@@ -3,14 +3,14 @@
 
 use std::{collections::BTreeMap, pin::Pin, sync::Arc};
 
+use loadshift_core::plan::ServicePlan;
 use loadshift_proto::v1::{self as pb, operator_server::Operator};
-use loadshift_proxy::{control_client::convert, plan::ServicePlan};
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
 use super::{Shared, build_planner};
-use crate::{policy::Objective, scalers};
+use loadshift_policy::{Objective, scalers};
 
 pub(crate) struct OperatorApi {
     shared: Arc<Shared>,
@@ -61,7 +61,7 @@ impl OperatorApi {
 fn event(c: crate::plans::PlanChange) -> pb::PlanEvent {
     pb::PlanEvent {
         service: c.service,
-        plan: c.plan.as_ref().map(convert::service_plan_to_proto),
+        plan: c.plan.as_ref().map(pb::ServicePlan::from),
         plan_revision: c.revision,
         source: c.source,
         unix_ms: c.unix_ms,
@@ -69,7 +69,7 @@ fn event(c: crate::plans::PlanChange) -> pb::PlanEvent {
 }
 
 /// The endpoint shares a plan gives, for display: resolved weights normalised to sum 1.
-fn shares(plan: Option<&ServicePlan>, eps: &[loadshift_proxy::endpoint::Endpoint]) -> Vec<f64> {
+fn shares(plan: Option<&ServicePlan>, eps: &[loadshift_core::endpoint::Endpoint]) -> Vec<f64> {
     let even = || vec![1.0 / eps.len().max(1) as f64; eps.len()];
     let Some(r) = plan.and_then(|p| p.resolve(eps)) else {
         return even();
@@ -167,15 +167,15 @@ impl Operator for OperatorApi {
                     }),
                     management,
                     pinned: view.pinned,
-                    plan: view.plan.as_ref().map(convert::service_plan_to_proto),
+                    plan: view.plan.as_ref().map(pb::ServicePlan::from),
                     plan_revision: view.revision,
                     endpoints: containers
                         .iter()
                         .zip(shares)
                         .map(|(c, share)| pb::EndpointState {
-                            endpoint: Some(convert::endpoint_to_proto(&c.endpoint)),
-                            inbound: c.inbound.as_ref().map(convert::window_to_proto),
-                            outbound: Some(convert::window_to_proto(&c.outbound)),
+                            endpoint: Some(pb::Endpoint::from(&c.endpoint)),
+                            inbound: c.inbound.as_ref().map(pb::Window::from),
+                            outbound: Some(pb::Window::from(&c.outbound)),
                             in_flight: c.in_flight,
                             ewma_ms: c.ewma_ms,
                             share,
@@ -206,7 +206,7 @@ impl Operator for OperatorApi {
             .iter()
             .map(|(h, p)| pb::HostState {
                 host: h.clone(),
-                pressure: Some(convert::pressure_to_proto(p)),
+                pressure: Some(pb::HostPressure::from(p)),
             })
             .collect();
         Ok(Response::new(pb::GetStateResponse {
@@ -290,7 +290,7 @@ impl Operator for OperatorApi {
         let plan = r
             .plan
             .as_ref()
-            .map(convert::service_plan_from_proto)
+            .map(ServicePlan::from)
             .ok_or_else(|| Status::invalid_argument("plan is required"))?;
         let eps = self
             .shared
@@ -342,7 +342,7 @@ impl Operator for OperatorApi {
                 let v = shared.plans.view(s);
                 pb::PlanEvent {
                     service: s.clone(),
-                    plan: v.plan.as_ref().map(convert::service_plan_to_proto),
+                    plan: v.plan.as_ref().map(pb::ServicePlan::from),
                     plan_revision: v.revision,
                     source: v.source,
                     unix_ms: crate::plans::unix_ms(),

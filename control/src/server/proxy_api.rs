@@ -13,8 +13,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use loadshift_core::{
+    plan::ServicePlan,
+    telemetry::{WindowSnapshot, pressure::HostPressure},
+};
 use loadshift_proto::v1::{self as pb, control_message, proxy_message};
-use loadshift_proxy::{control_client::convert, plan::ServicePlan};
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
@@ -181,7 +184,7 @@ async fn send_endpoints(
         }
         let msg = pb::EndpointsUpdate {
             service: svc.clone(),
-            endpoints: list.iter().map(convert::endpoint_to_proto).collect(),
+            endpoints: list.iter().map(pb::Endpoint::from).collect(),
         };
         let msg = pb::ControlMessage {
             msg: Some(control_message::Msg::Endpoints(msg)),
@@ -243,7 +246,7 @@ async fn push(
         full,
         services: set
             .iter()
-            .map(|(k, v)| (k.clone(), convert::service_plan_to_proto(v)))
+            .map(|(k, v)| (k.clone(), pb::ServicePlan::from(&**v)))
             .collect(),
         removed: removed.clone(),
     };
@@ -367,19 +370,15 @@ fn stored_report(store: &mut TelemetryStore, now: Duration, r: pb::Report) -> St
                     window: e
                         .window
                         .as_ref()
-                        .map(convert::window_from_proto)
+                        .map(WindowSnapshot::from)
                         .unwrap_or_default(),
                     in_flight: e.in_flight,
                     ewma_ms: e.ewma_ms,
                 })
             })
             .collect(),
-        inbound: r.inbound.as_ref().map(convert::window_from_proto),
-        host: r
-            .host
-            .as_ref()
-            .map(convert::pressure_from_proto)
-            .unwrap_or_default(),
+        inbound: r.inbound.as_ref().map(WindowSnapshot::from),
+        host: r.host.as_ref().map(HostPressure::from).unwrap_or_default(),
         blocked: r
             .blocked
             .into_iter()

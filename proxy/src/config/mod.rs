@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 mod validate;
 
-use crate::{endpoint::Endpoint, outlier::OutlierParams, retry_budget::BudgetParams};
+use loadshift_core::{endpoint::Endpoint, outlier::OutlierParams, retry_budget::BudgetParams};
 
 /// Sidecar (inbound + outbound listeners around one app) or standalone (one listener).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -282,7 +282,7 @@ pub struct ProxyConfig {
     /// In-path load shifting (Imbres Alg. 1 on this proxy's own per-host RTTs) for services
     /// without a plan of their own; only without a control plane. Default: off.
     #[serde(default)]
-    pub local_shift: Option<crate::shift::ShiftParams>,
+    pub local_shift: Option<loadshift_core::shift::ShiftParams>,
     #[serde(default)]
     pub timeouts: Timeouts,
     #[serde(default)]
@@ -390,8 +390,8 @@ impl ProxyConfig {
         }
     }
 
-    pub fn telemetry_params(&self) -> crate::telemetry::TelemetryParams {
-        crate::telemetry::TelemetryParams {
+    pub fn telemetry_params(&self) -> loadshift_core::telemetry::TelemetryParams {
+        loadshift_core::telemetry::TelemetryParams {
             slots: self.telemetry.slots,
             slot_width: Duration::from_millis(self.telemetry.slot_ms),
             ewma_tau: Duration::from_millis(self.telemetry.ewma_tau_ms),

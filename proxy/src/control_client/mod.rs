@@ -8,14 +8,14 @@
 //! replaces the plan whole.
 
 pub mod backoff;
-pub mod convert;
 mod session;
+mod wire;
 
 use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use serde::Deserialize;
 
-use crate::{
+use loadshift_core::{
     endpoint::Endpoint,
     plan::Plan,
     telemetry::{WindowSnapshot, pressure::HostPressure},

@@ -12,9 +12,12 @@ use tonic::{metadata::MetadataValue, transport::Endpoint as TonicEndpoint};
 
 use super::{
     ClientError, ControlClientConfig, DataPlane, Identity, METRIC_CONNECTED, METRIC_PLANS_APPLIED,
-    METRIC_PLANS_REJECTED, ProxyReport, convert,
+    METRIC_PLANS_REJECTED, ProxyReport,
 };
-use crate::plan::Plan;
+use loadshift_core::{
+    endpoint::Endpoint,
+    plan::{Plan, ServicePlan},
+};
 
 pub(super) struct Session<'a> {
     cfg: &'a ControlClientConfig,
@@ -112,11 +115,7 @@ impl<'a> Session<'a> {
     fn handle(&mut self, msg: pb::ControlMessage) -> Option<pb::ProxyMessage> {
         match msg.msg? {
             control_message::Msg::Endpoints(u) => {
-                let eps: Result<Vec<_>, _> = u
-                    .endpoints
-                    .iter()
-                    .map(convert::endpoint_from_proto)
-                    .collect();
+                let eps: Result<Vec<_>, _> = u.endpoints.iter().map(Endpoint::try_from).collect();
                 let res = eps
                     .map_err(|e| e.to_string())
                     .and_then(|eps| self.dp.set_endpoints(&u.service, eps));
@@ -142,7 +141,7 @@ impl<'a> Session<'a> {
         for (name, sp) in &u.services {
             candidate
                 .services
-                .insert(name.clone(), convert::service_plan_from_proto(sp));
+                .insert(name.clone(), ServicePlan::from(sp));
         }
         let msg = match self.dp.apply_plan(candidate.clone()) {
             Ok(()) => {
@@ -186,7 +185,7 @@ fn report_message(seq: u64, r: &ProxyReport) -> pb::ProxyMessage {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     pb::ProxyMessage {
-        msg: Some(proxy_message::Msg::Report(convert::report_to_proto(
+        msg: Some(proxy_message::Msg::Report(super::wire::report_to_proto(
             seq,
             sent_unix_ms,
             r,

@@ -1,0 +1,221 @@
+//! The event loop: one binary heap of events ordered by (time, sequence), the report-interval
+//! clock, the planner and scaler ticks, and the end of the run (drain, unfinished requests). The
+//! request path itself is in `request.rs`.
+
+use std::{cmp::Reverse, collections::BinaryHeap};
+
+use loadshift_core::outlier::OutlierParams;
+use rand::{SeedableRng, rngs::SmallRng};
+
+use super::{
+    PlannerRt, ScalerRt,
+    metrics::{self, Recorder},
+    request::{CallRec, Req},
+    world::World,
+};
+use crate::scenario::{ArrivalState, InterferenceModel, Scenario, dist::Normals};
+
+pub(super) const EV_ARRIVAL: u8 = 0;
+pub(super) const EV_CALL_ARRIVE: u8 = 1;
+pub(super) const EV_DONE: u8 = 2;
+const EV_PLANNER: u8 = 3;
+const EV_SCALER: u8 = 4;
+
+pub(super) struct Engine {
+    pub(super) w: World,
+    pub(super) heap: BinaryHeap<Reverse<(u64, u64, u8, u32)>>,
+    pub(super) seq: u64,
+    pub(super) now: u64,
+    pub(super) rng_work: SmallRng,
+    pub(super) rng_bal: SmallRng,
+    pub(super) normals: Normals,
+    pub(super) arrivals: Vec<ArrivalState>,
+    pub(super) calls: Vec<CallRec>,
+    pub(super) free_calls: Vec<u32>,
+    pub(super) reqs: Vec<Req>,
+    pub(super) free_reqs: Vec<u32>,
+    pub(super) live_reqs: u64,
+    pub(super) rec: Recorder,
+    pub(super) planners: Vec<PlannerRt>,
+    pub(super) scalers: Vec<ScalerRt>,
+    pub(super) duration_ns: u64,
+    pub(super) warmup_ns: u64,
+    pub(super) report_ns: u64,
+    pub(super) next_report: u64,
+    pub(super) interference: InterferenceModel,
+    pub(super) outlier: OutlierParams,
+    pub(super) timeout_ns: Vec<u64>,
+    pub(super) sla_ns: Vec<u64>,
+    pub(super) svc_names: Vec<String>,
+    pub(super) host_names: Vec<String>,
+    /// Container-seconds bookkeeping: when the count last changed.
+    pub(super) cs_last: u64,
+    pub(super) events: u64,
+    pub(super) last_snapshot_ns: u64,
+    pub(super) plan_rejections: u64,
+}
+
+pub(super) fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+pub(super) fn ns(s: f64) -> u64 {
+    (s * 1e9).round().max(0.0) as u64
+}
+
+impl Engine {
+    pub fn new(s: &Scenario, seed: u64, planners: Vec<PlannerRt>, scalers: Vec<ScalerRt>) -> Self {
+        let w = World::build(s);
+        // Separate streams: arrivals (one per flow), work (service times, call probabilities,
+        // errors) and balancing, so policies compared on one seed see the same arrivals.
+        let arrivals = s
+            .flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                ArrivalState::new(
+                    f.arrival.clone(),
+                    seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i as u64 + 1)),
+                )
+            })
+            .collect();
+        let control_ns = planners.first().map_or(5_000_000_000, |p| p.interval_ns);
+        let mut rec = Recorder::new(w.svcs.len(), w.hosts.len(), control_ns);
+        rec.full_control_intervals = (ns(s.duration_s) / control_ns.max(1)) as usize;
+        // Changes inside the last quarter would be judged against a tail they are part of.
+        rec.onset_interval =
+            (ns(metrics::onset_s(s, 0.75 * s.duration_s)) / control_ns.max(1)) as usize;
+        Engine {
+            rec,
+            svc_names: w.svcs.iter().map(|x| x.name.clone()).collect(),
+            host_names: w.hosts.iter().map(|h| h.name.clone()).collect(),
+            w,
+            heap: BinaryHeap::new(),
+            seq: 0,
+            now: 0,
+            rng_work: SmallRng::seed_from_u64(seed.wrapping_add(1)),
+            rng_bal: SmallRng::seed_from_u64(seed.wrapping_add(2)),
+            normals: Normals::default(),
+            arrivals,
+            calls: Vec::new(),
+            free_calls: Vec::new(),
+            reqs: Vec::new(),
+            free_reqs: Vec::new(),
+            live_reqs: 0,
+            planners,
+            scalers,
+            duration_ns: ns(s.duration_s),
+            warmup_ns: ns(s.warmup_s),
+            report_ns: ns(s.report_interval_s).max(1),
+            next_report: ns(s.report_interval_s).max(1),
+            interference: s.interference.clone(),
+            outlier: OutlierParams::default(),
+            timeout_ns: s.flows.iter().map(|f| ns(f.timeout_ms / 1e3)).collect(),
+            sla_ns: s.flows.iter().map(|f| ns(f.sla.latency_ms / 1e3)).collect(),
+            cs_last: 0,
+            events: 0,
+            last_snapshot_ns: 0,
+            plan_rejections: 0,
+        }
+    }
+
+    pub(super) fn push_control(&mut self, t: u64, planner: bool, i: usize) {
+        self.push(t, if planner { EV_PLANNER } else { EV_SCALER }, i as u32);
+    }
+
+    pub(super) fn interference_self_load(&self) -> bool {
+        self.interference.self_load
+    }
+
+    pub(super) fn push(&mut self, t: u64, kind: u8, a: u32) {
+        self.seq += 1;
+        self.heap.push(Reverse((t, self.seq, kind, a)));
+    }
+
+    /// Runs to the end: arrivals stop at `duration_s`, then requests in flight drain for up to
+    /// the longest flow timeout; whatever is still unfinished then counts as failed.
+    pub fn run(&mut self, progress: &mut dyn FnMut(f64)) {
+        let dur_s = secs(self.duration_ns);
+        for f in 0..self.arrivals.len() {
+            if let Some(t) = self.arrivals[f].next_after(0.0, dur_s) {
+                self.push(ns(t), EV_ARRIVAL, f as u32);
+            }
+        }
+        for i in 0..self.planners.len() {
+            let t = self.planners[i].interval_ns;
+            if t <= self.duration_ns {
+                self.push(t, EV_PLANNER, i as u32);
+            }
+        }
+        for i in 0..self.scalers.len() {
+            let t = self.scalers[i].interval_ns;
+            if t <= self.duration_ns {
+                self.push(t, EV_SCALER, i as u32);
+            }
+        }
+        let hard_end =
+            self.duration_ns + self.timeout_ns.iter().copied().max().unwrap_or(0) + 1_000_000_000;
+        while let Some(Reverse((t, _, kind, a))) = self.heap.pop() {
+            if t > hard_end {
+                break;
+            }
+            while self.next_report < self.duration_ns && t >= self.next_report {
+                self.now = self.next_report;
+                self.close_interval();
+                progress(secs(self.now));
+                self.next_report += self.report_ns;
+            }
+            self.now = t;
+            self.events += 1;
+            match kind {
+                EV_ARRIVAL => self.arrival(a as usize),
+                EV_CALL_ARRIVE => self.arrive(a),
+                EV_DONE => self.done(a),
+                EV_PLANNER => self.planner_tick(a as usize),
+                EV_SCALER => self.scaler_tick(a as usize),
+                _ => unreachable!("event kinds are the constants above"),
+            }
+            if t >= self.duration_ns && self.live_reqs == 0 {
+                break;
+            }
+        }
+        while self.next_report < self.duration_ns {
+            self.now = self.next_report;
+            self.close_interval();
+            self.next_report += self.report_ns;
+        }
+        self.now = self.now.max(self.duration_ns);
+        self.account_containers();
+        let unfinished = self.reqs.iter().filter(|r| r.live && r.counted).count() as u64;
+        self.rec.counts.failed += unfinished;
+        self.rec.counts.unfinished += unfinished;
+        self.close_interval_at(secs(self.duration_ns));
+        progress(secs(self.duration_ns));
+    }
+
+    fn close_interval(&mut self) {
+        self.close_interval_at(secs(self.now));
+    }
+
+    fn close_interval_at(&mut self, t_s: f64) {
+        let containers = self
+            .w
+            .svcs
+            .iter()
+            .map(|x| (x.name.clone(), x.members.len() as u32))
+            .collect();
+        self.rec
+            .close_interval(t_s, &self.svc_names, &self.host_names, containers);
+    }
+
+    /// Adds active containers x time since the last change, clipped to [warm-up, duration].
+    pub fn account_containers(&mut self) {
+        let t0 = self.cs_last.max(self.warmup_ns);
+        let t1 = self.now.min(self.duration_ns);
+        if t1 > t0 {
+            let n: usize = self.w.svcs.iter().map(|x| x.members.len()).sum();
+            self.rec.container_seconds += n as f64 * secs(t1 - t0);
+        }
+        self.cs_last = self.cs_last.max(self.now);
+    }
+}

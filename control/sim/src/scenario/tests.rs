@@ -1,0 +1,172 @@
+//! Parsing and validation: every error names the field path, the value and the reason; every
+//! shipped scenario loads.
+
+use std::path::Path;
+
+use super::*;
+
+const BASE: &str = "
+name: t
+duration_s: 60
+hosts: [{name: h1}, {name: h2}]
+services:
+  - name: a
+    service_time: {dist: exponential, mean_ms: 5}
+    replicas: {h1: 1, h2: 1}
+    calls: [{service: b}]
+  - name: b
+    service_time: {dist: constant, mean_ms: 2}
+    replicas: {h1: 1}
+flows:
+  - {name: f, entry: a, arrival: {process: poisson, rate: 10}, sla: {latency_ms: 50}}
+";
+
+fn err(yaml: &str) -> String {
+    Scenario::parse(yaml, None).unwrap_err().to_string()
+}
+
+#[test]
+fn base_parses_with_defaults() {
+    let s = Scenario::parse(BASE, None).unwrap();
+    assert_eq!(s.seed, 1);
+    assert_eq!(s.services[0].concurrency, 1);
+    assert_eq!(s.flows[0].sla.percentile, 95.0);
+    assert_eq!(s.zone_names(), vec!["default"]);
+    assert_eq!(s.planner_for("a"), "p2c-ewma");
+    assert_eq!(s.container_count(), 3);
+}
+
+#[test]
+fn errors_name_path_value_and_reason() {
+    let cases = [
+        (
+            BASE.replace("calls: [{service: b}]", "calls: [{service: ratings}]"),
+            "services[0].calls[0].service: \"ratings\" is not a declared service",
+        ),
+        (
+            BASE.replace("replicas: {h1: 1}", "replicas: {h9: 1}"),
+            "services[1].replicas.h9: \"h9\" is not a declared host",
+        ),
+        (
+            BASE.replace("mean_ms: 2", "mean_ms: -2"),
+            "services[1].service_time.mean_ms: -2.0 must be a finite number > 0",
+        ),
+        (
+            BASE.replace("duration_s: 60", "duration_s: 60\nwarmup_s: 90"),
+            "warmup_s: 90.0 must be >= 0 and below duration_s",
+        ),
+        (
+            BASE.replace("entry: a", "entry: zz"),
+            "flows[0].entry: \"zz\" is not a declared service",
+        ),
+        (BASE.replace("rate: 10", "rate: -1"), "flows[0].arrival:"),
+        (
+            BASE.replace(
+                "replicas: {h1: 1}\n",
+                "replicas: {h1: 1}\n    calls: [{service: a}]\n",
+            ),
+            "closes a cycle in the call graph (a -> b -> a)",
+        ),
+        (
+            BASE.replace(
+                "hosts: [{name: h1}, {name: h2}]",
+                "hosts: [{name: h1, interference: {cpu: 1.5}}, {name: h2}]",
+            ),
+            "hosts[0].interference.cpu",
+        ),
+        (
+            BASE.replace(
+                "name: t\n",
+                "name: t\npolicy: {services: {q: {planner: even}}}\n",
+            ),
+            "policy.services.q: \"q\" is not a declared service",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let e = err(&yaml);
+        assert!(e.contains(want), "{e:?} should contain {want:?}");
+    }
+}
+
+#[test]
+fn unknown_fields_and_bad_types_are_refused_with_their_path() {
+    let e = err(&BASE.replace("concurrency", "x").replace(
+        "replicas: {h1: 1, h2: 1}",
+        "replicas: {h1: 1, h2: 1}\n    colour: red",
+    ));
+    assert!(e.contains("services[0]") && e.contains("colour"), "{e}");
+    let e = err(&BASE.replace("process: poisson", "process: poison"));
+    assert!(
+        e.contains("flows[0].arrival") && e.contains("poison"),
+        "{e}"
+    );
+}
+
+#[test]
+fn traces_load_relative_to_the_file() {
+    let dir = std::env::temp_dir().join(format!("loadshift-scn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("t.csv"), "t_s,rate\n0,5\n30,20\n").unwrap();
+    std::fs::write(
+        dir.join("s.yaml"),
+        BASE.replace("process: poisson, rate: 10", "process: trace, file: t.csv"),
+    )
+    .unwrap();
+    let s = Scenario::load(&dir.join("s.yaml")).unwrap();
+    assert_eq!(s.flows[0].arrival.peak_rate(), 20.0);
+    std::fs::write(dir.join("t.csv"), "0,5\nnope\n").unwrap();
+    let e = Scenario::load(&dir.join("s.yaml")).unwrap_err().to_string();
+    assert!(
+        e.contains("flows[0].arrival.trace.file") && e.contains("line 2"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn every_shipped_scenario_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "yaml") {
+            let s = Scenario::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            names.push(s.name.clone());
+            if s.name == "large" {
+                assert!(
+                    s.services.len() >= 300 && s.hosts.len() >= 50,
+                    "{} {}",
+                    s.services.len(),
+                    s.hosts.len()
+                );
+                assert!(s.container_count() >= 5000, "{}", s.container_count());
+            }
+        }
+    }
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "hotel",
+            "imbalance",
+            "large",
+            "mesh-two-services",
+            "multicloud"
+        ]
+    );
+}
+
+proptest::proptest! {
+    #[test]
+    fn parser_never_panics_on_garbage(text in ".{0,400}") {
+        let _ = Scenario::parse(&text, None);
+    }
+
+    #[test]
+    fn parser_never_panics_on_mutated_scenarios(pos in 0usize..600, junk in "[-0-9a-z:{}\\[\\], .\n]{0,12}") {
+        let mut text = BASE.to_string();
+        let at = text.char_indices().map(|(i, _)| i).nth(pos % BASE.len()).unwrap_or(0);
+        text.insert_str(at, &junk);
+        let _ = Scenario::parse(&text, None);
+    }
+}
