@@ -83,7 +83,7 @@ struct ObjectiveArgs {
     /// Scaler registry name.
     #[arg(long)]
     scaler: Option<String>,
-    /// Management objective: mo1, mo2 or mo3.
+    /// Management objective of the service's application: mo1, mo2 or mo3 (or `clear`).
     #[arg(long)]
     mo: Option<String>,
     /// MO response-time bound per service, `service=ms` (repeatable).
@@ -92,6 +92,9 @@ struct ObjectiveArgs {
     /// MO2 utility weight per service, `service=w` (repeatable).
     #[arg(long = "utility", value_parser = parse_kv)]
     utilities: Vec<(String, f64)>,
+    /// MO3: service whose carried load is maximised.
+    #[arg(long, default_value = "")]
+    favoured: String,
     /// MO3: service protected from starving.
     #[arg(long, default_value = "")]
     protected: String,
@@ -223,12 +226,18 @@ async fn run(args: CtlArgs) -> Result<()> {
             if json {
                 println!(
                     "{}",
-                    json!({"service": s.name, "planner": s.planner, "scaler": s.scaler, "pinned": s.pinned})
+                    json!({"service": s.name, "planner": s.planner, "scaler": s.scaler, "pinned": s.pinned, "application": s.application, "planner_scope": s.planner_scope, "scaler_scope": s.scaler_scope})
                 );
             } else {
                 println!(
-                    "{}: planner={} scaler={} pinned={}",
-                    s.name, s.planner, s.scaler, s.pinned
+                    "{}: planner={} ({}) scaler={} ({}) application={} pinned={}",
+                    s.name,
+                    s.planner,
+                    s.planner_scope,
+                    s.scaler,
+                    s.scaler_scope,
+                    s.application,
+                    s.pinned
                 );
             }
         }
@@ -289,6 +298,8 @@ async fn run(args: CtlArgs) -> Result<()> {
                 let v: Vec<Value> = r.decisions.iter().map(|d| json!({
                     "service": d.service, "from": d.from, "to": d.to, "reason": d.reason,
                     "scaler": d.scaler, "actuator": d.actuator, "error": d.error, "unix_ms": d.unix_ms,
+                    "cpu_millicores": d.cpu_millicores, "memory_mib": d.memory_mib,
+                    "brownout": d.brownout, "outcome": d.outcome,
                 })).collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else if r.decisions.is_empty() {
@@ -299,11 +310,24 @@ async fn run(args: CtlArgs) -> Result<()> {
                     "UNIX_MS", "SERVICE", "FROM", "TO", "SCALER", "ACTUATOR"
                 );
                 for d in &r.decisions {
-                    let reason = if d.error.is_empty() {
-                        d.reason.clone()
-                    } else {
-                        format!("{} (failed: {})", d.reason, d.error)
-                    };
+                    let mut reason = d.reason.clone();
+                    if let Some(c) = d.cpu_millicores {
+                        reason = format!("cpu {c}m; {reason}");
+                    }
+                    if let Some(m) = d.memory_mib {
+                        reason = format!("memory {m} MiB; {reason}");
+                    }
+                    if d.brownout {
+                        reason = format!("brownout; {reason}");
+                    }
+                    if !d.error.is_empty() {
+                        let how = if d.outcome.is_empty() {
+                            "failed"
+                        } else {
+                            &d.outcome
+                        };
+                        reason = format!("{reason} ({how}: {})", d.error);
+                    }
                     println!(
                         "{:<14} {:<20} {:>5} {:>5} {:<10} {:<10} {}",
                         d.unix_ms, d.service, d.from, d.to, d.scaler, d.actuator, reason
@@ -320,7 +344,13 @@ fn management(o: &ObjectiveArgs, mo: &str) -> Result<pb::ManagementObjective> {
         "mo1" => pb::management_objective::Kind::Mo1,
         "mo2" => pb::management_objective::Kind::Mo2,
         "mo3" => pb::management_objective::Kind::Mo3,
-        other => bail!("--mo {other:?}: expected mo1, mo2 or mo3"),
+        "clear" => {
+            return Ok(pb::ManagementObjective {
+                clear: true,
+                ..Default::default()
+            });
+        }
+        other => bail!("--mo {other:?}: expected mo1, mo2, mo3 or clear"),
     };
     Ok(pb::ManagementObjective {
         kind: kind as i32,
@@ -328,6 +358,8 @@ fn management(o: &ObjectiveArgs, mo: &str) -> Result<pb::ManagementObjective> {
         utility_weight: o.utilities.iter().cloned().collect(),
         protected_service: o.protected.clone(),
         min_carried_rps: o.min_rps,
+        favoured_service: o.favoured.clone(),
+        clear: false,
     })
 }
 
@@ -367,6 +399,16 @@ fn window_json(w: Option<&pb::Window>) -> Value {
     })
 }
 
+fn management_json(m: &pb::ManagementObjective) -> Value {
+    let kind =
+        pb::management_objective::Kind::try_from(m.kind).map_or("unknown", |k| k.as_str_name());
+    json!({
+        "kind": kind, "bounds_ms": m.max_response_ms, "utility": m.utility_weight,
+        "favoured": m.favoured_service, "protected": m.protected_service,
+        "min_carried_rps": m.min_carried_rps,
+    })
+}
+
 fn state_json(st: &pb::GetStateResponse) -> Value {
     let services: Vec<Value> = st.services.iter().map(|s| json!({
         "name": s.name, "planner": s.planner, "scaler": s.scaler, "pinned": s.pinned,
@@ -376,6 +418,7 @@ fn state_json(st: &pb::GetStateResponse) -> Value {
             "inbound_p95_ms": h.inbound_p95_ms, "calls": h.calls, "errors": h.errors,
         })).collect::<Vec<_>>(),
         "objective": s.objective.as_ref().map(|o| json!({"sla_ms": o.sla_ms, "percentile": o.percentile, "flow": o.flow})),
+        "management": s.management.as_ref().map(management_json),
         "plan": s.plan.as_ref().map(plan_json),
         "blocked": s.blocked.iter().map(|b| (b.class.clone(), b.count)).collect::<BTreeMap<_, _>>(),
         "endpoints": s.endpoints.iter().map(|e| {

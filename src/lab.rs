@@ -194,10 +194,7 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
                 .collect();
             r.start(&targets, interval)?;
         }
-        let control = loadshift_policy::planners::build(policy)
-            .map(|p| p.interval())
-            .unwrap_or(Duration::from_secs(5));
-        let tick = run::tick(interval, control);
+        let tick = run::tick(interval, sup.control_interval);
         eprintln!(
             "running {} flows for {:.0} s",
             s.flows.len(),
@@ -220,7 +217,7 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
             policy,
             duration,
             interval,
-            control,
+            sup.control_interval,
         ));
         if let (Some(sc), Some(epoch), Some(run)) = (&mut scaling, epoch, runs.last_mut()) {
             let served = &measured.served;

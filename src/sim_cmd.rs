@@ -8,7 +8,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use loadshift_policy::planners::PlannerSettings;
+use loadshift_policy::{planners::PlannerSettings, scalers::ScalerSettings};
 use loadshift_sim::{
     self as sim, Outcome, SimOptions,
     report::{Report, terminal_table},
@@ -35,10 +35,15 @@ pub struct SimArgs {
     /// Run the comparison on this many consecutive seeds and report mean and spread per policy.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub seeds: u32,
-    /// YAML file of planner tunables (the `planner_settings` section of the control plane's
-    /// config: shift, connect, table, table_store, random_partial); default: the papers' values.
+    /// YAML file of planner tunables for every service (the `planner_settings` section of the
+    /// control config and the scenario: interval_ms, shift, shift_pure, connect, table,
+    /// table_store, random_partial); default: the scenario's.
     #[arg(long)]
     pub planner_settings: Option<PathBuf>,
+    /// YAML file of scaler tunables for every service (the `scaler_settings` section of the
+    /// control config and the scenario: hpa); default: the scenario's.
+    #[arg(long)]
+    pub scaler_settings: Option<PathBuf>,
     /// Run several planners on the same seed into one report, e.g. `round-robin,p2c-ewma`.
     #[arg(long, value_delimiter = ',')]
     pub compare: Vec<String>,
@@ -82,7 +87,7 @@ pub fn main(args: SimArgs) -> ExitCode {
         }
         scn.duration_s = d;
     }
-    let settings = match planner_settings(&args) {
+    let settings = match settings(&args) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -105,24 +110,41 @@ pub fn main(args: SimArgs) -> ExitCode {
     }
 }
 
-/// `--planner-settings`, parsed and range-checked; the papers' defaults without it.
-fn planner_settings(args: &SimArgs) -> anyhow::Result<PlannerSettings> {
-    let Some(p) = &args.planner_settings else {
-        return Ok(PlannerSettings::default());
-    };
-    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-    let s: PlannerSettings = serde_yaml_ng::from_str(&text)
-        .with_context(|| format!("{}: planner settings", p.display()))?;
-    s.shift
-        .validate()
-        .with_context(|| format!("{}: shift", p.display()))?;
-    s.shift_pure
-        .validate()
-        .with_context(|| format!("{}: shift_pure", p.display()))?;
-    Ok(s)
+/// `--planner-settings` and `--scaler-settings`, parsed and range-checked; `None` keeps the
+/// scenario's.
+pub struct Settings {
+    pub planner: Option<PlannerSettings>,
+    pub scaler: Option<ScalerSettings>,
 }
 
-fn run(args: &SimArgs, scn: &Scenario, planner_settings: PlannerSettings) -> anyhow::Result<()> {
+fn settings(args: &SimArgs) -> anyhow::Result<Settings> {
+    fn read<T: serde::de::DeserializeOwned>(p: &std::path::Path, what: &str) -> anyhow::Result<T> {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        serde_yaml_ng::from_str(&text).with_context(|| format!("{}: {what}", p.display()))
+    }
+    let planner = match &args.planner_settings {
+        None => None,
+        Some(p) => {
+            let s: PlannerSettings = read(p, "planner settings")?;
+            s.validate()
+                .map_err(|e| anyhow::anyhow!("{}: planner_settings.{e}", p.display()))?;
+            Some(s)
+        }
+    };
+    let scaler = match &args.scaler_settings {
+        None => None,
+        Some(p) => {
+            let s: ScalerSettings = read(p, "scaler settings")?;
+            s.validate()
+                .map_err(|e| anyhow::anyhow!("{}: scaler_settings.{e}", p.display()))?;
+            Some(s)
+        }
+    };
+    Ok(Settings { planner, scaler })
+}
+
+fn run(args: &SimArgs, scn: &Scenario, settings: Settings) -> anyhow::Result<()> {
     let out = args
         .out
         .clone()
@@ -132,7 +154,9 @@ fn run(args: &SimArgs, scn: &Scenario, planner_settings: PlannerSettings) -> any
             planner: args.planner.clone(),
             scaler: args.scaler.clone(),
             seed: args.seed,
-            planner_settings,
+            planner_settings: settings.planner,
+            scaler_settings: settings.scaler,
+            trace: false,
         };
         let (report, outcomes) = run_seed(args, scn, &opts, "")?;
         report
@@ -150,7 +174,9 @@ fn run(args: &SimArgs, scn: &Scenario, planner_settings: PlannerSettings) -> any
             planner: args.planner.clone(),
             scaler: args.scaler.clone(),
             seed: Some(seed),
-            planner_settings: planner_settings.clone(),
+            planner_settings: settings.planner.clone(),
+            scaler_settings: settings.scaler.clone(),
+            trace: false,
         };
         let (report, outcomes) = run_seed(args, scn, &opts, &format!("seed {seed} "))?;
         let dir = out.join(format!("seed-{seed}"));

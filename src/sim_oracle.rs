@@ -5,15 +5,15 @@
 use std::{fmt::Write as _, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
-use loadshift_policy::planners::PlannerSettings;
+
 use loadshift_sim::{
     oracle::{self, OracleError, Sweep, SweepOptions, best_label},
     scenario::Scenario,
 };
 
-use crate::sim_cmd::SimArgs;
+use crate::sim_cmd::{Settings, SimArgs};
 
-pub fn main(args: &SimArgs, scn: &Scenario, settings: PlannerSettings) -> ExitCode {
+pub fn main(args: &SimArgs, scn: &Scenario, settings: Settings) -> ExitCode {
     match run(args, scn, settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<OracleError>().is_some() => {
@@ -27,7 +27,7 @@ pub fn main(args: &SimArgs, scn: &Scenario, settings: PlannerSettings) -> ExitCo
     }
 }
 
-fn run(args: &SimArgs, scn: &Scenario, settings: PlannerSettings) -> anyhow::Result<()> {
+fn run(args: &SimArgs, scn: &Scenario, settings: Settings) -> anyhow::Result<()> {
     let first = args.seed.unwrap_or(scn.seed);
     let mut o = SweepOptions::new(
         (0..u64::from(args.seeds))
@@ -37,7 +37,7 @@ fn run(args: &SimArgs, scn: &Scenario, settings: PlannerSettings) -> anyhow::Res
     o.step = args.oracle_step;
     o.refine_step = args.oracle_refine_step;
     o.from_start = args.oracle_from_start;
-    o.planner_settings = settings;
+    o.planner_settings = settings.planner;
     if !args.compare.is_empty() {
         o.baselines = args.compare.clone();
     }

@@ -12,10 +12,9 @@ use std::{
 };
 
 use loadshift_core::endpoint::Endpoint;
-use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::config::{ConfigError, ControlConfig, EndpointConfig};
+use crate::config::{ConfigError, ControlConfig, EndpointConfig, FileDiscoveryConfig};
 
 /// Every service's endpoints at one moment.
 pub type EndpointMap = Arc<BTreeMap<String, Vec<Endpoint>>>;
@@ -60,41 +59,6 @@ pub fn from_config(cfg: &ControlConfig) -> Result<Box<dyn Discovery>, ConfigErro
     match &cfg.discovery {
         None => Ok(Box::new(StaticDiscovery::from_config(cfg))),
         Some(d) => Ok(Box::new(FileDiscovery::start(cfg, d)?)),
-    }
-}
-
-/// The `discovery:` section of the control config.
-///
-/// ```yaml
-/// discovery: { file: /var/run/loadshift/endpoints.yaml, poll_ms: 1000 }
-/// ```
-///
-/// The file maps service names to endpoint lists in the config's endpoint format:
-///
-/// ```yaml
-/// checkout:
-///   - { addr: 10.0.0.1:8080, host: node-a, zone: z1, container: checkout-1 }
-/// ```
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileDiscoveryConfig {
-    /// The endpoints file. Required; it must exist and parse when the control plane starts.
-    pub file: PathBuf,
-    /// How often the file is read again, milliseconds. Default 1000.
-    #[serde(default = "default_poll_ms")]
-    pub poll_ms: u64,
-}
-
-fn default_poll_ms() -> u64 {
-    1000
-}
-
-impl FileDiscoveryConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.poll_ms == 0 {
-            return Err(invalid("discovery.poll_ms", "0", "must be > 0"));
-        }
-        Ok(())
     }
 }
 

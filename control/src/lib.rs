@@ -7,7 +7,6 @@
 pub mod actuators;
 pub mod config;
 pub mod discovery;
-mod loops;
 pub mod metrics;
 pub mod plans;
 pub mod server;

@@ -108,14 +108,28 @@ impl PlanBook {
         self.events.subscribe()
     }
 
-    /// Stores a planner's output for `service`; other services in the update are ignored (each
-    /// service has its own planner).
-    pub fn set_planned(&self, service: &str, planner: &str, mut update: PlanUpdate) {
-        let planned = update.services.remove(service);
-        let per_proxy: HashMap<ProxyId, ServicePlan> = update
+    /// Applies a planner's output the way every host does ([`PlanUpdate::touched`]): each service
+    /// it speaks for gets exactly its plans in the update, the others keep theirs.
+    pub fn apply(&self, planner: &str, update: &PlanUpdate) {
+        for service in update.touched() {
+            self.set_service(service, planner, update);
+        }
+    }
+
+    /// Stores a planner's plans for `service` if the update speaks for it.
+    pub fn set_planned(&self, service: &str, planner: &str, update: PlanUpdate) {
+        if update.touched().contains(service) {
+            self.set_service(service, planner, &update);
+        }
+    }
+
+    fn set_service(&self, service: &str, planner: &str, update: &PlanUpdate) {
+        let plans = update.for_service(service);
+        let planned = plans.wide.cloned();
+        let per_proxy: HashMap<ProxyId, ServicePlan> = plans
             .per_proxy
             .into_iter()
-            .filter_map(|(p, mut m)| m.remove(service).map(|sp| (p, sp)))
+            .map(|(p, sp)| (p.to_string(), sp.clone()))
             .collect();
         self.change(service, |e| {
             let changed = e.planned.as_deref() != planned.as_ref()

@@ -8,7 +8,12 @@
 //! - `ContainerState.outbound` merges every caller's window for that endpoint: counts and errors
 //!   add up, the mean and the percentiles are count-weighted means of the callers' values (exact
 //!   for the mean, an approximation for percentiles, which cannot be merged from summaries);
-//! - `offered_rps` sums the callers' offered counts over their window length.
+//! - `offered_rps` sums the callers' offered counts over their window length;
+//! - `edges` sum, per (caller's inbound service or entry traffic, callee), the callers' completed
+//!   calls over their window length;
+//! - `ContainerState.usage` is the container's own sidecar's cgroup reading;
+//! - a flow's end-to-end window merges the windows of the entry proxies (callers of its entry
+//!   service that front no service, such as gateways).
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -19,10 +24,11 @@ use std::{
 
 use loadshift_core::{
     endpoint::Endpoint,
-    telemetry::{WindowSnapshot, pressure::HostPressure},
+    telemetry::{WindowSnapshot, pressure::HostPressure, usage::ContainerUsage},
 };
-
-use loadshift_policy::{ContainerState, Objective, ProxyId, ProxyInfo, ServiceState, Snapshot};
+use loadshift_policy::{
+    CallEdge, ContainerState, FlowState, Objective, ProxyId, ProxyInfo, ServiceState, Snapshot,
+};
 
 /// Identity of a connected proxy (from `Hello`).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -54,6 +60,8 @@ pub struct StoredReport {
     pub endpoints: Vec<EndpointSample>,
     pub inbound: Option<WindowSnapshot>,
     pub host: HostPressure,
+    /// The proxy's own container's resource use, where its sidecar reads a cgroup.
+    pub usage: Option<ContainerUsage>,
     /// (service, class, count).
     pub blocked: Vec<(String, String, u64)>,
     /// (service, count, window seconds).
@@ -163,16 +171,27 @@ impl TelemetryStore {
     ) -> Snapshot {
         // (service, addr) -> merged outbound telemetry.
         let mut outbound: HashMap<(&str, SocketAddr), Merge> = HashMap::new();
-        // (service, container) -> inbound window of the container's own proxy.
+        // (service, container) -> inbound window and usage of the container's own proxy.
         let mut inbound: HashMap<(&str, &str), WindowSnapshot> = HashMap::new();
+        let mut usage: HashMap<(&str, &str), ContainerUsage> = HashMap::new();
+        // (caller service or entry, callee) -> calls per second.
+        let mut edges: BTreeMap<(Option<&str>, &str), f64> = BTreeMap::new();
         let mut offered: HashMap<&str, f64> = HashMap::new();
         let mut hosts: BTreeMap<String, (Duration, HostPressure)> = BTreeMap::new();
         for (id, r) in self.fresh_reports(now, stale) {
             for s in &r.endpoints {
                 outbound.entry((&*s.service, s.addr)).or_default().add(s);
+                if s.window.window_s > 0.0 {
+                    *edges
+                        .entry((id.inbound_service.as_deref(), &*s.service))
+                        .or_default() += s.window.count as f64 / s.window.window_s;
+                }
             }
             if let (Some(svc), Some(w)) = (&id.inbound_service, r.inbound) {
                 inbound.insert((svc, &id.container), w);
+            }
+            if let (Some(svc), Some(u)) = (&id.inbound_service, r.usage) {
+                usage.insert((svc, &id.container), u);
             }
             for (svc, n, win) in &r.offered {
                 if *win > 0.0 {
@@ -205,6 +224,10 @@ impl TelemetryStore {
                             outbound: m.map(Merge::window).unwrap_or_default(),
                             in_flight: m.map_or(0, |m| m.in_flight),
                             ewma_ms: m.map_or(0.0, Merge::ewma_ms),
+                            usage: usage
+                                .get(&(name.as_str(), ep.container.as_str()))
+                                .copied()
+                                .unwrap_or_default(),
                         }
                     })
                     .collect();
@@ -237,7 +260,54 @@ impl TelemetryStore {
             services,
             hosts: hosts.into_iter().map(|(h, (_, p))| (h, p)).collect(),
             proxies,
+            edges: edges
+                .into_iter()
+                .map(|((caller, callee), rps)| CallEdge {
+                    caller: caller.map(String::from),
+                    callee: callee.to_string(),
+                    rps,
+                })
+                .collect(),
+            ..Default::default()
         }
+    }
+
+    /// Declared flows (name -> entry service and objective) as the entry proxies measure them:
+    /// the merged windows and offered load of the fresh reports of proxies that front no service
+    /// and call the entry. Flows sharing an entry share its measurement.
+    pub fn flows(
+        &self,
+        now: Duration,
+        stale: Duration,
+        declared: &BTreeMap<String, (String, Option<Objective>)>,
+    ) -> BTreeMap<String, FlowState> {
+        declared
+            .iter()
+            .map(|(name, (entry, sla))| {
+                let mut m = Merge::default();
+                let mut offered = 0.0;
+                for (id, r) in self.fresh_reports(now, stale) {
+                    if id.inbound_service.is_some() {
+                        continue;
+                    }
+                    for s in r.endpoints.iter().filter(|s| &*s.service == entry) {
+                        m.add(s);
+                    }
+                    for (svc, n, win) in &r.offered {
+                        if svc == entry && *win > 0.0 {
+                            offered += *n as f64 / win;
+                        }
+                    }
+                }
+                let state = FlowState {
+                    entry: entry.clone(),
+                    sla: sla.clone(),
+                    e2e: (m.callers > 0).then(|| m.window()),
+                    offered_rps: offered,
+                };
+                (name.clone(), state)
+            })
+            .collect()
     }
 }
 

@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::{net::TcpListener, sync::watch};
 
-use crate::host_sampler::HostSampler;
+use crate::host_sampler::{HostSampler, UsageSampler};
 use crate::{control_client, data_plane, plan_file, state::Shared, stats};
 
 /// Runs until shutdown.
@@ -74,19 +74,27 @@ pub fn run(
 
 async fn sample_host(shared: Arc<Shared>) {
     let mut sampler = HostSampler::default();
+    let mut usage = shared
+        .config
+        .inbound
+        .as_ref()
+        .and_then(|i| i.cgroup.clone())
+        .map(UsageSampler::new);
     let mut tick = tokio::time::interval(Duration::from_millis(
         shared.config.telemetry.host_sample_ms,
     ));
     loop {
         tick.tick().await;
-        let p = tokio::task::spawn_blocking(move || {
+        let read = tokio::task::spawn_blocking(move || {
             let p = sampler.sample();
-            (sampler, p)
+            let u = usage.as_mut().map(UsageSampler::sample);
+            (sampler, usage, p, u)
         })
         .await;
-        let Ok((s, p)) = p else { return };
-        sampler = s;
+        let Ok((s, us, p, u)) = read else { return };
+        (sampler, usage) = (s, us);
         *shared.host.lock() = p;
+        *shared.usage.lock() = u;
     }
 }
 

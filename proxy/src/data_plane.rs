@@ -67,6 +67,7 @@ impl DataPlane for ProxyDataPlane {
             endpoints,
             inbound,
             host: *s.host.lock(),
+            usage: *s.usage.lock(),
             blocked,
             offered,
         }

@@ -24,7 +24,9 @@ use loadshift_core::{
     endpoint::Endpoint,
     outlier::OutlierParams,
     plan::{Plan, PlanError},
-    telemetry::{TelemetryParams, counter::CountWindow, pressure::HostPressure},
+    telemetry::{
+        TelemetryParams, counter::CountWindow, pressure::HostPressure, usage::ContainerUsage,
+    },
 };
 
 /// Monotonic clock the sans-IO modules read as "time since start". Built on tokio's `Instant`
@@ -67,6 +69,8 @@ pub struct Shared {
     pub telemetry: TelemetryParams,
     pub outlier: OutlierParams,
     pub host: Mutex<HostPressure>,
+    /// The local app's resource use, from `inbound.cgroup`.
+    pub usage: Mutex<Option<ContainerUsage>>,
     /// False once draining starts: `/ready` turns 503.
     pub ready: AtomicBool,
     /// Blocked requests per (service, class) over the telemetry window, for reports.
@@ -124,6 +128,7 @@ impl Shared {
             clock,
             telemetry,
             host: Mutex::new(HostPressure::default()),
+            usage: Mutex::new(None),
             ready: AtomicBool::new(true),
             blocked: Mutex::default(),
             update: Mutex::new(()),

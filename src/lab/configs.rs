@@ -3,9 +3,16 @@
 //! container, the gateway (a standalone proxy the load generator sends to, routing by `Host` to
 //! each flow's entry service) and the `loadshift app` arguments per container.
 
-use std::net::SocketAddr;
-use std::path::Path;
+use std::{net::SocketAddr, path::Path, time::Duration};
 
+use loadshift_control::{
+    ControlConfig,
+    config::{ApplicationConfig, EndpointConfig, FlowConfig, ServiceConfig},
+};
+use loadshift_policy::{
+    Objective, registry,
+    schedule::{Role, Schedule},
+};
 use loadshift_sim::scenario::{CallMode, Dist, Scenario};
 use serde_json::{Value, json};
 
@@ -58,8 +65,10 @@ fn services(s: &Scenario, placed: &[Placed]) -> Vec<Value> {
         .collect()
 }
 
-/// `loadshift control` config. `planner` overrides every service's planner; `metrics` serves
-/// `/metrics` (the lab reads plan pushes there).
+/// `loadshift control` config: every service with its planner (`planner` overrides the
+/// scenario's), scaler and settings as the scenario gives them, its objective and static
+/// endpoints, and the scenario as one application with its management objective and flows.
+/// `metrics` serves `/metrics` (the lab reads plan pushes there).
 pub fn control(
     s: &Scenario,
     placed: &[Placed],
@@ -67,31 +76,87 @@ pub fn control(
     metrics: SocketAddr,
     token: &Path,
     planner: Option<&str>,
-) -> Value {
-    let mut services = serde_json::Map::new();
+) -> ControlConfig {
+    let mut cfg = ControlConfig::new(listen, token);
+    cfg.metrics_listen = Some(metrics);
+    cfg.planner_settings = s.policy.planner_settings.clone();
     for svc in &s.services {
-        let objective = svc.objective.clone().or_else(|| {
-            s.flows
-                .iter()
-                .find(|f| f.entry == svc.name)
-                .map(|f| f.sla.clone())
-        });
-        let mut v = json!({
-            "planner": planner.unwrap_or(s.planner_for(&svc.name)),
-            "scaler": s.scaler_for(&svc.name),
-            "endpoints": endpoints(placed, &svc.name),
-        });
-        if let Some(o) = objective {
-            v["objective"] = json!({ "sla_ms": o.latency_ms, "percentile": o.percentile });
-        }
-        services.insert(svc.name.clone(), v);
+        let own = s.policy.services.get(&svc.name);
+        let objective = svc
+            .objective
+            .clone()
+            .or_else(|| {
+                s.flows
+                    .iter()
+                    .find(|f| f.entry == svc.name)
+                    .map(|f| f.sla.clone())
+            })
+            .map(|o| Objective {
+                sla_ms: o.latency_ms,
+                percentile: o.percentile,
+            });
+        let service = ServiceConfig {
+            planner: planner.unwrap_or(s.planner_for(&svc.name)).to_string(),
+            scaler: s.scaler_for(&svc.name).to_string(),
+            scaler_settings: own
+                .and_then(|p| p.scaler_settings.clone())
+                .unwrap_or_else(|| s.policy.scaler_settings.clone()),
+            planner_settings: own.and_then(|p| p.planner_settings.clone()),
+            objective,
+            endpoints: endpoint_configs(placed, &svc.name),
+        };
+        cfg.services.insert(svc.name.clone(), service);
     }
-    json!({
-        "listen": listen.to_string(),
-        "metrics_listen": metrics.to_string(),
-        "token_file": token.display().to_string(),
-        "services": services,
-    })
+    cfg.applications.insert(
+        s.name.clone(),
+        ApplicationConfig {
+            services: s.services.iter().map(|x| x.name.clone()).collect(),
+            management: s.policy.management.clone(),
+            flows: s
+                .flows
+                .iter()
+                .map(|f| {
+                    let flow = FlowConfig {
+                        entry: f.entry.clone(),
+                        sla_ms: Some(f.sla.latency_ms),
+                        percentile: f.sla.percentile,
+                    };
+                    (f.name.clone(), flow)
+                })
+                .collect(),
+        },
+    );
+    cfg
+}
+
+/// One service's containers as the control config lists them.
+pub fn endpoint_configs(placed: &[Placed], service: &str) -> Vec<EndpointConfig> {
+    placed
+        .iter()
+        .filter(|p| p.spec.service == service)
+        .map(|p| EndpointConfig {
+            addr: p.spec.front.unwrap_or(p.ports.inbound),
+            host: p.spec.host.clone(),
+            zone: p.spec.zone.clone(),
+            container: Some(p.spec.name.clone()),
+            weight: 1.0,
+        })
+        .collect()
+}
+
+/// The period of the fastest planner the control plane runs with `cfg`: the schedule built the
+/// way the control plane builds it.
+pub fn control_interval(cfg: &ControlConfig) -> anyhow::Result<Duration> {
+    let mut schedule = Schedule::new();
+    let specs = cfg.assignment().tasks()?;
+    schedule.sync(specs, Duration::ZERO, registry::build)?;
+    Ok(schedule
+        .tasks()
+        .iter()
+        .filter(|t| t.role == Role::Planner)
+        .map(|t| t.interval)
+        .min()
+        .unwrap_or(Duration::from_secs(5)))
 }
 
 fn control_client(control: SocketAddr, token: &Path) -> Value {
@@ -187,7 +252,6 @@ pub fn app_args(s: &Scenario, me: &Placed, interference_file: &Path) -> Vec<Stri
 }
 
 /// Renders a config as YAML.
-pub fn yaml(v: &Value) -> String {
-    // A `serde_json::Value` always serialises; the fallback keeps this infallible anyway.
-    serde_yaml_ng::to_string(v).unwrap_or_default()
+pub fn yaml(v: &impl serde::Serialize) -> anyhow::Result<String> {
+    Ok(serde_yaml_ng::to_string(v)?)
 }

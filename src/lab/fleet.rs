@@ -22,9 +22,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use loadshift_control::config::EndpointConfig;
 use loadshift_sim::scenario::Scenario;
 use parking_lot::Mutex;
-use serde_json::json;
 
 use super::configs::{self, Placed, Ports};
 use super::supervisor::Supervisor;
@@ -278,7 +278,7 @@ impl Fleet {
         let name = placed.spec.name.clone();
         let sidecar_cfg = configs::sidecar(&b.scenario, &all, &placed, b.control, &b.token);
         let path = b.dir.join(format!("sidecar-{name}.yaml"));
-        std::fs::write(&path, configs::yaml(&sidecar_cfg))
+        std::fs::write(&path, configs::yaml(&sidecar_cfg)?)
             .with_context(|| format!("write {}", path.display()))?;
         let app_args = configs::app_args(&b.scenario, &placed, &interference);
         // Each port is released just before the process that binds it starts, so nothing else
@@ -361,17 +361,20 @@ impl Fleet {
 
     /// Rewrites the endpoints file from the live containers.
     fn write_endpoints(&self) -> anyhow::Result<()> {
-        let mut map: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+        let mut map: BTreeMap<String, Vec<EndpointConfig>> = BTreeMap::new();
         for m in self.inner.lock().members.iter().filter(|m| m.live()) {
             let p = &m.placed;
-            map.entry(p.spec.service.clone()).or_default().push(json!({
-                "addr": m.addr.to_string(),
-                "host": p.spec.host,
-                "zone": p.spec.zone,
-                "container": p.spec.name,
-            }));
+            map.entry(p.spec.service.clone())
+                .or_default()
+                .push(EndpointConfig {
+                    addr: m.addr,
+                    host: p.spec.host.clone(),
+                    zone: p.spec.zone.clone(),
+                    container: Some(p.spec.name.clone()),
+                    weight: 1.0,
+                });
         }
-        let text = configs::yaml(&json!(map));
+        let text = configs::yaml(&map)?;
         write_atomically(&self.base.endpoints_file, &text)
             .with_context(|| format!("write {}", self.base.endpoints_file.display()))
     }

@@ -32,7 +32,11 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use loadshift_policy::ScaleDecision;
+use loadshift_control::{
+    ControlConfig,
+    config::{ActuatorKind, EndpointConfig, FileDiscoveryConfig, WebhookConfig},
+};
+use loadshift_policy::{ActionKind, ScaleDecision};
 use loadshift_sim::report::PolicyRun;
 use loadshift_sim::scenario::Scenario;
 use parking_lot::Mutex;
@@ -183,39 +187,26 @@ impl Scaling {
         dir: &std::path::Path,
         me: &std::path::Path,
     ) -> anyhow::Result<()> {
-        let control_yaml = std::fs::read_to_string(dir.join("control.yaml"))
+        let control = ControlConfig::load(&dir.join("control.yaml"))
             .context("read the lab's control config")?;
-        let control: Value = serde_yaml_ng::from_str(&control_yaml)?;
-        let field = |k: &str| {
-            control[k]
-                .as_str()
-                .map(String::from)
-                .with_context(|| format!("control.yaml has no {k}"))
-        };
         let base = FleetBase {
             scenario: s.clone(),
             dir: dir.to_path_buf(),
             me: me.to_path_buf(),
-            control: field("listen")?.parse()?,
-            token: field("token_file")?.into(),
+            control: control.listen,
+            token: control.token_file.clone(),
             endpoints_file: self.endpoints_file.clone(),
             max_per_service: self.opts.max_replicas.max(1),
             max_total: self.opts.max_containers,
             // A poll, a push, and the work already queued at the container.
             drain: POLL * 2 + Duration::from_millis(1500),
         };
-        let mut addrs = BTreeMap::new();
-        if let Some(services) = control["services"].as_object() {
-            for e in services
-                .values()
-                .filter_map(|v| v["endpoints"].as_array())
-                .flatten()
-            {
-                if let (Some(c), Some(a)) = (e["container"].as_str(), e["addr"].as_str()) {
-                    addrs.insert(c.to_string(), a.parse()?);
-                }
-            }
-        }
+        let addrs: BTreeMap<String, std::net::SocketAddr> = control
+            .services
+            .values()
+            .flat_map(|svc| &svc.endpoints)
+            .filter_map(|e| Some((e.container.clone()?, e.addr)))
+            .collect();
         *self.slot.lock() = Some(Arc::new(Fleet::adopt(base, sup, &addrs)));
         Ok(())
     }
@@ -316,42 +307,41 @@ pub struct ControlEdit {
 impl ControlEdit {
     /// Points the config's actuator at the receiver and its discovery at the endpoints file,
     /// and writes that file from the config's static endpoints (it must exist at start).
-    pub fn apply(&self, v: &mut Value) -> anyhow::Result<()> {
-        let mut initial = serde_json::Map::new();
-        if let Some(services) = v["services"].as_object() {
-            for (name, svc) in services {
-                initial.insert(name.clone(), svc["endpoints"].clone());
-            }
-        }
-        std::fs::write(
-            &self.endpoints_file,
-            super::configs::yaml(&Value::Object(initial)),
-        )
-        .with_context(|| format!("write {}", self.endpoints_file.display()))?;
-        v["actuator"] = json!("webhook");
-        v["webhook"] = json!({ "url": self.url, "timeout_ms": 30_000 });
-        v["discovery"] = json!({
-            "file": self.endpoints_file.display().to_string(),
-            "poll_ms": POLL.as_millis() as u64,
+    pub fn apply(&self, cfg: &mut ControlConfig) -> anyhow::Result<()> {
+        let initial: BTreeMap<&String, &Vec<EndpointConfig>> = cfg
+            .services
+            .iter()
+            .map(|(name, svc)| (name, &svc.endpoints))
+            .collect();
+        std::fs::write(&self.endpoints_file, super::configs::yaml(&initial)?)
+            .with_context(|| format!("write {}", self.endpoints_file.display()))?;
+        cfg.actuator = ActuatorKind::Webhook;
+        cfg.webhook = Some(WebhookConfig {
+            url: self.url.clone(),
+            timeout_ms: 30_000,
+            token_file: None,
+            kinds: vec![ActionKind::Replicas],
+        });
+        cfg.discovery = Some(FileDiscoveryConfig {
+            file: self.endpoints_file.clone(),
+            poll_ms: POLL.as_millis() as u64,
         });
         let interval_ms = self.opts.interval.as_millis().max(1) as u64;
-        v["scale_interval_ms"] = json!(interval_ms);
         let s = &self.scenario;
         let scalers = self.opts.scalers(s);
         for svc in &s.services {
-            let Some(cfg) = v["services"].get_mut(&svc.name) else {
+            let Some(cfg) = cfg.services.get_mut(&svc.name) else {
                 continue;
             };
             let name = scalers.get(&svc.name).cloned().unwrap_or_default();
             if name == "hpa" {
-                cfg["scaler_settings"] = json!({ "hpa": {
-                    "capacity": f64::from(svc.concurrency.max(1)),
-                    "max_replicas": self.opts.max_replicas.max(1),
-                    "interval_ms": interval_ms,
-                    "scale_down_stabilization_ms": self.opts.scale_down_window.as_millis() as u64,
-                }});
+                let hpa = &mut cfg.scaler_settings.hpa;
+                hpa.capacity = f64::from(svc.concurrency.max(1));
+                hpa.max_replicas = self.opts.max_replicas.max(1);
+                hpa.interval_ms = interval_ms;
+                hpa.scale_down_stabilization_ms = self.opts.scale_down_window.as_millis() as u64;
             }
-            cfg["scaler"] = json!(name);
+            cfg.scaler = name;
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use loadshift_sim::scenario::Scenario;
@@ -27,6 +28,8 @@ pub struct Supervisor {
     pub gateway: SocketAddr,
     /// The control plane's `/metrics` listener (plan pushes are read there).
     pub control_metrics: SocketAddr,
+    /// The period of the control plane's fastest planner.
+    pub control_interval: Duration,
 }
 
 /// Loopback ports held open until the process that binds them starts. Holding them keeps the OS
@@ -50,9 +53,10 @@ impl Reserved {
     }
 }
 
-fn write_yaml(dir: &Path, name: &str, v: &serde_json::Value) -> anyhow::Result<PathBuf> {
+fn write_yaml(dir: &Path, name: &str, v: &impl serde::Serialize) -> anyhow::Result<PathBuf> {
     let path = dir.join(name);
-    std::fs::write(&path, configs::yaml(v)).with_context(|| format!("write {}", path.display()))?;
+    std::fs::write(&path, configs::yaml(v)?)
+        .with_context(|| format!("write {}", path.display()))?;
     Ok(path)
 }
 
@@ -92,6 +96,7 @@ impl Supervisor {
             interference_files: Vec::new(),
             gateway: ports.take()?,
             control_metrics: ports.take()?,
+            control_interval: Duration::from_secs(5),
         };
         let control = ports.take()?;
         let gateway_admin = ports.take()?;
@@ -108,6 +113,7 @@ impl Supervisor {
         if let Some(edit) = control_edit {
             edit.apply(&mut control_cfg)?;
         }
+        this.control_interval = configs::control_interval(&control_cfg)?;
         let path = write_yaml(dir, "control.yaml", &control_cfg)?;
         this.spawn_ready(
             "control",

@@ -46,6 +46,7 @@ pub fn service(planner: &str, eps: &[(SocketAddr, &str, f64)]) -> ServiceConfig 
         planner: planner.into(),
         scaler: "none".into(),
         scaler_settings: Default::default(),
+        planner_settings: None,
         objective: None,
         endpoints: eps
             .iter()
@@ -67,7 +68,7 @@ pub fn config(
     services: Vec<(&str, ServiceConfig)>,
 ) -> ControlConfig {
     let mut c = ControlConfig::new(listen, token);
-    c.planner_interval_ms = 200;
+    c.planner_settings.interval_ms = Some(200);
     c.services = services
         .into_iter()
         .map(|(n, s)| (n.to_string(), s))

@@ -3,89 +3,55 @@
 //! decides which policy runs when.
 //!
 //! A [`Planner`] turns a telemetry [`Snapshot`] into a [`PlanUpdate`] (weights, subsets, blocking);
-//! a [`Scaler`] turns one into [`ScaleDecision`]s. Both are sans-IO: everything they know arrives
-//! in the snapshot (including the clock), so the same implementation runs in `loadshift control`,
-//! `loadshift sim` and `loadshift lab`.
+//! a [`Scaler`] turns one into [`ScaleDecision`]s (replicas, per-container limits, brownout), which
+//! an [`Actuator`] carries out. Both are sans-IO: everything they know arrives in the snapshot
+//! (including the clock), so the same implementation runs in `loadshift control`, `loadshift sim`
+//! and `loadshift lab`, driven by the same [`schedule::Schedule`].
+//!
+//! - [`snapshot`]: what policies read (services, containers, hosts, proxies, the call graph,
+//!   flows, applications) and the view of one scope.
+//! - [`objective`]: latency objectives and the management objectives MO1-MO3 (seed 004).
+//! - [`decision`]: scale decisions, action kinds and the actuator contract.
+//! - [`planners`], [`scalers`]: every algorithm by registry name, with typed settings.
+//! - [`registry`]: a policy instance from its [`schedule::TaskSpec`].
+//! - [`schedule`]: who runs when, over which view; the one control loop of every host.
+//! - [`store`]: the performance table's persistence contract, implemented by the hosts.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
-use std::{collections::BTreeMap, time::Duration};
-
-use loadshift_core::{
-    endpoint::Endpoint,
-    plan::ServicePlan,
-    telemetry::{WindowSnapshot, pressure::HostPressure},
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
 };
-use serde::{Deserialize, Serialize};
 
+use loadshift_core::plan::ServicePlan;
+
+pub mod decision;
+pub mod objective;
 pub mod planners;
+pub mod registry;
 pub mod scalers;
+pub mod schedule;
+pub mod snapshot;
 pub mod store;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
-/// Identity of one proxy (pod name; unique within the mesh).
-pub type ProxyId = String;
+pub use decision::{ActionKind, ActuateError, Actuator, ResourceLimits, ScaleDecision, actuate};
+pub use objective::{ManagementObjective, Objective};
+pub use snapshot::{
+    ApplicationState, CallEdge, ContainerState, ContainerUsage, FlowState, ProxyId, ProxyInfo,
+    ServiceState, Snapshot,
+};
 
-/// One container of a service as the control plane sees it.
-#[derive(Clone, Debug)]
-pub struct ContainerState {
-    pub endpoint: Endpoint,
-    /// Latency of the container's own app, measured by its inbound sidecar (the papers'
-    /// "container latency"); `None` until its proxy reports.
-    pub inbound: Option<WindowSnapshot>,
-    /// Calls to this container as seen by every caller's outbound side, merged.
-    pub outbound: WindowSnapshot,
-    /// Requests in flight to the container summed over callers.
-    pub in_flight: u32,
-    /// Mean Peak-EWMA estimate over callers, milliseconds.
-    pub ewma_ms: f64,
-}
-
-/// Everything known about one service.
-#[derive(Clone, Debug, Default)]
-pub struct ServiceState {
-    pub name: String,
-    pub containers: Vec<ContainerState>,
-    /// Proxies that call this service (its downstreams), for per-proxy subsets.
-    pub callers: Vec<ProxyId>,
-    /// Offered load, requests per second, summed over callers (including blocked requests).
-    pub offered_rps: f64,
-    /// Objective the operator set, if any.
-    pub objective: Option<Objective>,
-}
-
-/// A service-level objective.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Objective {
-    /// Latency target in milliseconds at `percentile`.
-    pub sla_ms: f64,
-    /// Percentile of the target, e.g. 95.0.
-    pub percentile: f64,
-}
-
-/// The input of every planner and scaler.
-#[derive(Clone, Debug, Default)]
-pub struct Snapshot {
-    /// Clock reading (time since the control plane or simulation started).
-    pub now: Duration,
-    pub services: BTreeMap<String, ServiceState>,
-    /// Host pressure per `host` label.
-    pub hosts: BTreeMap<String, HostPressure>,
-    /// Placement of every connected proxy, from its Hello: what per-proxy planners need to know
-    /// about a caller (`local` reads the zone, `imbres-connect` the host and inbound service).
-    pub proxies: BTreeMap<ProxyId, ProxyInfo>,
-}
-
-/// Where one proxy runs and what it fronts.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ProxyInfo {
-    /// Node of the proxy's pod (`host` label).
-    pub host: String,
-    /// Zone of the proxy's pod.
-    pub zone: String,
-    /// The service whose container this proxy fronts (its inbound service), if any.
-    pub service: Option<String>,
+/// A tunable that cannot work: `field` is the path below the settings section
+/// (`planner_settings` or `scaler_settings`).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{field} = {value}: {reason}")]
+pub struct BadSetting {
+    pub field: String,
+    pub value: String,
+    pub reason: String,
 }
 
 /// A planner's output.
@@ -95,6 +61,61 @@ pub struct PlanUpdate {
     pub services: BTreeMap<String, ServicePlan>,
     /// Plans for one caller only (per-proxy subsets); win over `services` for that proxy.
     pub per_proxy: BTreeMap<ProxyId, BTreeMap<String, ServicePlan>>,
+}
+
+/// A service's plans in one update: what replaces its plans when the update is applied.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServicePlans<'a> {
+    /// For callers without a per-proxy plan; `None`: the data plane balances on its own.
+    pub wide: Option<&'a ServicePlan>,
+    /// Per caller.
+    pub per_proxy: BTreeMap<&'a str, &'a ServicePlan>,
+}
+
+impl PlanUpdate {
+    /// Services the update speaks for: named in `services` or in any caller's `per_proxy`. Every
+    /// host applies an update the same way: each of these services gets exactly the plans
+    /// [`PlanUpdate::for_service`] returns (a per-proxy plan not repeated is withdrawn), and every
+    /// other service keeps the plans it had.
+    pub fn touched(&self) -> BTreeSet<&str> {
+        let mut t: BTreeSet<&str> = self.services.keys().map(String::as_str).collect();
+        for plans in self.per_proxy.values() {
+            t.extend(plans.keys().map(String::as_str));
+        }
+        t
+    }
+
+    /// The plans of `service` in this update.
+    pub fn for_service(&self, service: &str) -> ServicePlans<'_> {
+        ServicePlans {
+            wide: self.services.get(service),
+            per_proxy: self
+                .per_proxy
+                .iter()
+                .filter_map(|(p, m)| Some((p.as_str(), m.get(service)?)))
+                .collect(),
+        }
+    }
+
+    /// Keeps the plans of services `keep` accepts; returns how many plans were dropped.
+    pub fn retain_services(&mut self, mut keep: impl FnMut(&str) -> bool) -> usize {
+        let before = self.len();
+        self.services.retain(|s, _| keep(s));
+        for plans in self.per_proxy.values_mut() {
+            plans.retain(|s, _| keep(s));
+        }
+        self.per_proxy.retain(|_, plans| !plans.is_empty());
+        before - self.len()
+    }
+
+    /// Plans in the update, service-wide and per proxy.
+    pub fn len(&self) -> usize {
+        self.services.len() + self.per_proxy.values().map(BTreeMap::len).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Turns telemetry into plans. Called every `interval()`.
@@ -114,31 +135,14 @@ pub trait Planner: Send {
     }
 }
 
-/// One scaling decision.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ScaleDecision {
-    pub service: String,
-    /// Containers before the decision.
-    pub from: u32,
-    /// Containers wanted.
-    pub to: u32,
-    /// Why, in words an operator reads.
-    pub reason: String,
-}
-
-/// Turns telemetry into container counts. Called every `interval()`.
+/// Turns telemetry into scale decisions. Called every `interval()`.
 pub trait Scaler: Send {
+    /// Registry name (`none`, `hpa`, ...).
     fn name(&self) -> &str;
-    /// Default 60 s.
+    /// How often the control loop calls `scale` (default 60 s).
     fn interval(&self) -> Duration {
         Duration::from_secs(60)
     }
+    /// Decisions for the services this scaler owns.
     fn scale(&mut self, snap: &Snapshot) -> Vec<ScaleDecision>;
-}
-
-/// Carries out scale decisions (dry-run, lab supervisor, Kubernetes).
-pub trait Actuator: Send {
-    fn name(&self) -> &str;
-    /// Applies one decision; an error is logged and reported, never fatal to the loop.
-    fn apply(&mut self, d: &ScaleDecision) -> Result<(), String>;
 }

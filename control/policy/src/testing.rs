@@ -23,6 +23,7 @@ pub fn container(port: u16, host: &str, mean_ms: f64, n: u64) -> ContainerState 
         outbound: WindowSnapshot::default(),
         in_flight: 0,
         ewma_ms: mean_ms,
+        usage: Default::default(),
     }
 }
 

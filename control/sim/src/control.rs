@@ -1,198 +1,122 @@
-//! The control loop inside the simulation: telemetry snapshots built from the simulated proxies'
-//! windows and estimators, plans from the real planners applied to the real balancers (validated
-//! like a proxy validates them: an invalid plan is refused and the last good one stays), and
-//! scale decisions from the real scalers turned into containers started or stopped.
+//! The control plane inside the simulation: at every instant the shared [`Schedule`] has tasks
+//! due, the engine builds a snapshot (`snapshot.rs`), runs them and applies their outputs the way
+//! the control plane and the proxies do. Plans follow [`PlanUpdate::touched`]: each service an
+//! update speaks for gets exactly its plans (validated like a proxy validates them: an invalid
+//! plan is refused and the last good one stays), every other service keeps its own. Scale
+//! decisions go through [`actuate`] to the simulated actuator, which starts and stops containers
+//! and refuses CPU / memory limits and brownout (the twin does not model them yet).
+//!
+//! [`Schedule`]: loadshift_policy::schedule::Schedule
 
 use std::{collections::BTreeMap, time::Duration};
 
-use loadshift_core::{plan::ServicePlan, telemetry::pressure::HostPressure};
-
-use super::{engine::Engine, world::NONE};
+use loadshift_core::plan::ServicePlan;
 use loadshift_policy::{
-    ContainerState, PlanUpdate, ProxyInfo, ScaleDecision, ServiceState, Snapshot,
+    ActionKind, ActuateError, Actuator, PlanUpdate, ScaleDecision, actuate, schedule::Action,
 };
 
+use super::{
+    engine::{Engine, Refusal},
+    world::NONE,
+};
+
+/// The simulator as an actuator: replica changes only.
+struct Containers<'a>(&'a mut Engine);
+
+impl Actuator for Containers<'_> {
+    fn name(&self) -> &str {
+        "sim"
+    }
+
+    fn supports(&self) -> &[ActionKind] {
+        &[ActionKind::Replicas]
+    }
+
+    fn apply(&mut self, d: &ScaleDecision) -> Result<(), ActuateError> {
+        self.0.apply_scale(d);
+        Ok(())
+    }
+}
+
 impl Engine {
-    /// The snapshot every planner and scaler reads, at the current simulated time.
-    pub(super) fn snapshot(&mut self) -> Snapshot {
-        let now = Duration::from_nanos(self.now);
-        let elapsed = (self.now.saturating_sub(self.last_snapshot_ns)) as f64 / 1e9;
-        self.last_snapshot_ns = self.now;
-        let self_load = self.interference_self_load();
-        let w = &mut self.w;
-        let mut services = BTreeMap::new();
-        for svc in &mut w.svcs {
-            let containers = svc
-                .members
-                .iter()
-                .enumerate()
-                .map(|(i, &c)| {
-                    let ctr = &w.ctrs[c as usize];
-                    let (sum, n) = svc.callers.iter().fold((0.0, 0u32), |(s, n), &(p, k)| {
-                        let ob = &w.proxies[p as usize].out[k as usize];
-                        match ob.ewma.get(i) {
-                            Some(e) => (s + e.estimate_ns(), n + 1),
-                            None => (s, n),
+    /// Runs the tasks due now and applies what they produced; queues the next round.
+    pub(super) fn control_round(&mut self) {
+        let snap = self.snapshot();
+        let round = self.schedule.run_due(&snap);
+        for out in &round.outputs {
+            match &out.action {
+                Action::Plans(up) => self.apply_plans(up),
+                Action::Decisions(ds) => {
+                    for d in ds {
+                        self.scale_decisions.push(d.clone());
+                        if let Err(e) = actuate(&mut Containers(self), d) {
+                            self.refusals.push(Refusal {
+                                decision: d.clone(),
+                                error: e.to_string(),
+                            });
                         }
-                    });
-                    ContainerState {
-                        endpoint: svc.eps[i].clone(),
-                        inbound: Some(ctr.inbound.snapshot(now)),
-                        outbound: ctr.outbound.snapshot(now),
-                        in_flight: ctr.in_flight,
-                        ewma_ms: if n == 0 {
-                            0.0
-                        } else {
-                            sum / f64::from(n) / 1e6
-                        },
                     }
-                })
-                .collect();
-            let offered = svc.offered - svc.offered_at_snapshot;
-            svc.offered_at_snapshot = svc.offered;
-            services.insert(
-                svc.name.clone(),
-                ServiceState {
-                    name: svc.name.clone(),
-                    containers,
-                    callers: svc
-                        .callers
-                        .iter()
-                        .map(|&(p, _)| w.proxies[p as usize].id.clone())
-                        .collect(),
-                    offered_rps: if elapsed > 0.0 {
-                        offered as f64 / elapsed
-                    } else {
-                        0.0
-                    },
-                    objective: svc.objective.clone(),
-                },
-            );
+                }
+            }
         }
-        let t = self.now as f64 / 1e9;
-        // HostPressure has no memory-bandwidth or network utilisation field; the simulator reports
-        // them as PSI memory / io percentages, the nearest signals a real host exposes.
-        let hosts = w
-            .hosts
-            .iter()
-            .map(|h| {
-                let own = if self_load {
-                    f64::from(h.busy) / f64::from(h.cores)
-                } else {
-                    0.0
-                };
-                let p = HostPressure {
-                    cpu_util: (h.cpu.at(t) + own).clamp(0.0, 1.0),
-                    psi_cpu: None,
-                    psi_memory: Some(100.0 * h.membw.at(t).clamp(0.0, 1.0)),
-                    psi_io: Some(100.0 * h.net.at(t).clamp(0.0, 1.0)),
-                };
-                (h.name.clone(), p)
-            })
-            .collect();
-        let proxies = w
-            .proxies
-            .iter()
-            .map(|p| {
-                let info = match w.ctrs.get(p.ctr as usize) {
-                    Some(c) => ProxyInfo {
-                        host: w.hosts[c.host as usize].name.clone(),
-                        zone: w.zones[c.zone as usize].clone(),
-                        service: Some(w.svcs[c.svc as usize].name.clone()),
-                    },
-                    None => ProxyInfo {
-                        host: String::new(),
-                        zone: w.zones[p.zone as usize].clone(),
-                        service: None,
-                    },
-                };
-                (p.id.clone(), info)
-            })
-            .collect();
-        Snapshot {
-            now,
-            services,
-            hosts,
-            proxies,
+        if let Some(trace) = self.trace.as_mut() {
+            trace.push((snap, round));
         }
-    }
-
-    pub(super) fn planner_tick(&mut self, i: usize) {
-        let snap = self.snapshot();
-        let update = self.planners[i].planner.plan(&snap);
-        self.planners[i].iterations += 1;
-        let owned = std::mem::take(&mut self.planners[i].owned);
-        self.apply_plans(update, &owned);
-        self.planners[i].owned = owned;
-        let next = self.now + self.planners[i].interval_ns;
-        if next <= self.duration_ns {
-            self.push_control(next, true, i);
-        }
-    }
-
-    pub(super) fn scaler_tick(&mut self, i: usize) {
-        let snap = self.snapshot();
-        let decisions = self.scalers[i].scaler.scale(&snap);
-        let owned = std::mem::take(&mut self.scalers[i].owned);
-        for d in &decisions {
-            self.apply_scale(d, &owned);
-        }
-        self.scalers[i].decisions.extend(decisions);
-        self.scalers[i].owned = owned;
-        let next = self.now + self.scalers[i].interval_ns;
-        if next <= self.duration_ns {
-            self.push_control(next, false, i);
-        }
+        self.push_control();
     }
 
     fn svc_index(&self, name: &str) -> Option<usize> {
         self.svc_names.iter().position(|n| n == name)
     }
 
-    /// Applies the services `owned` by the planner that produced `up`.
-    fn apply_plans(&mut self, up: PlanUpdate, owned: &[bool]) {
+    /// Gives every service the update speaks for exactly its plans in the update.
+    fn apply_plans(&mut self, up: &PlanUpdate) {
         let now = Duration::from_nanos(self.now);
-        for (name, sp) in up.services {
-            let Some(s) = self.svc_index(&name).filter(|&s| owned[s]) else {
+        for name in up.touched() {
+            let Some(s) = self.svc_index(name) else {
                 continue;
             };
-            if !self.valid(s, &sp) {
-                continue;
-            }
-            if self.w.svcs[s].plan.as_ref() != Some(&sp) {
-                self.w.svcs[s].plan = Some(sp);
-                self.rec.plan_pushes += 1;
-                for (p, k) in self.w.svcs[s].callers.clone() {
-                    if !self.w.svcs[s].per_proxy.contains_key(&p) {
-                        self.w.rebuild_outbound(p, k as usize, now);
-                    }
-                }
-            }
-        }
-        for (proxy_id, plans) in up.per_proxy {
-            let Some(&p) = self.w.proxy_index.get(&proxy_id) else {
-                self.plan_rejections += 1;
-                continue;
+            let plans = up.for_service(name);
+            let wide = match plans.wide {
+                Some(sp) if !self.valid(s, sp) => self.w.svcs[s].plan.clone(),
+                other => other.cloned(),
             };
-            for (name, sp) in plans {
-                let Some(s) = self.svc_index(&name).filter(|&s| owned[s]) else {
-                    continue;
-                };
-                let Some(k) = self.w.proxies[p as usize]
-                    .out
-                    .iter()
-                    .position(|o| o.svc as usize == s)
-                else {
+            let mut per_proxy = std::collections::HashMap::new();
+            for (proxy_id, sp) in plans.per_proxy {
+                let Some(&p) = self.w.proxy_index.get(proxy_id) else {
                     self.plan_rejections += 1;
                     continue;
                 };
-                if !self.valid(s, &sp) {
+                if !self.w.proxies[p as usize]
+                    .out
+                    .iter()
+                    .any(|o| o.svc as usize == s)
+                {
+                    self.plan_rejections += 1;
                     continue;
                 }
-                if self.w.svcs[s].per_proxy.get(&p) != Some(&sp) {
-                    self.w.svcs[s].per_proxy.insert(p, sp);
-                    self.rec.plan_pushes += 1;
-                    self.w.rebuild_outbound(p, k, now);
+                if self.valid(s, sp) {
+                    per_proxy.insert(p, sp.clone());
+                } else if let Some(old) = self.w.svcs[s].per_proxy.get(&p) {
+                    per_proxy.insert(p, old.clone());
+                }
+            }
+            let svc = &mut self.w.svcs[s];
+            let wide_changed = svc.plan != wide;
+            let mut changed: Vec<u32> = per_proxy
+                .iter()
+                .filter(|(p, sp)| svc.per_proxy.get(p) != Some(sp))
+                .map(|(&p, _)| p)
+                .collect();
+            changed.extend(svc.per_proxy.keys().filter(|p| !per_proxy.contains_key(p)));
+            self.rec.plan_pushes += u64::from(wide_changed) + changed.len() as u64;
+            svc.plan = wide;
+            svc.per_proxy = per_proxy;
+            for (p, k) in svc.callers.clone() {
+                if changed.contains(&p)
+                    || (wide_changed && !self.w.svcs[s].per_proxy.contains_key(&p))
+                {
+                    self.w.rebuild_outbound(p, k as usize, now);
                 }
             }
         }
@@ -210,8 +134,8 @@ impl Engine {
 
     /// Starts containers on the hosts with the most free cores, or stops the newest ones (never
     /// the last one). Stopped containers finish the work already queued at them.
-    fn apply_scale(&mut self, d: &ScaleDecision, owned: &[bool]) {
-        let Some(s) = self.svc_index(&d.service).filter(|&s| owned[s]) else {
+    fn apply_scale(&mut self, d: &ScaleDecision) {
+        let Some(s) = self.svc_index(&d.service) else {
             return;
         };
         let cur = self.w.svcs[s].members.len();

@@ -1,29 +1,47 @@
 //! The event loop: one binary heap of events ordered by (time, sequence), the report-interval
-//! clock, the planner and scaler ticks, and the end of the run (drain, unfinished requests). The
-//! request path itself is in `request.rs`.
+//! clock, the control rounds of the shared schedule, and the end of the run (drain, unfinished
+//! requests). The request path itself is in `request.rs`, the control side in `snapshot.rs` and
+//! `control.rs`.
 
 use std::{cmp::Reverse, collections::BinaryHeap};
 
 use loadshift_core::outlier::OutlierParams;
+use loadshift_policy::{
+    ManagementObjective, ScaleDecision, Snapshot,
+    schedule::{Role, Round, Schedule},
+};
 use rand::{SeedableRng, rngs::SmallRng};
 
 use super::{
-    PlannerRt, ScalerRt,
     metrics::{self, Recorder},
     request::{CallRec, Req},
     world::World,
 };
 use crate::scenario::{ArrivalState, InterferenceModel, Scenario, dist::Normals};
 
-pub(super) const EV_ARRIVAL: u8 = 0;
-pub(super) const EV_CALL_ARRIVE: u8 = 1;
-pub(super) const EV_DONE: u8 = 2;
-const EV_PLANNER: u8 = 3;
-const EV_SCALER: u8 = 4;
+/// What happens at one instant. Ties in time are broken by insertion order, never by the event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Event {
+    /// The next request of flow `.0` arrives at its ingress.
+    Arrival(u32),
+    /// Call `.0` reaches its container (after the network delay).
+    CallArrive(u32),
+    /// Call `.0`'s own work at its container is done.
+    Done(u32),
+    /// The control schedule has tasks due.
+    Control,
+}
+
+/// A decision the simulated actuator refused, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    pub decision: ScaleDecision,
+    pub error: String,
+}
 
 pub(super) struct Engine {
     pub(super) w: World,
-    pub(super) heap: BinaryHeap<Reverse<(u64, u64, u8, u32)>>,
+    pub(super) heap: BinaryHeap<Reverse<(u64, u64, Event)>>,
     pub(super) seq: u64,
     pub(super) now: u64,
     pub(super) rng_work: SmallRng,
@@ -36,8 +54,12 @@ pub(super) struct Engine {
     pub(super) free_reqs: Vec<u32>,
     pub(super) live_reqs: u64,
     pub(super) rec: Recorder,
-    pub(super) planners: Vec<PlannerRt>,
-    pub(super) scalers: Vec<ScalerRt>,
+    pub(super) schedule: Schedule,
+    /// Every round with the snapshot it read, when tracing.
+    pub(super) trace: Option<Vec<(Snapshot, Round)>>,
+    pub(super) scale_decisions: Vec<ScaleDecision>,
+    pub(super) refusals: Vec<Refusal>,
+    pub(super) management: Option<ManagementObjective>,
     pub(super) duration_ns: u64,
     pub(super) warmup_ns: u64,
     pub(super) report_ns: u64,
@@ -64,7 +86,7 @@ pub(super) fn ns(s: f64) -> u64 {
 }
 
 impl Engine {
-    pub fn new(s: &Scenario, seed: u64, planners: Vec<PlannerRt>, scalers: Vec<ScalerRt>) -> Self {
+    pub fn new(s: &Scenario, seed: u64, schedule: Schedule) -> Self {
         let w = World::build(s);
         // Separate streams: arrivals (one per flow), work (service times, call probabilities,
         // errors) and balancing, so policies compared on one seed see the same arrivals.
@@ -79,7 +101,16 @@ impl Engine {
                 )
             })
             .collect();
-        let control_ns = planners.first().map_or(5_000_000_000, |p| p.interval_ns);
+        // Convergence is counted in control intervals: the shortest planner interval (the
+        // planners of one scenario usually share theirs).
+        let control_ns = schedule
+            .tasks()
+            .iter()
+            .filter(|t| t.role == Role::Planner)
+            .map(|t| t.interval.as_nanos() as u64)
+            .min()
+            .unwrap_or(5_000_000_000)
+            .max(1);
         let mut rec = Recorder::new(w.svcs.len(), w.hosts.len(), control_ns);
         rec.full_control_intervals = (ns(s.duration_s) / control_ns.max(1)) as usize;
         // Changes inside the last quarter would be judged against a tail they are part of.
@@ -102,8 +133,11 @@ impl Engine {
             reqs: Vec::new(),
             free_reqs: Vec::new(),
             live_reqs: 0,
-            planners,
-            scalers,
+            schedule,
+            trace: None,
+            scale_decisions: Vec::new(),
+            refusals: Vec::new(),
+            management: s.policy.management.clone(),
             duration_ns: ns(s.duration_s),
             warmup_ns: ns(s.warmup_s),
             report_ns: ns(s.report_interval_s).max(1),
@@ -119,17 +153,23 @@ impl Engine {
         }
     }
 
-    pub(super) fn push_control(&mut self, t: u64, planner: bool, i: usize) {
-        self.push(t, if planner { EV_PLANNER } else { EV_SCALER }, i as u32);
+    /// Queues the next control round, if the schedule has one before the end.
+    pub(super) fn push_control(&mut self) {
+        if let Some(t) = self.schedule.next_due() {
+            let t = t.as_nanos() as u64;
+            if t <= self.duration_ns {
+                self.push(t.max(self.now), Event::Control);
+            }
+        }
     }
 
     pub(super) fn interference_self_load(&self) -> bool {
         self.interference.self_load
     }
 
-    pub(super) fn push(&mut self, t: u64, kind: u8, a: u32) {
+    pub(super) fn push(&mut self, t: u64, ev: Event) {
         self.seq += 1;
-        self.heap.push(Reverse((t, self.seq, kind, a)));
+        self.heap.push(Reverse((t, self.seq, ev)));
     }
 
     /// Runs to the end: arrivals stop at `duration_s`, then requests in flight drain for up to
@@ -138,24 +178,13 @@ impl Engine {
         let dur_s = secs(self.duration_ns);
         for f in 0..self.arrivals.len() {
             if let Some(t) = self.arrivals[f].next_after(0.0, dur_s) {
-                self.push(ns(t), EV_ARRIVAL, f as u32);
+                self.push(ns(t), Event::Arrival(f as u32));
             }
         }
-        for i in 0..self.planners.len() {
-            let t = self.planners[i].interval_ns;
-            if t <= self.duration_ns {
-                self.push(t, EV_PLANNER, i as u32);
-            }
-        }
-        for i in 0..self.scalers.len() {
-            let t = self.scalers[i].interval_ns;
-            if t <= self.duration_ns {
-                self.push(t, EV_SCALER, i as u32);
-            }
-        }
+        self.push_control();
         let hard_end =
             self.duration_ns + self.timeout_ns.iter().copied().max().unwrap_or(0) + 1_000_000_000;
-        while let Some(Reverse((t, _, kind, a))) = self.heap.pop() {
+        while let Some(Reverse((t, _, ev))) = self.heap.pop() {
             if t > hard_end {
                 break;
             }
@@ -167,13 +196,11 @@ impl Engine {
             }
             self.now = t;
             self.events += 1;
-            match kind {
-                EV_ARRIVAL => self.arrival(a as usize),
-                EV_CALL_ARRIVE => self.arrive(a),
-                EV_DONE => self.done(a),
-                EV_PLANNER => self.planner_tick(a as usize),
-                EV_SCALER => self.scaler_tick(a as usize),
-                _ => unreachable!("event kinds are the constants above"),
+            match ev {
+                Event::Arrival(f) => self.arrival(f as usize),
+                Event::CallArrive(c) => self.arrive(c),
+                Event::Done(c) => self.done(c),
+                Event::Control => self.control_round(),
             }
             if t >= self.duration_ns && self.live_reqs == 0 {
                 break;

@@ -26,34 +26,38 @@ pub mod report;
 mod request;
 pub mod scenario;
 pub mod seeds;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 mod world;
 
+pub use engine::Refusal;
 pub use metrics::{CONVERGE_POOL, converged_after, onset_s};
 
 use std::{collections::BTreeMap, time::Instant};
+
+use loadshift_policy::{
+    Planner, ScaleDecision, Scaler, Snapshot,
+    planners::PlannerSettings,
+    registry::{self, BuildError},
+    scalers::ScalerSettings,
+    schedule::{
+        AssignError, Assignment, Choice, PolicyBox, Role, Round, Schedule, Scope, TaskSpec,
+    },
+};
 
 use crate::{
     report::{PolicyRun, Report},
     scenario::Scenario,
 };
-use loadshift_policy::{
-    Planner, ScaleDecision, Scaler,
-    planners::{self, settings::SettingsError},
-    scalers,
-};
-
-/// Policy names the simulator runs without a planner: the data plane balances on its own.
-pub const DATA_PLANE_ONLY: &[&str] = &["p2c-ewma"];
 
 /// Why a simulation could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error(transparent)]
-    Planner(#[from] planners::settings::SettingsError),
+    Build(#[from] BuildError),
     #[error(transparent)]
-    Scaler(#[from] scalers::UnknownScaler),
+    Assign(#[from] AssignError),
 }
 
 /// Command-line overrides of the scenario's choices.
@@ -65,33 +69,20 @@ pub struct SimOptions {
     pub scaler: Option<String>,
     /// Seed (overrides the scenario).
     pub seed: Option<u64>,
-    /// Tunables of the shifting and connection planners (default: the papers').
-    pub planner_settings: planners::PlannerSettings,
+    /// Planner tunables for every service (overrides the scenario's `planner_settings`).
+    pub planner_settings: Option<PlannerSettings>,
+    /// Scaler tunables for every service (overrides the scenario's `scaler_settings`).
+    pub scaler_settings: Option<ScalerSettings>,
+    /// Keep every control round with the snapshot it read ([`Outcome::rounds`]).
+    pub trace: bool,
 }
 
-/// A planner instance and the services it plans.
-pub struct PlannerRt {
-    pub planner: Box<dyn Planner>,
-    /// Indexed like the scenario's services.
-    pub owned: Vec<bool>,
-    pub interval_ns: u64,
-    pub iterations: u32,
-}
-
-/// A scaler instance and the services it scales.
-pub struct ScalerRt {
-    pub scaler: Box<dyn Scaler>,
-    pub owned: Vec<bool>,
-    pub interval_ns: u64,
-    pub decisions: Vec<ScaleDecision>,
-}
-
-/// The policies of one run, resolved.
+/// The policies of one run: a schedule built as of time 0.
 pub struct Policies {
     /// `<planner>` or `<planner>+<scaler>`.
     pub name: String,
-    pub planners: Vec<PlannerRt>,
-    pub scalers: Vec<ScalerRt>,
+    pub schedule: Schedule,
+    specs: Vec<TaskSpec>,
 }
 
 /// What one run produced.
@@ -112,71 +103,67 @@ pub struct Outcome {
     /// Plans refused by validation (kept the last good plan).
     pub plan_rejections: u64,
     pub scale_decisions: Vec<ScaleDecision>,
+    /// Decisions the simulated actuator did not carry out (limits, brownout), with the reason.
+    pub refusals: Vec<Refusal>,
     /// Per service at the end of the run: connections its live callers' balancers may use
     /// (caller proxy x eligible endpoint pairs), the quantity Imbres §4.2 caps.
     pub connections: BTreeMap<String, u64>,
+    /// Every control round and the snapshot it read, with [`SimOptions::trace`].
+    pub rounds: Vec<(Snapshot, Round)>,
+}
+
+/// Builds a spec's policy: the registry's, with `round-robin` falling back to `even` when no
+/// planner of that name is registered (older scenarios name it).
+fn build(spec: &TaskSpec) -> Result<PolicyBox, BuildError> {
+    match registry::build(spec) {
+        Err(e) if spec.role == Role::Planner && spec.name == "round-robin" => {
+            let even = TaskSpec {
+                name: "even".into(),
+                ..spec.clone()
+            };
+            registry::build(&even).map_err(|_| e)
+        }
+        other => other,
+    }
 }
 
 impl Policies {
-    /// Resolves planner and scaler per service: the override when given, else the scenario's.
-    /// `round-robin` is the `even` planner when no planner of that name is registered;
-    /// `p2c-ewma` without a registered planner means no plan at all.
+    /// Resolves planner and scaler per service (the override when given, else the scenario's)
+    /// into the schedule's tasks, one application of every service.
     pub fn resolve(s: &Scenario, o: &SimOptions) -> Result<Self, SimError> {
-        let n = s.services.len();
-        let mut by_planner: BTreeMap<String, Vec<bool>> = BTreeMap::new();
-        let mut by_scaler: BTreeMap<String, Vec<bool>> = BTreeMap::new();
-        for (i, svc) in s.services.iter().enumerate() {
-            let p = o
-                .planner
-                .clone()
-                .unwrap_or_else(|| s.planner_for(&svc.name).to_string());
-            by_planner.entry(p).or_insert_with(|| vec![false; n])[i] = true;
-            let sc = o
-                .scaler
-                .clone()
-                .unwrap_or_else(|| s.scaler_for(&svc.name).to_string());
-            by_scaler.entry(sc).or_insert_with(|| vec![false; n])[i] = true;
+        let mut a = Assignment::default();
+        for svc in &s.services {
+            let own = s.policy.services.get(&svc.name);
+            let choice = Choice {
+                planner: o
+                    .planner
+                    .clone()
+                    .unwrap_or_else(|| s.planner_for(&svc.name).to_string()),
+                planner_settings: o
+                    .planner_settings
+                    .clone()
+                    .or_else(|| own.and_then(|p| p.planner_settings.clone()))
+                    .unwrap_or_else(|| s.policy.planner_settings.clone()),
+                scaler: o
+                    .scaler
+                    .clone()
+                    .unwrap_or_else(|| s.scaler_for(&svc.name).to_string()),
+                scaler_settings: o
+                    .scaler_settings
+                    .clone()
+                    .or_else(|| own.and_then(|p| p.scaler_settings.clone()))
+                    .unwrap_or_else(|| s.policy.scaler_settings.clone()),
+            };
+            a.services.insert(svc.name.clone(), choice);
         }
+        let specs = a.tasks()?;
+        let mut schedule = Schedule::new();
+        schedule.sync(specs.clone(), std::time::Duration::ZERO, build)?;
         let planner_name = o
             .planner
             .clone()
             .unwrap_or_else(|| s.policy.planner.clone());
         let scaler_name = o.scaler.clone().unwrap_or_else(|| s.policy.scaler.clone());
-        let mut planners_rt = Vec::new();
-        // The global planner first: its interval is the run's control interval.
-        let mut names: Vec<String> = by_planner.keys().cloned().collect();
-        names.sort_by_key(|n| *n != planner_name);
-        for name in names {
-            let owned = by_planner.remove(&name).unwrap_or_default();
-            let planner = match planners::build_with(&name, &o.planner_settings) {
-                Ok(p) => p,
-                Err(SettingsError::Unknown(_)) if DATA_PLANE_ONLY.contains(&name.as_str()) => {
-                    continue;
-                }
-                Err(e @ SettingsError::Unknown(_)) if name == "round-robin" => {
-                    planners::build("even").map_err(|_| e)?
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let interval_ns = (planner.interval().as_nanos() as u64).max(1);
-            planners_rt.push(PlannerRt {
-                planner,
-                owned,
-                interval_ns,
-                iterations: 0,
-            });
-        }
-        let mut scalers_rt = Vec::new();
-        for (name, owned) in by_scaler {
-            let scaler = scalers::build(&name)?;
-            let interval_ns = (scaler.interval().as_nanos() as u64).max(1);
-            scalers_rt.push(ScalerRt {
-                scaler,
-                owned,
-                interval_ns,
-                decisions: Vec::new(),
-            });
-        }
         let name = if scaler_name == "none" {
             planner_name
         } else {
@@ -184,9 +171,53 @@ impl Policies {
         };
         Ok(Policies {
             name,
-            planners: planners_rt,
-            scalers: scalers_rt,
+            schedule,
+            specs,
         })
+    }
+
+    /// Replaces every planner with `planner`, one instance owning and seeing every service (an
+    /// oracle, or a test's planner).
+    pub fn with_planner(self, s: &Scenario, planner: Box<dyn Planner>) -> Self {
+        self.replace(s, Role::Planner, PolicyBox::Planner(planner))
+    }
+
+    /// Replaces every scaler with `scaler`, one instance owning and seeing every service.
+    pub fn with_scaler(self, s: &Scenario, scaler: Box<dyn Scaler>) -> Self {
+        self.replace(s, Role::Scaler, PolicyBox::Scaler(scaler))
+    }
+
+    fn replace(mut self, s: &Scenario, role: Role, policy: PolicyBox) -> Self {
+        let all: std::collections::BTreeSet<String> =
+            s.services.iter().map(|x| x.name.clone()).collect();
+        let custom = TaskSpec {
+            role,
+            name: match &policy {
+                PolicyBox::Planner(p) => p.name().to_string(),
+                PolicyBox::Scaler(x) => x.name().to_string(),
+            },
+            scope: Scope {
+                label: "every service".into(),
+                owns: all.clone(),
+                sees: all,
+            },
+            planner_settings: PlannerSettings::default(),
+            scaler_settings: ScalerSettings::default(),
+        };
+        let mut specs: Vec<TaskSpec> = self.specs.into_iter().filter(|t| t.role != role).collect();
+        match role {
+            Role::Planner => specs.insert(0, custom),
+            Role::Scaler => specs.push(custom),
+        }
+        let mut policy = Some(policy);
+        let result = self.schedule.sync(
+            specs.clone(),
+            std::time::Duration::ZERO,
+            |_| -> Result<PolicyBox, ()> { policy.take().ok_or(()) },
+        );
+        debug_assert!(result.is_ok(), "only the custom spec is new");
+        self.specs = specs;
+        self
     }
 }
 
@@ -198,14 +229,33 @@ pub fn run(
     progress: &mut dyn FnMut(f64),
 ) -> Result<Outcome, SimError> {
     let policies = Policies::resolve(s, o)?;
-    Ok(run_with(s, o.seed.unwrap_or(s.seed), policies, progress))
+    Ok(run_traced(
+        s,
+        o.seed.unwrap_or(s.seed),
+        policies,
+        o.trace,
+        progress,
+    ))
 }
 
 /// Runs already-built policies (custom planners or scalers included).
 pub fn run_with(s: &Scenario, seed: u64, p: Policies, progress: &mut dyn FnMut(f64)) -> Outcome {
+    run_traced(s, seed, p, false, progress)
+}
+
+fn run_traced(
+    s: &Scenario,
+    seed: u64,
+    p: Policies,
+    trace: bool,
+    progress: &mut dyn FnMut(f64),
+) -> Outcome {
     let start = Instant::now();
     let cpu0 = thread_cpu_ns();
-    let mut e = engine::Engine::new(s, seed, p.planners, p.scalers);
+    let mut e = engine::Engine::new(s, seed, p.schedule);
+    if trace {
+        e.trace = Some(Vec::new());
+    }
     e.run(progress);
     let run = PolicyRun {
         policy: p.name,
@@ -226,11 +276,9 @@ pub fn run_with(s: &Scenario, seed: u64, p: Policies, progress: &mut dyn FnMut(f
         cpu_s,
         mean_ms: e.rec.mean_ms(),
         plan_rejections: e.plan_rejections,
-        scale_decisions: e
-            .scalers
-            .iter_mut()
-            .flat_map(|x| std::mem::take(&mut x.decisions))
-            .collect(),
+        scale_decisions: std::mem::take(&mut e.scale_decisions),
+        refusals: std::mem::take(&mut e.refusals),
+        rounds: e.trace.take().unwrap_or_default(),
     }
 }
 
@@ -257,8 +305,7 @@ pub fn compare(
                 &SimOptions {
                     planner,
                     scaler,
-                    seed: o.seed,
-                    planner_settings: o.planner_settings.clone(),
+                    ..o.clone()
                 },
             )
         })
@@ -301,6 +348,14 @@ pub fn compare(
             report.notes.push(format!(
                 "{}: {} plans refused by validation",
                 o.run.policy, o.plan_rejections
+            ));
+        }
+        if let Some(r) = o.refusals.first() {
+            report.notes.push(format!(
+                "{}: {} scale decisions refused by the simulated actuator, the first: {}",
+                o.run.policy,
+                o.refusals.len(),
+                r.error
             ));
         }
         report.runs.push(o.run.clone());

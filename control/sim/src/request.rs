@@ -12,7 +12,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use super::{
-    engine::{EV_ARRIVAL, EV_CALL_ARRIVE, EV_DONE, Engine, ns, secs},
+    engine::{Engine, Event, ns, secs},
     world::{LiveLoads, NONE},
 };
 use crate::scenario::CallMode;
@@ -46,7 +46,7 @@ pub(super) struct Req {
 impl Engine {
     pub(super) fn arrival(&mut self, f: usize) {
         if let Some(t) = self.arrivals[f].next_after(secs(self.now), secs(self.duration_ns)) {
-            self.push(ns(t).max(self.now + 1), EV_ARRIVAL, f as u32);
+            self.push(ns(t).max(self.now + 1), Event::Arrival(f as u32));
         }
         let counted = self.now >= self.warmup_ns;
         let r = Req {
@@ -69,6 +69,7 @@ impl Engine {
         };
         self.rec.counts.offered += u64::from(counted);
         self.rec.arrivals += 1;
+        self.w.flows[f].arrivals += 1;
         self.live_reqs += 1;
         let (p, slot) = self.w.ingress[f];
         if !self.send(p, slot, NONE, req) {
@@ -145,7 +146,7 @@ impl Engine {
         if delay == 0 {
             self.arrive(call);
         } else {
-            self.push(self.now + delay, EV_CALL_ARRIVE, call);
+            self.push(self.now + delay, Event::CallArrive(call));
         }
         true
     }
@@ -180,7 +181,9 @@ impl Engine {
             .st
             .sample_ns(&mut self.rng_work, &mut self.normals)
             * factor;
-        self.push(self.now + (work as u64).max(1), EV_DONE, call);
+        let work = (work as u64).max(1);
+        self.w.ctrs[c].busy_ns += work;
+        self.push(self.now + work, Event::Done(call));
     }
 
     pub(super) fn done(&mut self, call: u32) {
@@ -251,6 +254,8 @@ impl Engine {
         let now_d = Duration::from_nanos(self.now);
         let latency = Duration::from_nanos(self.now - cr.t_send);
         let flow = self.reqs[cr.req as usize].flow as usize;
+        let edge = self.w.edge(cr.proxy, cr.svc);
+        self.w.edge_calls[edge] += 1;
         let ctr = &mut self.w.ctrs[cr.ctr as usize];
         ctr.in_flight -= 1;
         ctr.outbound.record(now_d, latency, cr.error);
@@ -300,6 +305,11 @@ impl Engine {
         let f = r.flow as usize;
         let latency = self.now - r.t_start;
         let failed = r.failed || latency > self.timeout_ns[f];
+        self.w.flows[f].e2e.record(
+            Duration::from_nanos(self.now),
+            Duration::from_nanos(latency),
+            failed,
+        );
         if r.counted {
             if failed {
                 self.rec.counts.failed += 1;

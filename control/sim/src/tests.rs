@@ -92,7 +92,7 @@ fn even_weights_leave_the_noisy_host_slower() {
         },
     )
     .unwrap();
-    let mut e = engine::Engine::new(&s, s.seed, p.planners, p.scalers);
+    let mut e = engine::Engine::new(&s, s.seed, p.schedule);
     e.run(&mut quiet);
     e.now = e.duration_ns;
     let snap = e.snapshot();
@@ -153,17 +153,9 @@ fn blocked_errored_and_completed_add_up() {
     let mut s = mm1(60.0);
     s.duration_s = 300.0;
     s.services[0].error_rate = 0.05;
-    let owned = vec![true];
-    let p = Policies {
-        name: "blocker".into(),
-        planners: vec![PlannerRt {
-            planner: Box::new(Blocker(0.25)),
-            owned,
-            interval_ns: 1_000_000_000,
-            iterations: 0,
-        }],
-        scalers: Vec::new(),
-    };
+    let p = Policies::resolve(&s, &SimOptions::default())
+        .unwrap()
+        .with_planner(&s, Box::new(Blocker(0.25)));
     let o = run_with(&s, 3, p, &mut quiet);
     conserved(&o);
     let c = o.run.counts;
@@ -193,6 +185,7 @@ impl Scaler for Fixed {
                 from: s.containers.len() as u32,
                 to: self.0,
                 reason: "test".into(),
+                ..Default::default()
             })
             .collect()
     }
@@ -204,16 +197,10 @@ fn scaler_decisions_start_and_stop_containers() {
     s.duration_s = 100.0;
     s.warmup_s = 0.0;
     s.report_interval_s = 10.0;
-    let p = Policies {
-        name: "p2c-ewma+fixed".into(),
-        planners: Vec::new(),
-        scalers: vec![ScalerRt {
-            scaler: Box::new(Fixed(3)),
-            owned: vec![true],
-            interval_ns: 10_000_000_000,
-            decisions: Vec::new(),
-        }],
-    };
+    let mut p = Policies::resolve(&s, &SimOptions::default())
+        .unwrap()
+        .with_scaler(&s, Box::new(Fixed(3)));
+    p.name = "p2c-ewma+fixed".into();
     let o = run_with(&s, 1, p, &mut quiet);
     conserved(&o);
     let counts: Vec<u32> = o
@@ -249,14 +236,10 @@ flows:
   - {name: f, entry: a, arrival: {process: poisson, rate: 200}, sla: {latency_ms: 100}}
 ";
     let s = Scenario::parse(yaml, None).unwrap();
-    let p = Policies::resolve(&s, &SimOptions::default()).unwrap();
-    let scalers = vec![ScalerRt {
-        scaler: Box::new(Fixed(2)),
-        owned: vec![true, true],
-        interval_ns: 10_000_000_000,
-        decisions: Vec::new(),
-    }];
-    let mut e = engine::Engine::new(&s, 1, p.planners, scalers);
+    let p = Policies::resolve(&s, &SimOptions::default())
+        .unwrap()
+        .with_scaler(&s, Box::new(Fixed(2)));
+    let mut e = engine::Engine::new(&s, 1, p.schedule);
     e.run(&mut quiet);
     let c = e.rec.counts;
     assert_eq!(c.completed + c.failed + c.blocked, c.offered, "{c:?}");
@@ -325,6 +308,10 @@ impl Planner for OneEndpoint {
         "one-endpoint"
     }
     fn plan(&mut self, snap: &Snapshot) -> PlanUpdate {
+        // Plans from its second round on (the first, at 0 s, leaves the data plane its default).
+        if snap.now.is_zero() {
+            return PlanUpdate::default();
+        }
         let svc = &snap.services["q"];
         let last = svc
             .containers
@@ -361,16 +348,9 @@ fn per_proxy_subsets_steer_that_proxys_calls() {
         interference: Default::default(),
     });
     s.services[0].replicas.insert("h2".into(), 1);
-    let p = Policies {
-        name: "one-endpoint".into(),
-        planners: vec![PlannerRt {
-            planner: Box::new(OneEndpoint),
-            owned: vec![true],
-            interval_ns: 5_000_000_000,
-            iterations: 0,
-        }],
-        scalers: Vec::new(),
-    };
+    let p = Policies::resolve(&s, &SimOptions::default())
+        .unwrap()
+        .with_planner(&s, Box::new(OneEndpoint));
     let o = run_with(&s, 1, p, &mut quiet);
     conserved(&o);
     assert_eq!(o.run.summary.plan_pushes, 1);

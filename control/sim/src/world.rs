@@ -62,6 +62,21 @@ pub(super) struct Ctr {
     pub in_flight: u32,
     /// Endpoint index in its service, `NONE` once scaled in.
     pub slot: u32,
+    /// Service time started here, cumulative, ns (the container's CPU use); and its value at the
+    /// last snapshot.
+    pub busy_ns: u64,
+    pub busy_ns_at_snapshot: u64,
+}
+
+/// One request class: where it enters, its SLA and its end-to-end latency as the ingress sees it.
+pub(super) struct FlowRt {
+    pub name: String,
+    pub entry: u32,
+    pub sla: Objective,
+    pub e2e: Window,
+    /// Requests that arrived, cumulative; and the value at the last snapshot.
+    pub arrivals: u64,
+    pub arrivals_at_snapshot: u64,
 }
 
 /// Admission state of one (caller proxy, service, flow). The gate draws the drop fraction; the
@@ -135,6 +150,11 @@ pub(super) struct World {
     /// Per flow: (ingress proxy, outbound slot).
     pub ingress: Vec<(u32, u16)>,
     pub flow_names: Vec<String>,
+    pub flows: Vec<FlowRt>,
+    /// Completed calls per (caller service + 1, or 0 for ingress) x callee service, cumulative;
+    /// and the values at the last snapshot.
+    pub edge_calls: Vec<u64>,
+    pub edge_calls_at_snapshot: Vec<u64>,
     pub tp: TelemetryParams,
     pub proxy_index: HashMap<String, u32>,
 }
@@ -251,6 +271,23 @@ impl World {
             rtt,
             ingress: Vec::new(),
             flow_names: s.flows.iter().map(|f| f.name.clone()).collect(),
+            flows: s
+                .flows
+                .iter()
+                .map(|f| FlowRt {
+                    name: f.name.clone(),
+                    entry: svc_ix[f.entry.as_str()],
+                    sla: Objective {
+                        sla_ms: f.sla.latency_ms,
+                        percentile: f.sla.percentile,
+                    },
+                    e2e: Window::new(tp.slots, tp.slot_width),
+                    arrivals: 0,
+                    arrivals_at_snapshot: 0,
+                })
+                .collect(),
+            edge_calls: vec![0; (s.services.len() + 1) * s.services.len()],
+            edge_calls_at_snapshot: vec![0; (s.services.len() + 1) * s.services.len()],
             tp,
             proxy_index: HashMap::new(),
         };
@@ -339,6 +376,8 @@ impl World {
             outbound: Window::new(self.tp.slots, self.tp.slot_width),
             in_flight: 0,
             slot: svcs[svc as usize].members.len() as u32,
+            busy_ns: 0,
+            busy_ns_at_snapshot: 0,
         });
         c
     }
@@ -404,6 +443,15 @@ impl World {
             g.gate.set(b.map_or(0.0, |b| b.fraction), None);
             g.cap = b.and_then(|b| b.max_in_flight);
         }
+    }
+
+    /// Index into `edge_calls` of calls from proxy `p` to service `callee`.
+    pub fn edge(&self, p: u32, callee: u32) -> usize {
+        let caller = match self.proxies[p as usize].ctr {
+            NONE => 0,
+            c => self.ctrs[c as usize].svc as usize + 1,
+        };
+        caller * self.svcs.len() + callee as usize
     }
 
     /// Round-trip time between two zones at `t_s`, nanoseconds.

@@ -3,33 +3,25 @@
 //! container changes. `webhook` POSTs each decision as JSON to a URL (the lab supervisor serves
 //! one; any orchestrator glue can). The Kubernetes actuator implements the same trait.
 //!
-//! A failed apply is logged, counted with `result="failed"` and kept in the decision list with
-//! its error by the scale loop; nothing is queued for retry, because the scaler looks at the
-//! containers that exist again next round and asks again if they still differ from its target.
+//! Every actuator says which kinds of change it carries out (`replicas`, `limits`, `brownout`);
+//! the control loop refuses a decision of another kind before the actuator sees it, counted with
+//! `result="refused"`. A failed apply is logged, counted with `result="failed"`; both are kept in
+//! the decision list with their error. Nothing is queued for retry, because the scaler looks at
+//! the containers that exist again next round and asks again if they still differ from its
+//! target.
 
 mod webhook;
 
-use crate::config::{ConfigError, ControlConfig};
-use loadshift_policy::{Actuator, ScaleDecision};
+use crate::config::{ActuatorKind, ConfigError, ControlConfig};
+use loadshift_policy::{ActionKind, ActuateError, Actuator, ScaleDecision};
 
-pub use webhook::{Webhook, WebhookConfig};
-
-/// Names the config accepts.
-pub const NAMES: &[&str] = &["dry-run", "webhook"];
-
-/// Builds an actuator that needs no settings by name; `None` for other names (`webhook` needs
-/// its config section: use [`from_config`]).
-pub fn build(name: &str) -> Option<Box<dyn Actuator>> {
-    match name {
-        "dry-run" => Some(Box::new(DryRun)),
-        _ => None,
-    }
-}
+pub use webhook::Webhook;
 
 /// Builds the actuator `cfg.actuator` names with its section of `cfg`.
 pub fn from_config(cfg: &ControlConfig) -> Result<Box<dyn Actuator>, ConfigError> {
-    match cfg.actuator.as_str() {
-        "webhook" => {
+    match cfg.actuator {
+        ActuatorKind::DryRun => Ok(Box::new(DryRun)),
+        ActuatorKind::Webhook => {
             let w = cfg.webhook.as_ref().ok_or_else(|| ConfigError::Invalid {
                 field: "webhook".into(),
                 value: "(missing)".into(),
@@ -37,11 +29,6 @@ pub fn from_config(cfg: &ControlConfig) -> Result<Box<dyn Actuator>, ConfigError
             })?;
             Ok(Box::new(Webhook::new(w)?))
         }
-        name => build(name).ok_or_else(|| ConfigError::Invalid {
-            field: "actuator".into(),
-            value: name.to_string(),
-            reason: format!("unknown actuator; known: {}", NAMES.join(", ")),
-        }),
     }
 }
 
@@ -54,8 +41,13 @@ impl Actuator for DryRun {
         "dry-run"
     }
 
-    fn apply(&mut self, d: &ScaleDecision) -> Result<(), String> {
-        tracing::info!(service = %d.service, from = d.from, to = d.to, reason = %d.reason, "scale decision (dry run)");
+    /// Every kind: nothing is carried out, so nothing is refused.
+    fn supports(&self) -> &[ActionKind] {
+        &ActionKind::ALL
+    }
+
+    fn apply(&mut self, d: &ScaleDecision) -> Result<(), ActuateError> {
+        tracing::info!(service = %d.service, from = d.from, to = d.to, limits = ?d.limits, brownout = d.brownout, reason = %d.reason, "scale decision (dry run)");
         Ok(())
     }
 }

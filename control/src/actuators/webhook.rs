@@ -1,103 +1,32 @@
-//! `webhook`: each scale decision is POSTed as JSON (`{"service", "from", "to", "reason"}`, the
-//! [`ScaleDecision`] fields) to a configured `http://` URL, with an optional bearer token. A 2xx
-//! answer means the receiver carried it out (or accepted it); anything else, a connection error or
-//! the timeout is an error for the scale loop to log and count. The receiver should be
-//! idempotent on `to`: the scaler repeats a decision next round while the containers differ.
+//! `webhook`: each scale decision is POSTed as JSON (`{"service", "from", "to", "reason"}`, plus
+//! `limits: {cpu_millicores, memory_mib}` and `brownout: true` when set: the [`ScaleDecision`]
+//! fields) to a configured `http://` URL, with an optional bearer token. A 2xx answer means the
+//! receiver carried it out (or accepted it); anything else, a connection error or the timeout is
+//! an error for the scale loop to log and count. The receiver should be idempotent on `to`: the
+//! scaler repeats a decision next round while the containers differ. `kinds` says which changes
+//! the receiver carries out; decisions asking for another kind are refused before any POST.
 //!
 //! ```yaml
 //! actuator: webhook
-//! webhook: { url: http://127.0.0.1:9000/scale, timeout_ms: 10000, token_file: /etc/hook-token }
+//! webhook: { url: http://127.0.0.1:9000/scale, timeout_ms: 10000, token_file: /etc/hook-token,
+//!            kinds: [replicas] }
 //! ```
 //!
 //! Only plain HTTP is spoken: run the receiver on loopback or a trusted network, or put a TLS
 //! terminating proxy next to the control plane.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Request, Uri, header};
+use hyper::{Request, header};
 use hyper_util::rt::TokioIo;
-use serde::Deserialize;
 
-use crate::config::ConfigError;
-use loadshift_policy::{Actuator, ScaleDecision};
-
-/// The `webhook:` section of the control config.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// `http://host:port/path` receiving the POSTs. Required.
-    pub url: String,
-    /// Whole request deadline (connect, send, answer), milliseconds. Default 10000.
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// File holding a bearer token sent as `Authorization: Bearer ...` (surrounding whitespace
-    /// ignored). Default: no `Authorization` header.
-    #[serde(default)]
-    pub token_file: Option<PathBuf>,
-}
-
-fn default_timeout_ms() -> u64 {
-    10_000
-}
-
-fn invalid(field: &str, value: impl ToString, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field: format!("webhook.{field}"),
-        value: value.to_string(),
-        reason: reason.into(),
-    }
-}
-
-impl WebhookConfig {
-    /// Checks the URL and the timeout (the token file is read when the actuator is built).
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.target().map(|_| ())?;
-        if self.timeout_ms == 0 {
-            return Err(invalid("timeout_ms", 0, "must be > 0"));
-        }
-        Ok(())
-    }
-
-    /// `(host, port, authority, path-and-query)` of the URL.
-    fn target(&self) -> Result<Target, ConfigError> {
-        let uri: Uri = self
-            .url
-            .parse()
-            .map_err(|e| invalid("url", &self.url, format!("not a URL: {e}")))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(invalid(
-                    "url",
-                    &self.url,
-                    "https is not supported; use http on loopback or a trusted network",
-                ));
-            }
-            _ => return Err(invalid("url", &self.url, "must start with http://")),
-        }
-        let authority = uri
-            .authority()
-            .ok_or_else(|| invalid("url", &self.url, "has no host"))?;
-        Ok(Target {
-            host: authority.host().trim_matches(['[', ']']).to_string(),
-            port: authority.port_u16().unwrap_or(80),
-            authority: authority.as_str().to_string(),
-            path: uri
-                .path_and_query()
-                .map_or_else(|| "/".to_string(), |p| p.as_str().to_string()),
-        })
-    }
-}
-
-#[derive(Clone, Debug)]
-struct Target {
-    host: String,
-    port: u16,
-    authority: String,
-    path: String,
-}
+use crate::config::{
+    ConfigError, WebhookConfig,
+    sections::{Target, invalid_webhook as invalid},
+};
+use loadshift_policy::{ActionKind, ActuateError, Actuator, ScaleDecision};
 
 /// POSTs decisions to a URL.
 #[derive(Debug)]
@@ -106,6 +35,7 @@ pub struct Webhook {
     target: Target,
     timeout: Duration,
     token: Option<String>,
+    kinds: Vec<ActionKind>,
 }
 
 impl Webhook {
@@ -129,6 +59,7 @@ impl Webhook {
             target: cfg.target()?,
             timeout: Duration::from_millis(cfg.timeout_ms),
             token,
+            kinds: cfg.kinds.clone(),
         })
     }
 
@@ -200,14 +131,20 @@ impl Actuator for Webhook {
         "webhook"
     }
 
-    fn apply(&mut self, d: &ScaleDecision) -> Result<(), String> {
-        let body = serde_json::to_vec(d).map_err(|e| format!("webhook: encode decision: {e}"))?;
+    fn supports(&self) -> &[ActionKind] {
+        &self.kinds
+    }
+
+    fn apply(&mut self, d: &ScaleDecision) -> Result<(), ActuateError> {
+        let body = serde_json::to_vec(d)
+            .map_err(|e| ActuateError::Failed(format!("webhook: encode decision: {e}")))?;
         let this = &*self;
         std::thread::scope(|s| {
             s.spawn(|| this.post(body))
                 .join()
                 .unwrap_or_else(|_| Err("webhook: the request thread panicked".into()))
-        })?;
+        })
+        .map_err(ActuateError::Failed)?;
         tracing::info!(service = %d.service, from = d.from, to = d.to, url = %self.url, "scale decision sent");
         Ok(())
     }

@@ -1,11 +1,16 @@
-//! The control plane server: the proxy stream API, the operator API, the planner and scale loops,
-//! all sharing one [`Shared`] state. [`ControlServer::bind`] binds the listeners first (so tests
-//! and callers learn the real addresses of `:0` binds) and returns the future that serves them.
+//! The control plane server: the proxy stream API, the operator API and the control loop, all
+//! sharing one [`Shared`] state. [`ControlServer::bind`] binds the listeners first (so tests and
+//! callers learn the real addresses of `:0` binds) and returns the future that serves them;
+//! [`ControlServer::builder`] also takes a shared metrics recorder, a snapshot source replacing
+//! the proxies' reports and a round observer.
 
 mod auth;
+mod control_loop;
 mod metrics_http;
 mod operator_api;
+mod policies;
 mod proxy_api;
+mod wire;
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -15,27 +20,33 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use loadshift_policy::{Actuator, Objective};
 use loadshift_proto::v1::{
     self as pb, operator_server::OperatorServer, proxy_control_server::ProxyControlServer,
 };
+use metrics_exporter_prometheus::PrometheusHandle;
 use parking_lot::Mutex;
-use tokio::{net::TcpListener, sync::watch};
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, watch},
+};
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub use auth::BearerAuth;
+pub use control_loop::{RoundObserver, SnapshotSource};
 
 use crate::{
     actuators,
     config::{ConfigError, ControlConfig},
     discovery::{self, Discovery, EndpointMap},
-    loops,
     plans::PlanBook,
     state::TelemetryStore,
+    store,
 };
-use loadshift_policy::{Actuator, Objective, Planner, Scaler, planners, scalers};
+use policies::{Policies, Tables};
 
 /// Why the control plane could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -56,14 +67,8 @@ pub enum ControlError {
     },
     #[error("serving gRPC: {0}")]
     Serve(#[from] tonic::transport::Error),
-}
-
-/// Per-service policy: planner, scaler and objectives.
-pub(crate) struct Policy {
-    pub planner: Box<dyn Planner>,
-    pub scaler: Box<dyn Scaler>,
-    pub objective: Option<Objective>,
-    pub management: Option<pb::ManagementObjective>,
+    #[error("planner_settings.table_store: {0}")]
+    Store(#[from] loadshift_policy::store::StoreError),
 }
 
 /// One scale decision as the operator API lists it.
@@ -72,13 +77,27 @@ pub(crate) struct DecisionRecord {
     pub record: pb::ScaleDecisionRecord,
 }
 
+/// What an embedder installed: a snapshot source instead of the reports, an observer of rounds.
+#[derive(Default)]
+pub(crate) struct Hooks {
+    pub snapshots: Option<SnapshotSource>,
+    pub on_round: Option<RoundObserver>,
+}
+
 /// State every task of the server shares.
 pub(crate) struct Shared {
     pub cfg: ControlConfig,
-    started: Instant,
+    /// The control clock's origin (tokio's, so tests can pause it).
+    pub started: tokio::time::Instant,
     pub store: Mutex<TelemetryStore>,
     pub plans: PlanBook,
-    pub policies: Mutex<BTreeMap<String, Policy>>,
+    pub policies: Mutex<Policies>,
+    pub tables: Mutex<Tables>,
+    /// Declared flows: name -> (entry service, end-to-end objective).
+    pub flows: BTreeMap<String, (String, Option<Objective>)>,
+    /// Wakes the control loop to re-read when the next task is due.
+    pub wake: Notify,
+    pub hooks: Mutex<Hooks>,
     pub actuator: Mutex<Box<dyn Actuator>>,
     pub decisions: Mutex<VecDeque<DecisionRecord>>,
     /// Per service, one sample per planner round, at most `windows_kept`.
@@ -97,6 +116,12 @@ impl Shared {
         self.started.elapsed()
     }
 
+    /// Runs the tasks due now (a policy the operator just chose plans at once).
+    pub fn round_now(&self) {
+        control_loop::round(self);
+        self.wake.notify_one();
+    }
+
     pub fn stream_id(&self) -> u64 {
         self.next_stream.fetch_add(1, Ordering::Relaxed)
     }
@@ -107,28 +132,6 @@ impl Shared {
     pub fn plan_version(&self) -> u64 {
         self.next_version.fetch_add(1, Ordering::Relaxed)
     }
-}
-
-/// Builds the policy of one service from its config.
-pub(crate) fn build_planner(
-    cfg: &ControlConfig,
-    service: &str,
-    name: &str,
-) -> Result<Box<dyn Planner>, planners::UnknownPlanner> {
-    if name == "static" {
-        let weights = cfg
-            .services
-            .get(service)
-            .map(|s| {
-                s.endpoints
-                    .iter()
-                    .map(|e| (e.addr.to_string(), e.weight))
-                    .collect()
-            })
-            .unwrap_or_default();
-        return Ok(Box::new(planners::Static::new(service, weights)));
-    }
-    planners::build(name)
 }
 
 /// Addresses the server bound.
@@ -158,6 +161,64 @@ impl ControlServer {
         ),
         ControlError,
     > {
+        Self::builder(config).bind(shutdown).await
+    }
+
+    /// A server with options beyond the config.
+    pub fn builder(config: ControlConfig) -> Builder {
+        Builder {
+            config,
+            metrics: None,
+            hooks: Hooks::default(),
+        }
+    }
+}
+
+/// [`ControlServer::builder`].
+pub struct Builder {
+    config: ControlConfig,
+    metrics: Option<PrometheusHandle>,
+    hooks: Hooks,
+}
+
+impl Builder {
+    /// Renders `/metrics` from this recorder's handle (a program that embeds a proxy too shares
+    /// one recorder); default: the control plane installs its own.
+    pub fn metrics(mut self, handle: PrometheusHandle) -> Self {
+        self.metrics = Some(handle);
+        self
+    }
+
+    /// Takes every round's snapshot from `source` (called with the control clock) instead of
+    /// building it from the proxies' reports: replaying a recorded trace through the live loop,
+    /// as the test that holds it to the simulator does.
+    pub fn snapshots(mut self, source: SnapshotSource) -> Self {
+        self.hooks.snapshots = Some(source);
+        self
+    }
+
+    /// Calls `observer` after every round with the snapshot it read and what it produced.
+    pub fn on_round(mut self, observer: RoundObserver) -> Self {
+        self.hooks.on_round = Some(observer);
+        self
+    }
+
+    /// [`ControlServer::bind`] with these options.
+    pub async fn bind(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<
+        (
+            BoundAddrs,
+            impl Future<Output = Result<(), ControlError>> + Send,
+        ),
+        ControlError,
+    > {
+        let Builder {
+            config,
+            metrics,
+            hooks,
+        } = self;
         config.validate()?;
         let token =
             std::fs::read_to_string(&config.token_file).map_err(|source| ControlError::Token {
@@ -196,32 +257,34 @@ impl ControlServer {
 
         let config_metrics = config.metrics_listen;
         let discovery = discovery::from_config(&config)?;
-        let mut policies = BTreeMap::new();
-        for (name, s) in &config.services {
-            // Names were checked by `validate`; a failure here is still reported, not unwrapped.
-            let planner =
-                build_planner(&config, name, &s.planner).map_err(|e| ConfigError::Invalid {
-                    field: format!("services.{name}.planner"),
-                    value: s.planner.clone(),
-                    reason: e.to_string(),
-                })?;
-            let scaler = scalers::build_with(&s.scaler, &s.scaler_settings).map_err(|e| {
-                ConfigError::Invalid {
-                    field: format!("services.{name}.scaler"),
-                    value: s.scaler.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
-            policies.insert(
-                name.clone(),
-                Policy {
-                    planner,
-                    scaler,
-                    objective: s.objective.clone(),
-                    management: None,
-                },
-            );
+        let mut tables = Tables {
+            store: store::open(&config.planner_settings.table_store)?,
+            ..Default::default()
+        };
+        if let Some(s) = tables.store.as_mut() {
+            tables.rows = s.load_all()?;
         }
+        let started = tokio::time::Instant::now();
+        // Names and settings were checked by `validate`; a failure here is still reported.
+        let policies = Policies::from_config(&config, Duration::ZERO, &tables).map_err(|e| {
+            ConfigError::Invalid {
+                field: "services".into(),
+                value: "(policies)".into(),
+                reason: e.to_string(),
+            }
+        })?;
+        let flows = config
+            .applications
+            .values()
+            .flat_map(|a| &a.flows)
+            .map(|(name, f)| {
+                let sla = f.sla_ms.map(|sla_ms| Objective {
+                    sla_ms,
+                    percentile: f.percentile,
+                });
+                (name.clone(), (f.entry.clone(), sla))
+            })
+            .collect();
         let actuator = actuators::from_config(&config)?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let start_version = SystemTime::now()
@@ -229,10 +292,14 @@ impl ControlServer {
             .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(1));
         let shared = Arc::new(Shared {
             cfg: config,
-            started: Instant::now(),
+            started,
             store: Mutex::default(),
             plans: PlanBook::new(),
             policies: Mutex::new(policies),
+            tables: Mutex::new(tables),
+            flows,
+            wake: Notify::new(),
+            hooks: Mutex::new(hooks),
             actuator: Mutex::new(actuator),
             decisions: Mutex::default(),
             history: Mutex::default(),
@@ -242,16 +309,15 @@ impl ControlServer {
             next_stream: AtomicU64::new(1),
             next_version: AtomicU64::new(start_version),
         });
-        // The first plans exist before any proxy connects, so the first snapshot is useful.
-        loops::plan_once(&shared);
+        // The first plans exist before any proxy connects: every planner is due at 0.
+        control_loop::round(&shared);
 
         let metrics_addr = match (&metrics_listener, config_metrics) {
             (Some(l), Some(a)) => Some(local(l, a)?),
             _ => None,
         };
         if let Some(l) = metrics_listener {
-            // One process-wide recorder (shared with an embedded proxy, if any).
-            let prom = crate::metrics::install();
+            let prom = metrics.unwrap_or_else(crate::metrics::install);
             tokio::spawn(metrics_http::serve(l, prom, shared.shutdown.clone()));
         }
         let addrs = BoundAddrs {
@@ -295,7 +361,7 @@ async fn serve(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let loops = tokio::spawn(loops::run(shared.clone()));
+    let loops = tokio::spawn(control_loop::run(shared.clone()));
     // Flip the shared stop flag when the caller's shutdown resolves; streams, loops and both
     // servers watch it.
     let trigger = tokio::spawn(async move {

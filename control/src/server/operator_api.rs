@@ -9,8 +9,9 @@ use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
-use super::{Shared, build_planner};
-use loadshift_policy::{Objective, scalers};
+use loadshift_policy::{Objective, schedule::Role};
+
+use super::{Shared, wire};
 
 pub(crate) struct OperatorApi {
     shared: Arc<Shared>,
@@ -22,8 +23,15 @@ impl OperatorApi {
     }
 
     fn summary(&self, name: &str) -> Option<pb::ServiceSummary> {
-        let policies = self.shared.policies.lock();
-        let p = policies.get(name)?;
+        let (planner, scaler, application) = {
+            let p = self.shared.policies.lock();
+            p.assignment.services.get(name)?;
+            (
+                p.owner(Role::Planner, name),
+                p.owner(Role::Scaler, name),
+                p.application_of(name).to_string(),
+            )
+        };
         let endpoints = self.shared.endpoints.borrow().get(name).map_or(0, Vec::len);
         let callers = self
             .shared
@@ -32,22 +40,47 @@ impl OperatorApi {
             .identities()
             .filter(|i| i.outbound_services.iter().any(|s| s == name))
             .count();
+        let name_of = |t: &Option<loadshift_policy::schedule::TaskInfo>| {
+            t.as_ref().map(|t| t.name.clone()).unwrap_or_default()
+        };
+        let scope_of = |t: &Option<loadshift_policy::schedule::TaskInfo>| {
+            t.as_ref()
+                .map(|t| t.scope.label.clone())
+                .unwrap_or_default()
+        };
         Some(pb::ServiceSummary {
             name: name.to_string(),
             endpoints: endpoints as u32,
-            planner: p.planner.name().to_string(),
-            scaler: p.scaler.name().to_string(),
+            planner: name_of(&planner),
+            scaler: name_of(&scaler),
             pinned: self.shared.plans.view(name).pinned,
             callers: callers as u32,
+            application,
+            planner_scope: scope_of(&planner),
+            scaler_scope: scope_of(&scaler),
         })
     }
 
     fn service_names(&self) -> Vec<String> {
-        self.shared.policies.lock().keys().cloned().collect()
+        self.shared
+            .policies
+            .lock()
+            .assignment
+            .services
+            .keys()
+            .cloned()
+            .collect()
     }
 
     fn known(&self, service: &str) -> Result<(), Status> {
-        if self.shared.policies.lock().contains_key(service) {
+        if self
+            .shared
+            .policies
+            .lock()
+            .assignment
+            .services
+            .contains_key(service)
+        {
             Ok(())
         } else {
             Err(Status::not_found(format!(
@@ -114,28 +147,30 @@ impl Operator for OperatorApi {
         ) = {
             let p = sh.policies.lock();
             let names = p
+                .assignment
+                .services
                 .keys()
                 .filter(|n| want.is_empty() || **n == want)
                 .cloned()
                 .collect();
-            let objectives = p
-                .iter()
-                .filter_map(|(n, x)| Some((n.clone(), x.objective.clone()?)))
-                .collect();
             let pol = p
-                .iter()
-                .map(|(n, x)| {
+                .assignment
+                .services
+                .keys()
+                .map(|n| {
+                    let task = |role| p.owner(role, n).map(|t| t.name).unwrap_or_default();
+                    let management = p
+                        .applications
+                        .get(p.application_of(n))
+                        .and_then(|a| a.management.as_ref())
+                        .map(wire::management_to_pb);
                     (
                         n.clone(),
-                        (
-                            x.planner.name().to_string(),
-                            x.scaler.name().to_string(),
-                            x.management.clone(),
-                        ),
+                        (task(Role::Planner), task(Role::Scaler), management),
                     )
                 })
                 .collect();
-            (names, objectives, pol)
+            (names, p.objectives.clone(), pol)
         };
         let eps = sh.endpoints.borrow().clone();
         let (snap, blocked, proxies) = {
@@ -222,59 +257,63 @@ impl Operator for OperatorApi {
     ) -> Result<Response<pb::SetObjectiveResponse>, Status> {
         let r = req.into_inner();
         self.known(&r.service)?;
-        let planner = if r.planner.is_empty() {
-            None
-        } else {
-            Some(
-                build_planner(&self.shared.cfg, &r.service, &r.planner)
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
-            )
-        };
-        let scaler = if r.scaler.is_empty() {
-            None
-        } else {
-            Some(scalers::build(&r.scaler).map_err(|e| Status::invalid_argument(e.to_string()))?)
-        };
-        if let Some(o) = &r.objective {
-            if o.sla_ms != 0.0 && !(o.sla_ms.is_finite() && o.sla_ms > 0.0) {
-                return Err(Status::invalid_argument(format!(
-                    "objective.sla_ms = {}: must be finite and > 0 (0 clears)",
-                    o.sla_ms
-                )));
-            }
-            if o.sla_ms != 0.0 && !(o.percentile > 0.0 && o.percentile <= 100.0) {
-                return Err(Status::invalid_argument(format!(
-                    "objective.percentile = {}: must be in (0, 100]",
-                    o.percentile
-                )));
-            }
-        }
-        let replanned = planner.is_some();
-        {
-            let mut policies = self.shared.policies.lock();
-            let p = policies
-                .get_mut(&r.service)
-                .ok_or_else(|| Status::not_found(r.service.clone()))?;
-            if let Some(pl) = planner {
-                p.planner = pl;
-            }
-            if let Some(sc) = scaler {
-                p.scaler = sc;
-            }
-            if let Some(o) = r.objective {
-                p.objective = (o.sla_ms != 0.0).then_some(Objective {
+        // Everything is checked before anything changes: a refused request changes nothing.
+        let objective = match &r.objective {
+            Some(o) if o.sla_ms == 0.0 => Some(None),
+            Some(o) => {
+                let o = Objective {
                     sla_ms: o.sla_ms,
                     percentile: o.percentile,
-                });
+                };
+                o.validate().map_err(|e| {
+                    Status::invalid_argument(format!("objective.{e} (sla_ms 0 clears)"))
+                })?;
+                Some(Some(o))
             }
-            if let Some(m) = r.management {
-                p.management = Some(m);
+            None => None,
+        };
+        let management = r
+            .management
+            .as_ref()
+            .map(wire::management_from_pb)
+            .transpose()
+            .map_err(Status::invalid_argument)?;
+        let sh = &self.shared;
+        let replanned = !r.planner.is_empty();
+        {
+            let tables = sh.tables.lock();
+            let mut p = sh.policies.lock();
+            let now = sh.now();
+            let before = p.assignment.clone();
+            if let Some(m) = management {
+                p.set_management(&r.service, m)
+                    .map_err(Status::invalid_argument)?;
+            }
+            for (role, name) in [(Role::Planner, &r.planner), (Role::Scaler, &r.scaler)] {
+                if name.is_empty() {
+                    continue;
+                }
+                if let Err(e) = p.set(role, &r.service, name, now, &tables) {
+                    p.assignment = before;
+                    return Err(Status::invalid_argument(e.to_string()));
+                }
+            }
+            match objective {
+                Some(Some(o)) => {
+                    p.objectives.insert(r.service.clone(), o);
+                }
+                Some(None) => {
+                    p.objectives.remove(&r.service);
+                }
+                None => {}
             }
         }
         tracing::info!(service = %r.service, "operator changed the service's policy");
         if replanned {
-            // A new planner takes effect now rather than at the next tick.
-            crate::loops::plan_once(&self.shared);
+            // A new planner takes effect now rather than at its first interval.
+            sh.round_now();
+        } else {
+            sh.wake.notify_one();
         }
         Ok(Response::new(pb::SetObjectiveResponse {
             service: self.summary(&r.service),

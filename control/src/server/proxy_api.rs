@@ -15,7 +15,7 @@ use std::{
 
 use loadshift_core::{
     plan::ServicePlan,
-    telemetry::{WindowSnapshot, pressure::HostPressure},
+    telemetry::{WindowSnapshot, pressure::HostPressure, usage::ContainerUsage},
 };
 use loadshift_proto::v1::{self as pb, control_message, proxy_message};
 use tokio::sync::mpsc;
@@ -379,6 +379,7 @@ fn stored_report(store: &mut TelemetryStore, now: Duration, r: pb::Report) -> St
             .collect(),
         inbound: r.inbound.as_ref().map(WindowSnapshot::from),
         host: r.host.as_ref().map(HostPressure::from).unwrap_or_default(),
+        usage: r.usage.as_ref().map(ContainerUsage::from),
         blocked: r
             .blocked
             .into_iter()

@@ -53,6 +53,23 @@ pub struct HostPressure {
     #[prost(double, optional, tag = "4")]
     pub psi_io: ::core::option::Option<f64>,
 }
+/// What the container beside a proxy uses, from its cgroup; each field absent where unknown.
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct ContainerUsage {
+    /// CPU in cores over the last report interval (1.0 = one core busy).
+    #[prost(double, optional, tag = "1")]
+    pub cpu_cores: ::core::option::Option<f64>,
+    /// Memory in use, MiB.
+    #[prost(double, optional, tag = "2")]
+    pub memory_mib: ::core::option::Option<f64>,
+    /// The container's CPU limit in cores; absent without a limit.
+    #[prost(double, optional, tag = "3")]
+    pub cpu_limit_cores: ::core::option::Option<f64>,
+    /// The container's memory limit, MiB; absent without a limit.
+    #[prost(double, optional, tag = "4")]
+    pub memory_limit_mib: ::core::option::Option<f64>,
+}
 /// What one service's traffic should look like, as seen by one proxy.
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -237,6 +254,9 @@ pub struct Report {
     pub blocked: ::prost::alloc::vec::Vec<BlockedCount>,
     #[prost(message, repeated, tag = "7")]
     pub offered: ::prost::alloc::vec::Vec<OfferedCount>,
+    /// The local app's container's resource use; absent without an inbound cgroup to read.
+    #[prost(message, optional, tag = "8")]
+    pub usage: ::core::option::Option<ContainerUsage>,
 }
 /// Outbound calls to one endpoint of one service.
 #[allow(clippy::all)]
@@ -649,6 +669,15 @@ pub struct ServiceSummary {
     /// Connected proxies that call the service.
     #[prost(uint32, tag = "6")]
     pub callers: u32,
+    /// The application the service belongs to ("default" outside the configured ones).
+    #[prost(string, tag = "7")]
+    pub application: ::prost::alloc::string::String,
+    /// What the planner and scaler instances owning the service work for: "service <name>" or
+    /// "application <name>".
+    #[prost(string, tag = "8")]
+    pub planner_scope: ::prost::alloc::string::String,
+    #[prost(string, tag = "9")]
+    pub scaler_scope: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -764,7 +793,8 @@ pub struct Objective {
     #[prost(string, tag = "3")]
     pub flow: ::prost::alloc::string::String,
 }
-/// Management objectives of Samani & Stadler (routing + blocking under response-time bounds).
+/// Management objectives of Samani & Stadler (routing + blocking under response-time bounds). One
+/// per application; SetObjective sets the objective of the service's application.
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ManagementObjective {
@@ -784,6 +814,13 @@ pub struct ManagementObjective {
     pub protected_service: ::prost::alloc::string::String,
     #[prost(double, tag = "5")]
     pub min_carried_rps: f64,
+    /// MO3: the service whose carried load is maximised (i); empty: every service but the protected
+    /// one.
+    #[prost(string, tag = "6")]
+    pub favoured_service: ::prost::alloc::string::String,
+    /// True: clear the application's objective (the other fields are ignored).
+    #[prost(bool, tag = "7")]
+    pub clear: bool,
 }
 /// Nested message and enum types in `ManagementObjective`.
 pub mod management_objective {
@@ -927,6 +964,7 @@ pub struct ListScaleDecisionsResponse {
 pub struct ScaleDecisionRecord {
     #[prost(string, tag = "1")]
     pub service: ::prost::alloc::string::String,
+    /// Containers before and wanted (equal when only the limits change).
     #[prost(uint32, tag = "2")]
     pub from: u32,
     #[prost(uint32, tag = "3")]
@@ -942,6 +980,18 @@ pub struct ScaleDecisionRecord {
     pub error: ::prost::alloc::string::String,
     #[prost(int64, tag = "8")]
     pub unix_ms: i64,
+    /// Per-container limits wanted; absent: unchanged.
+    #[prost(uint32, optional, tag = "9")]
+    pub cpu_millicores: ::core::option::Option<u32>,
+    #[prost(uint32, optional, tag = "10")]
+    pub memory_mib: ::core::option::Option<u32>,
+    /// The service is optional and goes to zero (or comes back).
+    #[prost(bool, tag = "11")]
+    pub brownout: bool,
+    /// "applied", "failed" (the actuator tried) or "refused" (the actuator does not do this kind of
+    /// change, or the decision was invalid).
+    #[prost(string, tag = "12")]
+    pub outcome: ::prost::alloc::string::String,
 }
 /// Generated client implementations.
 pub mod operator_client {

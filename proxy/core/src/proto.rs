@@ -14,7 +14,7 @@ use loadshift_proto::v1 as pb;
 use crate::{
     endpoint::Endpoint,
     plan::{Algorithm, Blocking, ServicePlan, SubsetEntry},
-    telemetry::{WindowSnapshot, pressure::HostPressure},
+    telemetry::{WindowSnapshot, pressure::HostPressure, usage::ContainerUsage},
 };
 
 /// A wire message the core cannot represent.
@@ -97,6 +97,30 @@ impl From<&pb::HostPressure> for HostPressure {
             psi_cpu: p.psi_cpu,
             psi_memory: p.psi_memory,
             psi_io: p.psi_io,
+        }
+    }
+}
+
+impl From<&ContainerUsage> for pb::ContainerUsage {
+    fn from(u: &ContainerUsage) -> Self {
+        pb::ContainerUsage {
+            cpu_cores: u.cpu_cores,
+            memory_mib: u.memory_mib,
+            cpu_limit_cores: u.cpu_limit_cores,
+            memory_limit_mib: u.memory_limit_mib,
+        }
+    }
+}
+
+/// Non-finite or negative values from the wire are unknown, not numbers planners would use.
+impl From<&pb::ContainerUsage> for ContainerUsage {
+    fn from(u: &pb::ContainerUsage) -> Self {
+        let ok = |v: Option<f64>| v.filter(|x| x.is_finite() && *x >= 0.0);
+        ContainerUsage {
+            cpu_cores: ok(u.cpu_cores),
+            memory_mib: ok(u.memory_mib),
+            cpu_limit_cores: ok(u.cpu_limit_cores),
+            memory_limit_mib: ok(u.memory_limit_mib),
         }
     }
 }
@@ -263,5 +287,18 @@ mod tests {
             psi_io: None,
         };
         assert_eq!(HostPressure::from(&pb::HostPressure::from(&p)), p);
+        let u = ContainerUsage {
+            cpu_cores: Some(0.5),
+            memory_mib: Some(64.0),
+            cpu_limit_cores: None,
+            memory_limit_mib: Some(128.0),
+        };
+        assert_eq!(ContainerUsage::from(&pb::ContainerUsage::from(&u)), u);
+        let bad = pb::ContainerUsage {
+            cpu_cores: Some(f64::NAN),
+            memory_mib: Some(-1.0),
+            ..Default::default()
+        };
+        assert_eq!(ContainerUsage::from(&bad), ContainerUsage::default());
     }
 }

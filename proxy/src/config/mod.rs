@@ -90,6 +90,12 @@ pub struct Inbound {
     /// Protocol to the app. Default auto.
     #[serde(default)]
     pub protocol: Protocol,
+    /// The local app's cgroup (v2) directory, for example
+    /// `/sys/fs/cgroup/kubepods.slice/.../<container>.scope`: its CPU and memory use and limits
+    /// are read every `telemetry.host_sample_ms` and reported to the control plane. Default none
+    /// (usage unknown).
+    #[serde(default)]
+    pub cgroup: Option<std::path::PathBuf>,
 }
 
 /// One upstream endpoint.

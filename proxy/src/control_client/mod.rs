@@ -18,7 +18,7 @@ use serde::Deserialize;
 use loadshift_core::{
     endpoint::Endpoint,
     plan::Plan,
-    telemetry::{WindowSnapshot, pressure::HostPressure},
+    telemetry::{WindowSnapshot, pressure::HostPressure, usage::ContainerUsage},
 };
 
 /// Who this proxy is; sent once per stream as `Hello`.
@@ -56,6 +56,8 @@ pub struct ProxyReport {
     /// The local app's latency from the inbound listener.
     pub inbound: Option<WindowSnapshot>,
     pub host: HostPressure,
+    /// The local app's resource use, where its cgroup is configured.
+    pub usage: Option<ContainerUsage>,
     /// (service, priority class, requests blocked in the window).
     pub blocked: Vec<(String, String, u64)>,
     /// (service, requests offered in the window, blocked ones included).

@@ -29,6 +29,7 @@ pub(super) fn report_to_proto(seq: u64, sent_unix_ms: i64, r: &ProxyReport) -> p
         endpoints,
         inbound: r.inbound.as_ref().map(pb::Window::from),
         host: Some((&r.host).into()),
+        usage: r.usage.as_ref().map(pb::ContainerUsage::from),
         blocked: r
             .blocked
             .iter()

@@ -413,4 +413,4 @@ impl ImbresConnect {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

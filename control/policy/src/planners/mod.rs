@@ -9,7 +9,7 @@ pub mod perf_table;
 pub mod settings;
 mod r#static;
 
-use crate::Planner;
+use crate::{Planner, schedule::ScopeKind};
 
 pub use baselines::{Connections, Local, Mode};
 pub use even::Even;
@@ -40,6 +40,17 @@ pub const NAMES: &[&str] = &[
     "random-partial",
     "full",
 ];
+
+/// How far planner `name` sees ([`crate::schedule`]); `None` for an unknown name.
+/// `imbres-connect` is the one application-scoped planner: its connection groups need the
+/// performance tables and Alg. 1 shares of the callers' own services.
+pub fn scope_kind(name: &str) -> Option<ScopeKind> {
+    match name {
+        "imbres-connect" => Some(ScopeKind::Application),
+        n if NAMES.contains(&n) => Some(ScopeKind::Service),
+        _ => None,
+    }
+}
 
 /// Builds a planner with its defaults (the paper's, except where `PlannerSettings` documents a
 /// measured departure).

@@ -1,8 +1,10 @@
-//! Tunables of the load-shifting and connection planners as one config section, every field
-//! defaulting to its paper's value, and [`build_with`] to build any registered planner with them.
+//! Tunables of every planner as one config section (`planner_settings:`, the same struct in the
+//! control config, the scenario and `loadshift sim --planner-settings`), every field defaulting
+//! to its paper's value, and [`build_with`] to build any registered planner with them.
 //!
 //! ```yaml
 //! planner_settings:
+//!   interval_ms: 5000            # optional: every planner's period instead of its own
 //!   shift: { eta: 0.5, interval_ms: 5000, floor_fraction: 0.1, max_step: 0.5, min_samples: 20,
 //!            reprobe_after: 6 }
 //!   shift_pure: { eta: 0.2 }     # imbres-shift-pure: the paper's values
@@ -21,12 +23,16 @@ use super::{
     Connections, ImbresConnect, ImbresShift, UnknownPlanner, build, imbres_connect::ConnectParams,
     perf_table::TableParams,
 };
-use crate::Planner;
+use crate::{BadSetting, Planner};
 
 /// Planner tunables (defaults: the papers').
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlannerSettings {
+    /// Period of every planner, milliseconds, instead of its own (the Alg. 1 planners' is
+    /// `shift.interval_ms`, every other planner's 5000). Default: each planner's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
     /// Imbres Alg. 1, for `imbres-shift`, `imbres-connect`, `full` and `random-partial`
     /// (default [`ShiftParams::default`]: `eta` 0.5, the paper's 0.2 converged too slowly, see
     /// `loadshift_core::shift`).
@@ -48,6 +54,7 @@ pub struct PlannerSettings {
 impl Default for PlannerSettings {
     fn default() -> Self {
         Self {
+            interval_ms: None,
             shift: ShiftParams::default(),
             shift_pure: ShiftParams::paper(),
             connect: ConnectSettings::default(),
@@ -125,13 +132,39 @@ pub enum SettingsError {
     #[error(transparent)]
     Unknown(#[from] UnknownPlanner),
     #[error("planner_settings.{0}")]
-    Shift(#[from] ShiftError),
+    Bad(#[from] BadSetting),
+}
+
+impl PlannerSettings {
+    /// Checks every tunable; the error's field is the path below `planner_settings`.
+    pub fn validate(&self) -> Result<(), BadSetting> {
+        if self.interval_ms == Some(0) {
+            return Err(BadSetting {
+                field: "interval_ms".into(),
+                value: "0".into(),
+                reason: "must be > 0".into(),
+            });
+        }
+        for (section, p) in [("shift", &self.shift), ("shift_pure", &self.shift_pure)] {
+            p.validate().map_err(
+                |ShiftError::Param {
+                     field,
+                     value,
+                     reason,
+                 }| BadSetting {
+                    field: format!("{section}.{field}"),
+                    value: value.to_string(),
+                    reason: reason.to_string(),
+                },
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Builds planner `name` with `s`; planners without tunables are built as [`build`] does.
 pub fn build_with(name: &str, s: &PlannerSettings) -> Result<Box<dyn Planner>, SettingsError> {
-    s.shift.validate()?;
-    s.shift_pure.validate()?;
+    s.validate()?;
     Ok(match name {
         "imbres-shift" => Box::new(ImbresShift::new(s.shift)),
         "imbres-shift-pure" => Box::new(ImbresShift::pure(s.shift_pure)),

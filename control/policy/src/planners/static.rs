@@ -71,6 +71,7 @@ mod tests {
             outbound: Default::default(),
             in_flight: 0,
             ewma_ms: 0.0,
+            usage: Default::default(),
         };
         let svc = ServiceState {
             name: "a".into(),

@@ -297,6 +297,7 @@ impl Scaler for Hpa {
                             "hpa: no telemetry yet; {current} containers outside [{}, {}]",
                             self.params.min_replicas, self.params.max_replicas
                         ),
+                        ..Default::default()
                     });
                 }
                 continue;
@@ -311,6 +312,7 @@ impl Scaler for Hpa {
                         "hpa: utilisation {:.2} vs target {:.2} over {} containers ({} without telemetry); recommended {raw}, stabilised and clamped to {to}",
                         u.mean, self.params.target_utilization, u.with_metrics, u.missing
                     ),
+                    ..Default::default()
                 });
             }
         }

@@ -8,7 +8,7 @@ mod none;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Scaler;
+use crate::{Scaler, schedule::ScopeKind};
 
 pub use hpa::{Hpa, HpaParams};
 pub use none::NoScaling;
@@ -38,14 +38,7 @@ pub struct ScalerSettings {
     pub hpa: HpaParams,
 }
 
-/// A setting that cannot work: `field` is the path below `scaler_settings`.
-#[derive(Debug, thiserror::Error)]
-#[error("{field} = {value}: {reason}")]
-pub struct BadSetting {
-    pub field: String,
-    pub value: String,
-    pub reason: String,
-}
+pub use crate::BadSetting;
 
 impl ScalerSettings {
     /// Checks every tunable.
@@ -58,6 +51,12 @@ impl ScalerSettings {
                 reason: reason.to_string(),
             })
     }
+}
+
+/// How far scaler `name` sees ([`crate::schedule`]); `None` for an unknown name. Every scaler
+/// registered so far scales one service.
+pub fn scope_kind(name: &str) -> Option<ScopeKind> {
+    NAMES.contains(&name).then_some(ScopeKind::Service)
 }
 
 /// Builds a scaler with its source's defaults.

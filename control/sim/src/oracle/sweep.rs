@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{HostSplit, OracleError, Pick, even_share, noisy_hosts};
 use crate::scenario::Scenario;
 use crate::{
-    Outcome, PlannerRt, Policies, SimOptions, onset_s, run, run_with,
+    Outcome, Policies, SimOptions, onset_s, run, run_with,
     seeds::{Ratio, Stat},
 };
 use loadshift_policy::{Planner, planners::PlannerSettings};
@@ -31,8 +31,8 @@ pub struct SweepOptions {
     /// Planners run on the same seeds for the ratios. Default `round-robin`, `p2c-ewma`,
     /// `imbres-shift`.
     pub baselines: Vec<String>,
-    /// Tunables of the baseline planners.
-    pub planner_settings: PlannerSettings,
+    /// Tunables of the baseline planners. Default: the scenario's.
+    pub planner_settings: Option<PlannerSettings>,
 }
 
 impl SweepOptions {
@@ -47,7 +47,7 @@ impl SweepOptions {
             baselines: ["round-robin", "p2c-ewma", "imbres-shift"]
                 .map(String::from)
                 .to_vec(),
-            planner_settings: PlannerSettings::default(),
+            planner_settings: None,
         }
     }
 }
@@ -154,12 +154,12 @@ pub fn sweep(
     } else {
         onset_s(s, 0.75 * s.duration_s)
     };
-    // Planners first run one interval in and then on its multiples: the split holds from the
-    // first tick at or after the onset, and call shares count from there (or the warm-up).
+    // Planners run at 0 and then on multiples of their interval: the split holds from the first
+    // tick at or after the onset, and call shares count from there (or the warm-up).
     let tick_s = HostSplit::new(Vec::new(), 0.0, Duration::ZERO, Pick::Weighted)
         .interval()
         .as_secs_f64();
-    let split_from_s = (onset / tick_s).ceil().max(1.0) * tick_s;
+    let split_from_s = (onset / tick_s).ceil() * tick_s;
     let counted_from = split_from_s.max(s.warmup_s);
     // Resolved up front so a baseline typo fails before any run.
     for b in &o.baselines {
@@ -169,15 +169,10 @@ pub fn sweep(
         let mut outs = Vec::new();
         for &seed in &o.seeds {
             // The scenario's scalers stay; its planners give way to the split.
-            let mut p = Policies::resolve(s, &SimOptions::default())?;
             let split = HostSplit::new(noisy.clone(), share, Duration::from_secs_f64(onset), pick);
+            let mut p =
+                Policies::resolve(s, &SimOptions::default())?.with_planner(s, Box::new(split));
             p.name = format!("oracle-{}-{share}", pick.name());
-            p.planners = vec![PlannerRt {
-                interval_ns: interval_ns(&split),
-                planner: Box::new(split),
-                owned: vec![true; s.services.len()],
-                iterations: 0,
-            }];
             outs.push(run_with(s, seed, p, &mut |_| {}));
         }
         Ok(Point {
@@ -263,16 +258,12 @@ pub fn sweep(
     })
 }
 
-fn interval_ns(p: &dyn Planner) -> u64 {
-    (p.interval().as_nanos() as u64).max(1)
-}
-
 fn options(planner: &str, o: &SweepOptions, seed: Option<u64>) -> SimOptions {
     SimOptions {
         planner: Some(planner.to_string()),
-        scaler: None,
         seed,
         planner_settings: o.planner_settings.clone(),
+        ..Default::default()
     }
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::{PlannerRt, Policies, SimOptions, run_with};
+use crate::{Policies, SimOptions, run_with};
 use loadshift_policy::{ServiceState, testing::container};
 
 /// `front` calls `back`, one container of each per host; h3 goes from light interference to
@@ -126,19 +126,15 @@ fn noisy_hosts_are_the_ones_peaking_highest() {
 #[test]
 fn split_in_the_simulator_keeps_calls_off_a_zero_share_host() {
     let s = lopsided();
-    let mut p = Policies::resolve(&s, &SimOptions::default()).unwrap();
     let split = HostSplit::new(
         vec!["h3".into()],
         0.0,
         Duration::from_secs(10),
         Pick::Weighted,
     );
-    p.planners = vec![PlannerRt {
-        planner: Box::new(split),
-        owned: vec![true; s.services.len()],
-        interval_ns: 5_000_000_000,
-        iterations: 0,
-    }];
+    let p = Policies::resolve(&s, &SimOptions::default())
+        .unwrap()
+        .with_planner(&s, Box::new(split));
     let o = run_with(&s, 1, p, &mut |_| {});
     assert_eq!(o.plan_rejections, 0);
     let after: Vec<f64> = o

@@ -20,6 +20,7 @@ mod validate;
 
 use std::{collections::BTreeMap, path::Path};
 
+use loadshift_policy::{ManagementObjective, planners::PlannerSettings, scalers::ScalerSettings};
 use serde::{Deserialize, Serialize};
 
 pub use arrival::{Arrival, ArrivalState};
@@ -236,6 +237,18 @@ pub struct PolicySpec {
     /// Scaler for every service without its own. Default `none`.
     #[serde(default = "d_scaler")]
     pub scaler: String,
+    /// Planner tunables for every service without its own (the control config's
+    /// `planner_settings`). Default: the papers' values.
+    #[serde(default)]
+    pub planner_settings: PlannerSettings,
+    /// Scaler tunables for every service without its own (the control config's
+    /// `scaler_settings`). Default: each scaler's source's values.
+    #[serde(default)]
+    pub scaler_settings: ScalerSettings,
+    /// The application's management objective (MO1-MO3, seed 004), handed to planners in the
+    /// snapshot. Default none.
+    #[serde(default)]
+    pub management: Option<ManagementObjective>,
     /// Per-service overrides.
     #[serde(default)]
     pub services: BTreeMap<String, ServicePolicy>,
@@ -246,6 +259,9 @@ impl Default for PolicySpec {
         Self {
             planner: d_planner(),
             scaler: d_scaler(),
+            planner_settings: PlannerSettings::default(),
+            scaler_settings: ScalerSettings::default(),
+            management: None,
             services: BTreeMap::new(),
         }
     }
@@ -262,10 +278,19 @@ fn d_scaler() -> String {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServicePolicy {
+    /// Planner of this service. Default: `policy.planner`.
     #[serde(default)]
     pub planner: Option<String>,
+    /// Scaler of this service. Default: `policy.scaler`.
     #[serde(default)]
     pub scaler: Option<String>,
+    /// Planner tunables of this service, replacing `policy.planner_settings` whole. Default:
+    /// those.
+    #[serde(default)]
+    pub planner_settings: Option<PlannerSettings>,
+    /// Scaler tunables of this service, replacing `policy.scaler_settings` whole. Default: those.
+    #[serde(default)]
+    pub scaler_settings: Option<ScalerSettings>,
 }
 
 /// Shape of the telemetry windows every simulated proxy keeps.

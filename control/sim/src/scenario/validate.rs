@@ -227,7 +227,7 @@ pub(super) fn validate(s: &Scenario) -> R {
         positive(&format!("{p}.timeout_ms"), f.timeout_ms)?;
     }
 
-    for name in s.policy.services.keys() {
+    for (name, sp) in &s.policy.services {
         if !index.contains_key(name.as_str()) {
             return Err(bad(
                 format!("policy.services.{name}"),
@@ -235,6 +235,26 @@ pub(super) fn validate(s: &Scenario) -> R {
                 "is not a declared service",
             ));
         }
+        settings(
+            &format!("policy.services.{name}"),
+            sp.planner_settings.as_ref(),
+            sp.scaler_settings.as_ref(),
+        )?;
+    }
+    settings(
+        "policy",
+        Some(&s.policy.planner_settings),
+        Some(&s.policy.scaler_settings),
+    )?;
+    if let Some(m) = &s.policy.management {
+        let known: Vec<&str> = s.services.iter().map(|x| x.name.as_str()).collect();
+        m.validate(&known).map_err(|e| {
+            bad(
+                format!("policy.management.{}", e.field),
+                &e.value,
+                &e.reason,
+            )
+        })?;
     }
     let m = &s.interference;
     for (k, v) in [
@@ -316,6 +336,29 @@ fn acyclic(s: &Scenario, index: &HashMap<&str, usize>) -> R {
                 stack.pop();
             }
         }
+    }
+    Ok(())
+}
+
+/// Planner and scaler tunables under `path`: each field named in the error.
+fn settings(
+    path: &str,
+    planner: Option<&loadshift_policy::planners::PlannerSettings>,
+    scaler: Option<&loadshift_policy::scalers::ScalerSettings>,
+) -> Result<(), ScenarioError> {
+    if let Some(p) = planner {
+        p.validate().map_err(|e| ScenarioError::Invalid {
+            path: format!("{path}.planner_settings.{}", e.field),
+            value: e.value,
+            reason: e.reason,
+        })?;
+    }
+    if let Some(sc) = scaler {
+        sc.validate().map_err(|e| ScenarioError::Invalid {
+            path: format!("{path}.scaler_settings.{}", e.field),
+            value: e.value,
+            reason: e.reason,
+        })?;
     }
     Ok(())
 }

@@ -79,6 +79,7 @@ fn decision() -> ScaleDecision {
         from: 1,
         to: 3,
         reason: "hpa: busy".into(),
+        ..Default::default()
     }
 }
 
@@ -92,6 +93,7 @@ fn posts_the_decision_and_fails_on_non_2xx() {
         url: format!("http://{}/scale?lab=1", r.addr),
         timeout_ms: 2000,
         token_file: Some(token),
+        kinds: vec![ActionKind::Replicas],
     })
     .expect("valid");
     hook.apply(&decision()).expect("2xx is success");
@@ -103,7 +105,10 @@ fn posts_the_decision_and_fails_on_non_2xx() {
         assert_eq!(got, decision());
     }
     r.status.store(503, Ordering::Relaxed);
-    let e = hook.apply(&decision()).expect_err("503 is an error");
+    let e = hook
+        .apply(&decision())
+        .expect_err("503 is an error")
+        .to_string();
     assert!(e.contains("503") && e.contains("busy"), "{e}");
     // Retried next round: the same decision goes through once the receiver recovers.
     r.status.store(204, Ordering::Relaxed);
@@ -121,15 +126,17 @@ fn unreachable_receiver_and_bad_config_are_errors() {
         url: format!("http://{addr}/"),
         timeout_ms: 1000,
         token_file: None,
+        kinds: vec![ActionKind::Replicas],
     })
     .expect("valid");
-    let e = hook.apply(&decision()).expect_err("refused");
+    let e = hook.apply(&decision()).expect_err("refused").to_string();
     assert!(e.contains("connect"), "{e}");
 
     let cfg = |url: &str, timeout_ms| WebhookConfig {
         url: url.into(),
         timeout_ms,
         token_file: None,
+        kinds: vec![ActionKind::Replicas],
     };
     for (c, want) in [
         (cfg("https://example.com/", 1), "https is not supported"),

@@ -1,4 +1,5 @@
-//! Inline telemetry: Peak-EWMA per endpoint, rotating latency windows, and host pressure.
+//! Inline telemetry: Peak-EWMA per endpoint, rotating latency windows, host pressure and the
+//! container's own resource use.
 //!
 //! Everything here is sans-IO: callers pass the clock reading (`Duration` since an epoch of their
 //! choosing), so the proxy, the control plane and the simulator share the code.
@@ -7,6 +8,7 @@ pub mod counter;
 pub mod ewma;
 pub mod histogram;
 pub mod pressure;
+pub mod usage;
 pub mod window;
 
 use std::time::Duration;

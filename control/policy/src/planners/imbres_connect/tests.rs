@@ -141,7 +141,7 @@ fn two_hundred_downstreams_fit_the_cap_with_groups_by_latency() {
 }
 
 /// `front` (4 containers on two hosts) calls `back` (20 containers on four hosts, one slow).
-fn scene(window_s: f64) -> Snapshot {
+pub(crate) fn scene(window_s: f64) -> Snapshot {
     let with_window = |mut c: crate::ContainerState| {
         if let Some(w) = c.inbound.as_mut() {
             w.window_s = window_s;

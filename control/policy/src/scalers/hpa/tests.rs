@@ -18,6 +18,7 @@ fn container(i: usize, load: Option<(f64, f64)>) -> ContainerState {
         outbound: WindowSnapshot::default(),
         in_flight: 0,
         ewma_ms: 0.0,
+        usage: Default::default(),
     }
 }
 

@@ -1,0 +1,91 @@
+use loadshift_policy::{
+    registry,
+    schedule::{Role, Schedule},
+};
+
+use super::*;
+
+fn parse(y: &str) -> Result<ControlConfig, String> {
+    let c: ControlConfig = serde_yaml_ng::from_str(y).map_err(|e| e.to_string())?;
+    c.validate().map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
+/// The period of the task of `role` that owns service `a`, as the control loop runs it.
+fn interval_of(c: &ControlConfig, role: Role) -> Duration {
+    let mut sch = Schedule::new();
+    sch.sync(
+        c.assignment().tasks().unwrap(),
+        Duration::ZERO,
+        registry::build,
+    )
+    .unwrap();
+    sch.owner(role, "a").unwrap().interval
+}
+
+#[test]
+fn defaults_apply() {
+    let c = parse("listen: 127.0.0.1:0\ntoken_file: /t\nservices:\n  a:\n    endpoints:\n      - addr: 127.0.0.1:1\n").unwrap();
+    assert_eq!(interval_of(&c, Role::Planner), Duration::from_secs(5));
+    assert_eq!(interval_of(&c, Role::Scaler), Duration::from_secs(60));
+    assert_eq!(c.services["a"].planner, "even");
+    assert_eq!(c.services["a"].scaler, "none");
+    assert_eq!(c.services["a"].endpoints[0].weight, 1.0);
+}
+
+#[test]
+fn errors_name_field_value_and_reason() {
+    let e = parse("listen: 127.0.0.1:0\ntoken_file: /t\nservices:\n  a:\n    planner: magic\n")
+        .unwrap_err();
+    assert!(
+        e.contains("services.a.planner") && e.contains("magic") && e.contains("unknown planner"),
+        "{e}"
+    );
+    let e = parse("listen: 127.0.0.1:0\ntoken_file: /t\nplanner_settings: {interval_ms: 0}\n")
+        .unwrap_err();
+    assert!(
+        e.contains("planner_settings.interval_ms = 0: must be > 0"),
+        "{e}"
+    );
+    let e = parse("listen: 127.0.0.1:0\ntoken_file: /t\nservices:\n  a:\n    endpoints:\n      - {addr: 127.0.0.1:1, weight: -1}\n").unwrap_err();
+    assert!(e.contains("services.a.endpoints[0].weight = -1"), "{e}");
+    let e = parse("listen: 127.0.0.1:0\ntoken_file: /t\nbogus: 1\n").unwrap_err();
+    assert!(e.contains("bogus"), "{e}");
+    let e = parse("listen: 127.0.0.1:0\ntoken_file: /t\nactuator: webhook\n").unwrap_err();
+    assert!(
+        e.contains("webhook") && e.contains("needs a webhook section"),
+        "{e}"
+    );
+    let e = parse(
+        "listen: 127.0.0.1:0\ntoken_file: /t\nactuator: webhook\nwebhook: {url: https://h/}\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("webhook.url") && e.contains("https"), "{e}");
+    let e = parse("listen: 127.0.0.1:0\ntoken_file: /t\ndiscovery: {file: /e, poll_ms: 0}\n")
+        .unwrap_err();
+    assert!(e.contains("discovery.poll_ms = 0"), "{e}");
+    let e = parse("listen: 127.0.0.1:0\ntoken_file: /t\nservices:\n  a:\n    scaler: hpa\n    scaler_settings: {hpa: {min_replicas: 4, max_replicas: 2}}\n").unwrap_err();
+    assert!(
+        e.contains("services.a.scaler_settings.hpa.max_replicas = 2"),
+        "{e}"
+    );
+    let c = parse("listen: 127.0.0.1:0\ntoken_file: /t\nactuator: webhook\nwebhook: {url: 'http://127.0.0.1:9/scale'}\ndiscovery: {file: /e}\nservices:\n  a:\n    scaler: hpa\n    scaler_settings: {hpa: {max_replicas: 3}}\n").unwrap();
+    assert_eq!(c.services["a"].scaler_settings.hpa.max_replicas, 3);
+    assert_eq!(c.discovery.map(|d| d.poll_ms), Some(1000));
+}
+
+proptest::proptest! {
+    /// The parser and the validator take any text without panicking.
+    #[test]
+    fn arbitrary_yaml_never_panics(head in "(listen|token_file|services|planner_interval_ms|operator_listen): ", body in ".{0,80}") {
+        let _ = parse(&format!("{head}{body}"));
+        let _ = parse(&format!("listen: 127.0.0.1:0\ntoken_file: /t\nservices:\n  a:\n    {head}{body}\n"));
+    }
+}
+
+#[test]
+fn example_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/control.example.yaml");
+    let c = ControlConfig::load(&path).unwrap();
+    assert!(!c.services.is_empty());
+}
