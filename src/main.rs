@@ -1,5 +1,6 @@
-//! `loadshift`: one binary for the proxy, the control plane, the operator CLI, the lab and the
-//! simulator. Each subcommand lives in its own module; this file only dispatches.
+//! `loadshift`: one binary for the proxy, the control plane, the operator CLI and the simulator
+//! (`cmd/`), and the tooling around them: the lab, the emulated app, the load generator and the
+//! benchmarks (`tools/`). Each subcommand lives in its own module; this file only dispatches.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -7,17 +8,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-mod app;
-mod bench;
-mod bench_control;
-mod control_cmd;
-mod ctl;
-mod lab;
-mod loadgen;
-mod proxy_cmd;
+mod cmd;
 mod signal;
-mod sim_cmd;
-mod sim_oracle;
+mod tools;
+
+use cmd::{control, ctl, proxy, sim};
+use tools::{app, bench, lab, load};
 
 /// Exit code for invalid configuration or input (sysexits EX_DATAERR / EX_USAGE family).
 pub const EXIT_CONFIG: u8 = 64;
@@ -26,9 +22,9 @@ pub const EXIT_CONFIG: u8 = 64;
 #[command(name = "loadshift", version, about)]
 enum Cli {
     /// Run the data-plane proxy (sidecar or standalone).
-    Proxy(proxy_cmd::ProxyArgs),
+    Proxy(proxy::ProxyArgs),
     /// Open-loop HTTP/1.1 load generator (fixed rate, latency from the intended send time).
-    Load(loadgen::cli::LoadArgs),
+    Load(load::cli::LoadArgs),
     /// Emulated service for the lab: service-time distribution, interference, downstream calls.
     App(app::AppArgs),
     /// Benchmarks against peers on this machine (`bench proxy`: loadshift vs HAProxy vs nginx).
@@ -36,24 +32,24 @@ enum Cli {
     /// Run a scenario with real processes on loopback (apps, sidecars, control plane, load).
     Lab(lab::LabArgs),
     /// Run the control plane (proxy stream API, operator API, planner and scale loops).
-    Control(control_cmd::ControlArgs),
+    Control(control::ControlArgs),
     /// Operator CLI: status, watch, objectives, pins, scale decisions.
     Ctl(ctl::CtlArgs),
     /// Simulate a scenario (discrete-event digital twin) and write a report.
-    Sim(sim_cmd::SimArgs),
+    Sim(sim::SimArgs),
 }
 
 fn main() -> ExitCode {
     init_tracing();
     match Cli::parse() {
-        Cli::Proxy(args) => proxy_cmd::main(args),
-        Cli::Load(args) => loadgen::cli::main(args),
+        Cli::Proxy(args) => proxy::main(args),
+        Cli::Load(args) => load::cli::main(args),
         Cli::App(args) => app::main(args),
         Cli::Bench(args) => bench::main(args),
         Cli::Lab(args) => lab::main(args),
-        Cli::Control(args) => control_cmd::main(args),
+        Cli::Control(args) => control::main(args),
         Cli::Ctl(args) => ctl::main(args),
-        Cli::Sim(args) => sim_cmd::main(args),
+        Cli::Sim(args) => sim::main(args),
     }
 }
 

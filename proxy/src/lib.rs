@@ -10,10 +10,10 @@
 pub mod control_client;
 
 mod admin;
-mod body;
 pub mod config;
 pub mod data_plane;
 mod deadline;
+mod downstream;
 pub mod error;
 mod h1;
 mod headers;

@@ -16,7 +16,6 @@ use http::{
 use rand::rngs::SmallRng;
 
 use crate::{
-    body::ReqBody,
     config::Protocol,
     deadline::Deadlines,
     error::ProxyError,
@@ -24,11 +23,11 @@ use crate::{
     metrics,
     routes::{EndpointState, LiveLoads, ServiceRoute},
     state::Shared,
-    upstream::{Pool, Unsent},
+    upstream::{Pool, Unsent, body::ReqBody},
 };
 use loadshift_core::admission::BlockReason;
 
-pub use crate::body::RespBody;
+pub use crate::upstream::body::RespBody;
 
 /// Which listener a request came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

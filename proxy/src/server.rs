@@ -21,7 +21,7 @@ use crate::{
     admin,
     config::ProxyConfig,
     deadline::Deadlines,
-    h1,
+    downstream,
     request::{Side, Worker},
     state::Shared,
     upstream::{Pool, PoolParams},
@@ -258,7 +258,7 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let t = &worker.shared.config.timeouts;
-    let limits = h1::Limits {
+    let limits = downstream::Limits {
         header_read: Duration::from_millis(t.header_read_ms),
         idle: (t.client_idle_ms > 0).then(|| Duration::from_millis(t.client_idle_ms)),
     };
@@ -282,7 +282,7 @@ async fn accept_loop(
         let shutdown = shutdown.clone();
         active.set(active.get() + 1);
         tokio::task::spawn_local(async move {
-            h1::serve(stream, side, worker, limits, shutdown).await;
+            downstream::serve(stream, side, worker, limits, shutdown).await;
             active.set(active.get() - 1);
         });
     }

@@ -44,6 +44,16 @@ pub use snapshot::{
     ServiceState, Snapshot,
 };
 
+/// How far a policy sees, as its registry declares ([`planners::scope_kind`],
+/// [`scalers::scope_kind`]); the schedule makes one instance per service or per application.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScopeKind {
+    /// One instance per service.
+    Service,
+    /// One instance per application.
+    Application,
+}
+
 /// A tunable that cannot work: `field` is the path below the settings section
 /// (`planner_settings` or `scaler_settings`).
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]

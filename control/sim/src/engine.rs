@@ -13,24 +13,12 @@ use loadshift_policy::{
 use rand::{SeedableRng, rngs::SmallRng};
 
 use super::{
-    metrics::{self, Recorder},
-    request::{CallRec, Req},
+    calls::{CallRec, Req},
+    events::{Event, ns, secs},
+    summary::{self, Recorder},
     world::World,
 };
 use crate::scenario::{ArrivalState, InterferenceModel, Scenario, dist::Normals};
-
-/// What happens at one instant. Ties in time are broken by insertion order, never by the event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Event {
-    /// The next request of flow `.0` arrives at its ingress.
-    Arrival(u32),
-    /// Call `.0` reaches its container (after the network delay).
-    CallArrive(u32),
-    /// Call `.0`'s own work at its container is done.
-    Done(u32),
-    /// The control schedule has tasks due.
-    Control,
-}
 
 /// A decision the simulated actuator refused, and why.
 #[derive(Clone, Debug, PartialEq)]
@@ -77,14 +65,6 @@ pub(super) struct Engine {
     pub(super) plan_rejections: u64,
 }
 
-pub(super) fn secs(ns: u64) -> f64 {
-    ns as f64 / 1e9
-}
-
-pub(super) fn ns(s: f64) -> u64 {
-    (s * 1e9).round().max(0.0) as u64
-}
-
 impl Engine {
     pub fn new(s: &Scenario, seed: u64, schedule: Schedule) -> Self {
         let w = World::build(s);
@@ -115,7 +95,7 @@ impl Engine {
         rec.full_control_intervals = (ns(s.duration_s) / control_ns.max(1)) as usize;
         // Changes inside the last quarter would be judged against a tail they are part of.
         rec.onset_interval =
-            (ns(metrics::onset_s(s, 0.75 * s.duration_s)) / control_ns.max(1)) as usize;
+            (ns(summary::onset_s(s, 0.75 * s.duration_s)) / control_ns.max(1)) as usize;
         Engine {
             rec,
             svc_names: w.svcs.iter().map(|x| x.name.clone()).collect(),

@@ -18,21 +18,23 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod calls;
 mod control;
 mod engine;
-mod metrics;
+mod events;
 pub mod oracle;
 pub mod report;
 mod request;
 pub mod scenario;
 pub mod seeds;
 mod snapshot;
+mod summary;
 #[cfg(test)]
 mod tests;
 mod world;
 
 pub use engine::Refusal;
-pub use metrics::{CONVERGE_POOL, converged_after, onset_s};
+pub use summary::{CONVERGE_POOL, converged_after, onset_s};
 
 use std::{collections::BTreeMap, time::Instant};
 

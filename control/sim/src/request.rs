@@ -12,36 +12,12 @@ use std::time::Duration;
 use rand::Rng;
 
 use super::{
-    engine::{Engine, Event, ns, secs},
+    calls::{CallRec, Req},
+    engine::Engine,
+    events::{Event, ns, secs},
     world::{LiveLoads, NONE},
 };
 use crate::scenario::CallMode;
-
-#[derive(Clone, Copy)]
-pub(super) struct CallRec {
-    pub req: u32,
-    pub parent: u32,
-    pub svc: u32,
-    pub ctr: u32,
-    pub proxy: u32,
-    pub slot: u16,
-    pub next: u16,
-    pub pending: u16,
-    pub error: bool,
-    pub gated: bool,
-    pub t_send: u64,
-    pub t_arrive: u64,
-}
-
-#[derive(Clone, Copy)]
-pub(super) struct Req {
-    pub flow: u16,
-    pub t_start: u64,
-    pub blocked: bool,
-    pub failed: bool,
-    pub counted: bool,
-    pub live: bool,
-}
 
 impl Engine {
     pub(super) fn arrival(&mut self, f: usize) {

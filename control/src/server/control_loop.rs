@@ -10,13 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use loadshift_policy::{
-    Snapshot, actuate,
-    schedule::{Action, Round},
-};
+use loadshift_policy::{Snapshot, actuate, schedule::Action};
 use loadshift_proto::v1 as pb;
 
-use super::{DecisionRecord, Shared, stopped};
+use super::shared::{DecisionRecord, Shared, stopped};
 use crate::{metrics as m, plans::unix_ms};
 
 /// Runs rounds as they fall due until the shutdown flag flips.
@@ -63,6 +60,13 @@ fn snapshot(shared: &Shared, now: Duration) -> Snapshot {
     snap.flows = store.flows(now, stale, &shared.flows);
     snap.applications = applications;
     snap
+}
+
+/// Runs the tasks due now (a policy the operator just chose plans at once) and wakes the loop to
+/// re-read when the next one is due.
+pub(crate) fn round_now(shared: &Shared) {
+    round(shared);
+    shared.wake.notify_one();
 }
 
 /// Runs the tasks due now and carries out what they produced.
@@ -193,9 +197,3 @@ fn record_history(shared: &Shared, snap: &Snapshot) {
         }
     }
 }
-
-/// Type of the observer [`crate::server::Builder::on_round`] installs.
-pub type RoundObserver = Box<dyn FnMut(&Snapshot, &Round) + Send>;
-
-/// Type of the source [`crate::server::Builder::snapshots`] installs.
-pub type SnapshotSource = Box<dyn FnMut(Duration) -> Snapshot + Send>;

@@ -22,7 +22,7 @@ pub(crate) async fn serve(
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            () = super::stopped(&mut stop) => return,
+            () = super::shared::stopped(&mut stop) => return,
         };
         let Ok((stream, _)) = accepted else { continue };
         let prom = prom.clone();

@@ -10,22 +10,19 @@ mod metrics_http;
 mod operator_api;
 mod policies;
 mod proxy_api;
+mod shared;
 mod wire;
 
 use std::{
-    collections::{BTreeMap, VecDeque},
     future::Future,
     net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::AtomicU64},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use loadshift_policy::{Actuator, Objective};
+use loadshift_policy::Objective;
 use loadshift_proto::v1::{
-    self as pb, operator_server::OperatorServer, proxy_control_server::ProxyControlServer,
+    operator_server::OperatorServer, proxy_control_server::ProxyControlServer,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use parking_lot::Mutex;
@@ -36,17 +33,17 @@ use tokio::{
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub use auth::BearerAuth;
-pub use control_loop::{RoundObserver, SnapshotSource};
+pub use shared::{RoundObserver, SnapshotSource};
 
 use crate::{
     actuators,
     config::{ConfigError, ControlConfig},
-    discovery::{self, Discovery, EndpointMap},
+    discovery,
     plans::PlanBook,
-    state::TelemetryStore,
     store,
 };
 use policies::{Policies, Tables};
+use shared::{Hooks, Shared};
 
 /// Why the control plane could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -69,69 +66,6 @@ pub enum ControlError {
     Serve(#[from] tonic::transport::Error),
     #[error("planner_settings.table_store: {0}")]
     Store(#[from] loadshift_policy::store::StoreError),
-}
-
-/// One scale decision as the operator API lists it.
-#[derive(Clone, Debug)]
-pub(crate) struct DecisionRecord {
-    pub record: pb::ScaleDecisionRecord,
-}
-
-/// What an embedder installed: a snapshot source instead of the reports, an observer of rounds.
-#[derive(Default)]
-pub(crate) struct Hooks {
-    pub snapshots: Option<SnapshotSource>,
-    pub on_round: Option<RoundObserver>,
-}
-
-/// State every task of the server shares.
-pub(crate) struct Shared {
-    pub cfg: ControlConfig,
-    /// The control clock's origin (tokio's, so tests can pause it).
-    pub started: tokio::time::Instant,
-    pub store: Mutex<TelemetryStore>,
-    pub plans: PlanBook,
-    pub policies: Mutex<Policies>,
-    pub tables: Mutex<Tables>,
-    /// Declared flows: name -> (entry service, end-to-end objective).
-    pub flows: BTreeMap<String, (String, Option<Objective>)>,
-    /// Wakes the control loop to re-read when the next task is due.
-    pub wake: Notify,
-    pub hooks: Mutex<Hooks>,
-    pub actuator: Mutex<Box<dyn Actuator>>,
-    pub decisions: Mutex<VecDeque<DecisionRecord>>,
-    /// Per service, one sample per planner round, at most `windows_kept`.
-    pub history: Mutex<BTreeMap<String, VecDeque<pb::ServiceSample>>>,
-    pub endpoints: watch::Receiver<EndpointMap>,
-    /// Kept alive for as long as the server runs: dropping a source ends its change feed.
-    _discovery: Box<dyn Discovery>,
-    pub shutdown: watch::Receiver<bool>,
-    next_stream: AtomicU64,
-    next_version: AtomicU64,
-}
-
-impl Shared {
-    /// Control-plane clock (the snapshot's `now`).
-    pub fn now(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    /// Runs the tasks due now (a policy the operator just chose plans at once).
-    pub fn round_now(&self) {
-        control_loop::round(self);
-        self.wake.notify_one();
-    }
-
-    pub fn stream_id(&self) -> u64 {
-        self.next_stream.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Plan versions grow across streams and across restarts: they start at the wall clock in
-    /// microseconds, so a proxy never sees a version go backwards after the control plane
-    /// restarts.
-    pub fn plan_version(&self) -> u64 {
-        self.next_version.fetch_add(1, Ordering::Relaxed)
-    }
 }
 
 /// Addresses the server bound.
@@ -396,12 +330,6 @@ async fn serve(
     loops.abort();
     tracing::info!("control plane stopped");
     result.map_err(ControlError::from)
-}
-
-/// Resolves once the shared stop flag is set (or its sender is gone). The flag's read guard is
-/// dropped inside, so callers in `select!` stay `Send`.
-pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
 }
 
 /// Runs the control plane until `shutdown` resolves.

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 
 use loadshift_policy::{Objective, schedule::Role};
 
-use super::{Shared, wire};
+use super::{control_loop, shared::Shared, wire};
 
 pub(crate) struct OperatorApi {
     shared: Arc<Shared>,
@@ -311,7 +311,7 @@ impl Operator for OperatorApi {
         tracing::info!(service = %r.service, "operator changed the service's policy");
         if replanned {
             // A new planner takes effect now rather than at its first interval.
-            sh.round_now();
+            control_loop::round_now(sh);
         } else {
             sh.wake.notify_one();
         }
@@ -395,7 +395,7 @@ impl Operator for OperatorApi {
             loop {
                 let ev = tokio::select! {
                     ev = events.recv() => ev,
-                    () = super::stopped(&mut stop) => return,
+                    () = super::shared::stopped(&mut stop) => return,
                 };
                 let out = match ev {
                     Ok(c) if wanted.contains(&c.service) => vec![event(c)],

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::Shared;
+use super::shared::Shared;
 use crate::{
     discovery::EndpointMap,
     metrics as m,
@@ -151,7 +151,7 @@ async fn session(shared: Arc<Shared>, mut inbound: Streaming<pb::ProxyMessage>, 
                     && send_endpoints(&tx, &id, &eps, &mut st).await
                     && push(&shared, &tx, stream_id, &id, &mut st, false).await;
             }
-            () = super::stopped(&mut stop) => break,
+            () = super::shared::stopped(&mut stop) => break,
         }
     }
     let connected = {

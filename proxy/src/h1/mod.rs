@@ -1,15 +1,11 @@
-//! The client-facing HTTP/1.1 connection. hyper's server connection keeps an 8 KiB read and an
-//! 8 KiB write buffer per keep-alive connection for as long as it is open; this one holds no
-//! buffer while a connection is idle (like HAProxy and nginx): it waits for readability, reads
-//! into the worker's scratch buffer, and copies only what is left after a complete head (a
-//! pipelined request, a body's first bytes, or a partial head). Responses go out in one write
-//! when the body's first chunk is already there. A connection that opens with the HTTP/2
-//! preface is handed to hyper's HTTP/2 server (h2c prior knowledge).
+//! The HTTP/1.1 codec, sans-IO, for both sides of the proxy: how bodies are delimited
+//! ([`framing`]), request heads parsed from clients and written to upstreams ([`request`]),
+//! response heads parsed from upstreams and written to clients ([`response`]), the fields of an
+//! upstream response kept as wire lines ([`fields`]) and the chunked coding ([`chunked`]). The
+//! connections that drive it are [`crate::downstream`] (clients) and [`crate::upstream`].
 
 pub mod chunked;
-mod conn;
 pub mod fields;
-pub mod head;
-mod io;
-
-pub use conn::{Limits, serve};
+pub mod framing;
+pub mod request;
+pub mod response;

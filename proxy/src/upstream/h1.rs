@@ -13,7 +13,7 @@ use std::{
 };
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::{
@@ -21,21 +21,19 @@ use tokio::{
     net::TcpStream,
 };
 
-use super::{OpenSlot, Pool};
-use crate::{
+use super::{
+    OpenSlot, Pool,
     body::{BodyError, ReqBody},
+};
+use crate::{
     h1::{
         chunked::{self, Decoder, Step},
-        fields::{self, RawFields},
-        head,
+        fields::RawFields,
+        framing::Framing,
+        request, response,
     },
     spare,
 };
-
-/// Most header fields in a response head.
-const MAX_HEADERS: usize = 100;
-/// Largest response head.
-const MAX_HEAD: usize = 64 * 1024;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
 /// Bytes asked of the socket for the response head (and, usually, the whole small body).
@@ -88,9 +86,13 @@ impl H1Conn {
         req: Request<ReqBody>,
     ) -> Result<Response<H1Body>, SendError> {
         let (mut parts, body) = req.into_parts();
-        let framing = request_framing(&body);
+        // A body of known length is announced by it, any other is chunked.
+        let framing = body
+            .size_hint()
+            .exact()
+            .map_or(Framing::Chunked, Framing::Length);
         let mut out = spare::buffer();
-        encode_request(&mut out, &parts, framing);
+        request::encode(&mut out, &parts, framing);
         let reused = self.reused;
         self.reused = true;
         // A body already whole can be sent again if this connection turns out dead.
@@ -134,7 +136,7 @@ impl H1Conn {
                 Err(e) => return Err(give_back(e, parts, None)),
                 Ok(_) => {}
             }
-            match parse_response(&buf) {
+            match response::parse(&buf) {
                 Ok(Some(h)) if h.status.is_informational() => {
                     if h.status == StatusCode::SWITCHING_PROTOCOLS {
                         let e = io::Error::other(
@@ -156,12 +158,13 @@ impl H1Conn {
             || head.status == StatusCode::NO_CONTENT
             || head.status == StatusCode::NOT_MODIFIED
         {
-            Framing::Length(0)
+            Framing::None
         } else {
             head.framing
         };
         let mut resp = Response::new(H1Body {
             state: match body_framing {
+                Framing::None => State::Length(0),
                 Framing::Length(n) => State::Length(n),
                 Framing::Chunked => State::Chunked(Decoder::default()),
                 Framing::UntilClose => State::UntilClose,
@@ -217,103 +220,6 @@ impl H1Conn {
         }
         self.stream.write_all(out).await
     }
-}
-
-/// How a body is delimited.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Framing {
-    Length(u64),
-    Chunked,
-    UntilClose,
-}
-
-fn request_framing(body: &ReqBody) -> Framing {
-    match body.size_hint().exact() {
-        Some(n) => Framing::Length(n),
-        None => Framing::Chunked,
-    }
-}
-
-/// Appends an HTTP/1.1 request head; framing fields come from `framing`, not the client.
-fn encode_request(out: &mut Vec<u8>, parts: &http::request::Parts, framing: Framing) {
-    out.extend_from_slice(parts.method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(
-        parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .as_bytes(),
-    );
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut had_length = false;
-    for (name, value) in &parts.headers {
-        if name == header::CONTENT_LENGTH {
-            had_length = true;
-            continue;
-        }
-        if name == header::TRANSFER_ENCODING {
-            continue;
-        }
-        head::push_field(out, name.as_str(), value.as_bytes());
-    }
-    match framing {
-        // No length line for a bodiless GET unless the client sent one.
-        Framing::Length(0) if !had_length && !method_has_body(&parts.method) => {}
-        Framing::Length(n) => {
-            head::push_length(out, n);
-        }
-        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        Framing::UntilClose => {}
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-fn method_has_body(m: &Method) -> bool {
-    *m == Method::POST || *m == Method::PUT || *m == Method::PATCH
-}
-
-struct RespHead {
-    status: StatusCode,
-    fields: RawFields,
-    framing: Framing,
-    keep_alive: bool,
-    len: usize,
-}
-
-fn parse_response(buf: &[u8]) -> Result<Option<RespHead>, io::Error> {
-    let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
-    // Uninitialised: zeroing 100 fields per response costs more than parsing a small head.
-    let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
-    let mut r = httparse::Response::new(&mut []);
-    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut r,
-        buf,
-        &mut fields,
-    ) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
-            return Err(bad(format!("upstream response head over {MAX_HEAD} bytes")));
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(bad(format!("malformed upstream response head: {e}"))),
-    };
-    let status = StatusCode::from_u16(r.code.unwrap_or(0))
-        .map_err(|_| bad(format!("upstream status {:?}", r.code)))?;
-    let c = fields::collect(r.headers, r.version == Some(1)).map_err(bad)?;
-    let framing = match c.fields.length() {
-        _ if c.chunked => Framing::Chunked,
-        _ if c.until_close => Framing::UntilClose,
-        Some(n) => Framing::Length(n),
-        None => Framing::UntilClose,
-    };
-    Ok(Some(RespHead {
-        status,
-        fields: c.fields,
-        framing,
-        keep_alive: c.keep_alive,
-        len,
-    }))
 }
 
 #[derive(Debug)]

@@ -19,16 +19,18 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpStream, sync::Notify, time::Instant};
 
 pub use exec::LocalExec;
+pub mod body;
+
 pub use h1::H1Body;
 
-use crate::body::RespBody;
+use body::RespBody;
 use h1::H1Conn;
 
 use crate::error::ProxyError;
 use crate::{FastMap, FastSet};
 
 /// Body of a request sent upstream: the client's body, streamed.
-pub type UpBody = crate::body::ReqBody;
+pub type UpBody = body::ReqBody;
 
 /// A failed send, with the request when it was never written.
 pub struct Unsent {

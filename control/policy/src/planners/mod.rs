@@ -9,7 +9,7 @@ pub mod perf_table;
 pub mod settings;
 mod r#static;
 
-use crate::{Planner, schedule::ScopeKind};
+use crate::{Planner, ScopeKind};
 
 pub use baselines::{Connections, Local, Mode};
 pub use even::Even;

@@ -8,7 +8,7 @@ mod none;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Scaler, schedule::ScopeKind};
+use crate::{Scaler, ScopeKind};
 
 pub use hpa::{Hpa, HpaParams};
 pub use none::NoScaling;

@@ -12,21 +12,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{
+    ScopeKind,
     planners::{self, PlannerSettings},
     scalers::{self, ScalerSettings},
 };
 
 /// The application every service outside the configured ones belongs to.
 pub const DEFAULT_APPLICATION: &str = "default";
-
-/// How far a policy sees.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ScopeKind {
-    /// One instance per service.
-    Service,
-    /// One instance per application.
-    Application,
-}
 
 /// Planner or scaler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

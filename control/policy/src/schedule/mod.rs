@@ -25,9 +25,8 @@ mod assign;
 
 use std::{collections::BTreeSet, time::Duration};
 
-pub use assign::{
-    AssignError, Assignment, Choice, DEFAULT_APPLICATION, Role, Scope, ScopeKind, TaskSpec,
-};
+pub use crate::ScopeKind;
+pub use assign::{AssignError, Assignment, Choice, DEFAULT_APPLICATION, Role, Scope, TaskSpec};
 
 use crate::{
     PlanUpdate, Planner, ScaleDecision, Scaler, Snapshot,

@@ -9,11 +9,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use loadshift_sim::scenario::Scenario;
 
-use super::configs::{self, Placed, Ports};
+use super::configs::{self, ControlEdit, Placed, Ports};
 use super::layout::Layout;
-use super::scaling::ControlEdit;
-use crate::app::server::write_atomically;
-use crate::bench::process::Guard;
+use crate::tools::support::process::Guard;
+use crate::tools::support::write_atomically;
 
 /// Everything running for one lab run.
 #[derive(Debug)]

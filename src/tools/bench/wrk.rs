@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::process::which;
+use crate::tools::support::process::which;
 
 /// What wrk measured.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]

@@ -4,70 +4,21 @@
 //! `seed-S/`, and summarises mean and spread per policy in the top-level `summary.json` and
 //! `report.html`.
 
+mod args;
+mod oracle;
+
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
+use args::Settings;
+pub use args::SimArgs;
 use indicatif::{ProgressBar, ProgressStyle};
-use loadshift_policy::{planners::PlannerSettings, scalers::ScalerSettings};
 use loadshift_sim::{
     self as sim, Outcome, SimOptions,
     report::{Report, terminal_table},
     scenario::Scenario,
     seeds::MultiSeed,
 };
-
-#[derive(clap::Args, Debug)]
-pub struct SimArgs {
-    /// Scenario file (YAML, see docs/scenarios.md).
-    pub scenario: PathBuf,
-    /// Planner for every service (overrides the scenario's policy).
-    #[arg(long)]
-    pub planner: Option<String>,
-    /// Scaler for every service (overrides the scenario's policy).
-    #[arg(long)]
-    pub scaler: Option<String>,
-    /// Directory for summary.json, timeseries.csv and report.html [default: sim-<scenario name>].
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Seed (overrides the scenario's); with --seeds, the first seed.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Run the comparison on this many consecutive seeds and report mean and spread per policy.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub seeds: u32,
-    /// YAML file of planner tunables for every service (the `planner_settings` section of the
-    /// control config and the scenario: interval_ms, shift, shift_pure, connect, table,
-    /// table_store, random_partial); default: the scenario's.
-    #[arg(long)]
-    pub planner_settings: Option<PathBuf>,
-    /// YAML file of scaler tunables for every service (the `scaler_settings` section of the
-    /// control config and the scenario: hpa); default: the scenario's.
-    #[arg(long)]
-    pub scaler_settings: Option<PathBuf>,
-    /// Run several planners on the same seed into one report, e.g. `round-robin,p2c-ewma`.
-    #[arg(long, value_delimiter = ',')]
-    pub compare: Vec<String>,
-    /// Simulated seconds (overrides the scenario's duration_s).
-    #[arg(long)]
-    pub duration: Option<f64>,
-    /// Print simulated requests per wall-clock second.
-    #[arg(long)]
-    pub bench: bool,
-    /// Instead of the policies: sweep a static share of the noisy host(s) for every service on
-    /// --seeds seeds, with the --compare planners (default round-robin, p2c-ewma, imbres-shift)
-    /// beside it; see `loadshift_sim::oracle`.
-    #[arg(long)]
-    pub oracle_host_split: bool,
-    /// Grid step of the --oracle-host-split share.
-    #[arg(long, default_value_t = 0.02)]
-    pub oracle_step: f64,
-    /// Step of the --oracle-host-split refinement around the best grid point.
-    #[arg(long, default_value_t = 0.005)]
-    pub oracle_refine_step: f64,
-    /// --oracle-host-split holds its split from t = 0 instead of from the scenario's onset.
-    #[arg(long)]
-    pub oracle_from_start: bool,
-}
 
 pub fn main(args: SimArgs) -> ExitCode {
     let mut scn = match Scenario::load(&args.scenario) {
@@ -87,7 +38,7 @@ pub fn main(args: SimArgs) -> ExitCode {
         }
         scn.duration_s = d;
     }
-    let settings = match settings(&args) {
+    let settings = match Settings::read(&args) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -95,7 +46,7 @@ pub fn main(args: SimArgs) -> ExitCode {
         }
     };
     if args.oracle_host_split {
-        return crate::sim_oracle::main(&args, &scn, settings);
+        return oracle::main(&args, &scn, settings);
     }
     match run(&args, &scn, settings) {
         Ok(()) => ExitCode::SUCCESS,
@@ -108,40 +59,6 @@ pub fn main(args: SimArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `--planner-settings` and `--scaler-settings`, parsed and range-checked; `None` keeps the
-/// scenario's.
-pub struct Settings {
-    pub planner: Option<PlannerSettings>,
-    pub scaler: Option<ScalerSettings>,
-}
-
-fn settings(args: &SimArgs) -> anyhow::Result<Settings> {
-    fn read<T: serde::de::DeserializeOwned>(p: &std::path::Path, what: &str) -> anyhow::Result<T> {
-        let text =
-            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-        serde_yaml_ng::from_str(&text).with_context(|| format!("{}: {what}", p.display()))
-    }
-    let planner = match &args.planner_settings {
-        None => None,
-        Some(p) => {
-            let s: PlannerSettings = read(p, "planner settings")?;
-            s.validate()
-                .map_err(|e| anyhow::anyhow!("{}: planner_settings.{e}", p.display()))?;
-            Some(s)
-        }
-    };
-    let scaler = match &args.scaler_settings {
-        None => None,
-        Some(p) => {
-            let s: ScalerSettings = read(p, "scaler settings")?;
-            s.validate()
-                .map_err(|e| anyhow::anyhow!("{}: scaler_settings.{e}", p.display()))?;
-            Some(s)
-        }
-    };
-    Ok(Settings { planner, scaler })
 }
 
 fn run(args: &SimArgs, scn: &Scenario, settings: Settings) -> anyhow::Result<()> {

@@ -9,7 +9,6 @@
 //! (no coordinated omission).
 
 pub mod cli;
-pub mod pool;
 pub mod report;
 pub mod schedule;
 
@@ -25,7 +24,8 @@ use parking_lot::Mutex;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-pub use pool::Pool;
+use crate::tools::support::pool::{FailureKind, Pool};
+
 pub use report::{ErrorClass, LoadReport, Summary};
 pub use schedule::{Arrivals, Rate, Schedule};
 
@@ -134,7 +134,7 @@ pub async fn run(spec: LoadSpec) -> Result<LoadReport, LoadError> {
             };
             let outcome = tokio::time::timeout(timeout, exchange)
                 .await
-                .unwrap_or(Err(pool::FailureKind::Timeout));
+                .unwrap_or(Err(FailureKind::Timeout));
             let latency = intended.elapsed();
             let mut r = report.lock();
             match outcome {

@@ -28,8 +28,8 @@ use parking_lot::Mutex;
 
 use super::configs::{self, Placed, Ports};
 use super::supervisor::Supervisor;
-use crate::app::server::write_atomically;
-use crate::bench::process::Guard;
+use crate::tools::support::process::Guard;
+use crate::tools::support::write_atomically;
 
 /// Fixed facts every resize needs.
 #[derive(Debug, Clone)]

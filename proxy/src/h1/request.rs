@@ -1,14 +1,15 @@
-//! Request heads in and response heads out, sans-IO. A request head is parsed by `httparse` from
-//! one contiguous buffer and copied once into a `Bytes`; the URI and every header value are
-//! slices of that copy, so a request costs one allocation for its head however many headers it
-//! has. Framing follows RFC 9112 §6: `Transfer-Encoding` with `chunked` last wins, a request with
+//! Request heads, sans-IO, in both directions: [`parse`] reads a client's head (the downstream
+//! side), [`encode`] writes one to an upstream. A request head is parsed by `httparse` from one
+//! contiguous buffer and copied once into a `Bytes`; the URI and every header value are slices
+//! of that copy, so a request costs one allocation for its head however many headers it has.
+//! Framing follows RFC 9112 §6: `Transfer-Encoding` with `chunked` last wins, a request with
 //! both `Transfer-Encoding` and `Content-Length`, or with conflicting lengths, is refused (the
 //! request-smuggling cases), and a request with neither has no body.
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
+use http::{HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
 
-use super::fields::RawFields;
+use super::framing::{Framing, method_has_body, parse_length, push_field, push_length};
 use crate::headers::HopFilter;
 
 /// Most header fields in one request head (HAProxy's default is 101).
@@ -16,17 +17,6 @@ pub const MAX_HEADERS: usize = 100;
 /// Largest request head, bytes (hyper's default read buffer limit is ~400 KiB; HAProxy's
 /// default `tune.bufsize` is 16 KiB; 64 KiB leaves room for large cookies).
 pub const MAX_HEAD: usize = 64 * 1024;
-
-/// How the request body is delimited.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// No body.
-    None,
-    /// Exactly this many bytes.
-    Length(u64),
-    /// Chunked transfer coding.
-    Chunked,
-}
 
 /// A parsed request head.
 #[derive(Debug)]
@@ -120,7 +110,8 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         let value = HeaderValue::from_maybe_shared(slice(f.value))
             .map_err(|_| HeadError::Malformed(format!("value of {name}")))?;
         if name == header::CONTENT_LENGTH {
-            let n = parse_length(f.value)?;
+            let n = parse_length(f.value)
+                .ok_or_else(|| HeadError::BadLength(String::from_utf8_lossy(f.value).into()))?;
             if length.is_some_and(|l| l != n) {
                 return Err(HeadError::BadLength(
                     String::from_utf8_lossy(f.value).into(),
@@ -178,121 +169,40 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     }))
 }
 
-fn parse_length(v: &[u8]) -> Result<u64, HeadError> {
-    let bad = || HeadError::BadLength(String::from_utf8_lossy(v).into());
-    let s = std::str::from_utf8(v).map_err(|_| bad())?.trim();
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    s.parse().map_err(|_| bad())
-}
-
-/// How a response body is delimited on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RespFraming {
-    /// No body may follow (HEAD, 1xx, 204, 304).
-    None,
-    Length(u64),
-    Chunked,
-    /// HTTP/1.0 client and unknown length: the body ends when the connection closes.
-    UntilClose,
-}
-
-/// Chooses the response framing (RFC 9112 §6.3).
-pub fn response_framing(
-    method: &Method,
-    version: Version,
-    status: StatusCode,
-    exact_len: Option<u64>,
-) -> RespFraming {
-    if method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        RespFraming::None
-    } else if let Some(n) = exact_len {
-        RespFraming::Length(n)
-    } else if version == Version::HTTP_11 {
-        RespFraming::Chunked
-    } else {
-        RespFraming::UntilClose
-    }
-}
-
-/// Appends a response head to `out`: the fields of `headers`, then `raw` (an HTTP/1.1
-/// upstream's fields as they came). `content-length` and `transfer-encoding` are replaced by
-/// what `framing` says, except that a response without a body keeps the upstream's length.
-pub fn encode_response(
-    out: &mut Vec<u8>,
-    status: StatusCode,
-    headers: &HeaderMap,
-    raw: Option<&RawFields>,
-    framing: RespFraming,
-    close: bool,
-) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
+/// Appends an HTTP/1.1 request head; framing fields come from `framing`, not the client.
+pub fn encode(out: &mut Vec<u8>, parts: &http::request::Parts, framing: Framing) {
+    out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        if name == header::TRANSFER_ENCODING
-            || (name == header::CONTENT_LENGTH && framing != RespFraming::None)
-        {
+    out.extend_from_slice(
+        parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .as_bytes(),
+    );
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut had_length = false;
+    for (name, value) in &parts.headers {
+        if name == header::CONTENT_LENGTH {
+            had_length = true;
+            continue;
+        }
+        if name == header::TRANSFER_ENCODING {
             continue;
         }
         push_field(out, name.as_str(), value.as_bytes());
     }
-    if let Some(raw) = raw {
-        out.extend_from_slice(raw.lines());
-    }
     match framing {
-        RespFraming::Length(n) => {
+        // No length line for a bodiless GET unless the client sent one.
+        Framing::Length(0) if !had_length && !method_has_body(&parts.method) => {}
+        Framing::Length(n) => {
             push_length(out, n);
         }
-        RespFraming::None => {
-            if let Some(n) = raw.and_then(RawFields::length) {
-                push_length(out, n);
-            }
-        }
-        RespFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        RespFraming::UntilClose => {}
-    }
-    if close {
-        out.extend_from_slice(b"connection: close\r\n");
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        // A request's end is never the connection's; no body is announced by no field.
+        Framing::None | Framing::UntilClose => {}
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// Appends one `name: value` line.
-pub fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends a `content-length` line.
-pub fn push_length(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(b"content-length: ");
-    push_decimal(out, n);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends `n` in decimal without allocating.
-pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 #[cfg(test)]
@@ -379,52 +289,30 @@ mod tests {
     }
 
     #[test]
-    fn decimals_are_written_without_allocating() {
-        for n in [0u64, 7, 10, 1234567890, u64::MAX] {
-            let mut out = Vec::new();
-            push_decimal(&mut out, n);
-            assert_eq!(out, n.to_string().as_bytes());
-        }
-    }
-
-    #[test]
-    fn response_head_replaces_framing_headers() {
-        let mut h = HeaderMap::new();
-        h.insert("content-length", HeaderValue::from_static("99"));
-        h.insert("x-a", HeaderValue::from_static("1"));
+    fn requests_to_upstreams_carry_the_framing_chosen_here() {
+        let (mut parts, ()) = http::Request::post("/x?y=1")
+            .header("content-length", "99")
+            .header("transfer-encoding", "gzip")
+            .header("x-a", "1")
+            .body(())
+            .unwrap()
+            .into_parts();
         let mut out = Vec::new();
-        encode_response(
-            &mut out,
-            StatusCode::OK,
-            &h,
-            None,
-            RespFraming::Length(2),
-            false,
-        );
+        encode(&mut out, &parts, Framing::Length(3));
         assert_eq!(
             out,
-            b"HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 2\r\n\r\n"
+            b"POST /x?y=1 HTTP/1.1\r\nx-a: 1\r\ncontent-length: 3\r\n\r\n"
         );
         out.clear();
-        encode_response(
-            &mut out,
-            StatusCode::OK,
-            &h,
-            None,
-            RespFraming::Chunked,
-            true,
-        );
+        encode(&mut out, &parts, Framing::Chunked);
         assert_eq!(
             out,
-            b"HTTP/1.1 200 OK\r\nx-a: 1\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+            b"POST /x?y=1 HTTP/1.1\r\nx-a: 1\r\ntransfer-encoding: chunked\r\n\r\n"
         );
-        assert_eq!(
-            response_framing(&Method::HEAD, Version::HTTP_11, StatusCode::OK, Some(5)),
-            RespFraming::None
-        );
-        assert_eq!(
-            response_framing(&Method::GET, Version::HTTP_10, StatusCode::OK, None),
-            RespFraming::UntilClose
-        );
+        parts.method = Method::GET;
+        parts.headers.remove("content-length");
+        out.clear();
+        encode(&mut out, &parts, Framing::Length(0));
+        assert_eq!(out, b"GET /x?y=1 HTTP/1.1\r\nx-a: 1\r\n\r\n");
     }
 }

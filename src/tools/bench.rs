@@ -2,8 +2,8 @@
 //! measure, they do not assert). `loadshift bench proxy` compares the data plane with HAProxy
 //! and nginx; see `benches/README.md`.
 
+mod control;
 pub mod peers;
-pub mod process;
 pub mod proxy;
 pub mod wrk;
 
@@ -23,14 +23,14 @@ pub enum Bench {
     /// loadshift proxy vs HAProxy vs nginx: saturation, open-loop latency, RSS.
     Proxy(proxy::ProxyBenchArgs),
     /// Control plane: plan propagation to N proxy streams, CPU per report, RSS.
-    Control(crate::bench_control::ControlBenchArgs),
+    Control(control::ControlBenchArgs),
 }
 
 /// Entry point of `loadshift bench`: every child process is killed before this returns.
 pub fn main(args: BenchArgs) -> ExitCode {
     let result = match &args.bench {
         Bench::Proxy(a) => proxy::run(a),
-        Bench::Control(a) => crate::bench_control::run(a),
+        Bench::Control(a) => control::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

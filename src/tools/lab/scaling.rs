@@ -32,21 +32,18 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use loadshift_control::{
-    ControlConfig,
-    config::{ActuatorKind, EndpointConfig, FileDiscoveryConfig, WebhookConfig},
-};
-use loadshift_policy::{ActionKind, ScaleDecision};
+use loadshift_control::ControlConfig;
+use loadshift_policy::ScaleDecision;
 use loadshift_sim::report::PolicyRun;
 use loadshift_sim::scenario::Scenario;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use super::configs::Placed;
+use super::configs::{ControlEdit, Placed};
 use super::fleet::{Fleet, FleetBase, Timeline};
 use super::supervisor::Supervisor;
-use crate::app::server::STATS_PATH;
-use crate::loadgen::Pool;
+use crate::tools::app::server::STATS_PATH;
+use crate::tools::support::Pool;
 
 /// How often the control plane re-reads the endpoints file.
 pub const POLL: Duration = Duration::from_millis(250);
@@ -169,13 +166,37 @@ impl Scaling {
         })
     }
 
-    /// What the supervisor applies to the control-plane config before the control plane starts.
+    /// What the supervisor applies to the control-plane config before the control plane starts:
+    /// each service's scaler, the HPA's tunables from the lab's options.
     pub fn control_edit(&self, s: &Scenario) -> ControlEdit {
+        let names = self.opts.scalers(s);
+        let scalers = s
+            .services
+            .iter()
+            .map(|svc| {
+                let name = names.get(&svc.name).cloned().unwrap_or_default();
+                let mut settings = s
+                    .policy
+                    .services
+                    .get(&svc.name)
+                    .and_then(|p| p.scaler_settings.clone())
+                    .unwrap_or_else(|| s.policy.scaler_settings.clone());
+                if name == "hpa" {
+                    let hpa = &mut settings.hpa;
+                    hpa.capacity = f64::from(svc.concurrency.max(1));
+                    hpa.max_replicas = self.opts.max_replicas.max(1);
+                    hpa.interval_ms = self.opts.interval.as_millis().max(1) as u64;
+                    hpa.scale_down_stabilization_ms =
+                        self.opts.scale_down_window.as_millis() as u64;
+                }
+                (svc.name.clone(), (name, settings))
+            })
+            .collect();
         ControlEdit {
             url: self.url.clone(),
             endpoints_file: self.endpoints_file.clone(),
-            opts: self.opts.clone(),
-            scenario: s.clone(),
+            poll: POLL,
+            scalers,
         }
     }
 
@@ -292,58 +313,6 @@ impl Scaling {
             replica_served: served,
             replicas: placed,
         })
-    }
-}
-
-/// The control-plane settings that make the lab's control plane scale through the receiver.
-#[derive(Debug, Clone)]
-pub struct ControlEdit {
-    url: String,
-    endpoints_file: PathBuf,
-    opts: ScalingOptions,
-    scenario: Scenario,
-}
-
-impl ControlEdit {
-    /// Points the config's actuator at the receiver and its discovery at the endpoints file,
-    /// and writes that file from the config's static endpoints (it must exist at start).
-    pub fn apply(&self, cfg: &mut ControlConfig) -> anyhow::Result<()> {
-        let initial: BTreeMap<&String, &Vec<EndpointConfig>> = cfg
-            .services
-            .iter()
-            .map(|(name, svc)| (name, &svc.endpoints))
-            .collect();
-        std::fs::write(&self.endpoints_file, super::configs::yaml(&initial)?)
-            .with_context(|| format!("write {}", self.endpoints_file.display()))?;
-        cfg.actuator = ActuatorKind::Webhook;
-        cfg.webhook = Some(WebhookConfig {
-            url: self.url.clone(),
-            timeout_ms: 30_000,
-            token_file: None,
-            kinds: vec![ActionKind::Replicas],
-        });
-        cfg.discovery = Some(FileDiscoveryConfig {
-            file: self.endpoints_file.clone(),
-            poll_ms: POLL.as_millis() as u64,
-        });
-        let interval_ms = self.opts.interval.as_millis().max(1) as u64;
-        let s = &self.scenario;
-        let scalers = self.opts.scalers(s);
-        for svc in &s.services {
-            let Some(cfg) = cfg.services.get_mut(&svc.name) else {
-                continue;
-            };
-            let name = scalers.get(&svc.name).cloned().unwrap_or_default();
-            if name == "hpa" {
-                let hpa = &mut cfg.scaler_settings.hpa;
-                hpa.capacity = f64::from(svc.concurrency.max(1));
-                hpa.max_replicas = self.opts.max_replicas.max(1);
-                hpa.interval_ms = interval_ms;
-                hpa.scale_down_stabilization_ms = self.opts.scale_down_window.as_millis() as u64;
-            }
-            cfg.scaler = name;
-        }
-        Ok(())
     }
 }
 
@@ -553,7 +522,7 @@ mod tests {
     use std::net::SocketAddr;
 
     use super::*;
-    use crate::lab::configs::Ports;
+    use crate::tools::lab::configs::Ports;
 
     /// The layout's container of `service` on `host` in a two-host scenario.
     fn placed(service: &str, host: &str) -> Placed {
@@ -562,7 +531,7 @@ mod tests {
                     flows:\n  - {name: f, entry: api, arrival: {process: constant, rate: 1}, \
                     sla: {latency_ms: 10}}\n";
         let sc = Scenario::parse(yaml, None).expect("scenario");
-        let layout = crate::lab::layout::layout(&sc, 600.0, 10).expect("layout");
+        let layout = crate::tools::lab::layout::layout(&sc, 600.0, 10).expect("layout");
         let spec = layout
             .containers
             .into_iter()

@@ -31,8 +31,11 @@ use super::configs::PRIORITY_HEADER;
 use super::layout::Layout;
 use super::relay::ZoneRelays;
 use super::supervisor::Supervisor;
-use crate::app::server::{STATS_PATH, write_atomically};
-use crate::loadgen::{self, Arrivals, LoadReport, LoadSpec, Pool, Rate};
+use crate::tools::{app::server::STATS_PATH, support::write_atomically};
+use crate::tools::{
+    load::{self as loadgen, Arrivals, LoadReport, LoadSpec, Rate},
+    support::Pool,
+};
 
 /// How often interference files are rewritten.
 const INTERFERENCE_TICK: Duration = Duration::from_secs(1);

@@ -27,9 +27,9 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use super::peers::{self, Server, Target};
-use super::process::Guard;
 use super::wrk::{self, WrkResult};
-use crate::loadgen::Summary;
+use crate::tools::load::Summary;
+use crate::tools::support::process::Guard;
 
 /// Arguments of `loadshift bench proxy`.
 #[derive(clap::Args, Debug)]
@@ -167,7 +167,7 @@ fn measure(
 
     let mut idle_rss = Vec::new();
     for r in &running {
-        idle_rss.push(super::process::rss_kib(r.pid)?);
+        idle_rss.push(crate::tools::support::process::rss_kib(r.pid)?);
         if let Some(w) = warmup {
             wrk::run(r.addr, w, 32, args.load_core)?;
         }
@@ -251,7 +251,7 @@ fn measure(
             )
         })?;
         std::thread::sleep(Duration::from_millis(500));
-        t.rss_conns_kib = super::process::rss_kib(r.pid)?;
+        t.rss_conns_kib = crate::tools::support::process::rss_kib(r.pid)?;
         drop(conns);
     }
     Ok(results)

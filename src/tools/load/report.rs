@@ -12,7 +12,7 @@ use std::time::Duration;
 use loadshift_core::telemetry::histogram::Histogram;
 use serde::Serialize;
 
-use super::pool::FailureKind;
+use crate::tools::support::pool::FailureKind;
 
 /// Error classes counted in a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]

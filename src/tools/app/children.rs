@@ -13,7 +13,7 @@ use http::{Request, StatusCode};
 use http_body_util::Empty;
 use rand::Rng;
 
-use crate::loadgen::Pool;
+use crate::tools::support::Pool;
 
 /// One child service and the probability that a request calls it.
 #[derive(Debug, Clone, PartialEq)]

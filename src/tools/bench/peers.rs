@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use super::process::{Guard, free_port, which};
+use crate::tools::support::process::{Guard, free_port, which};
 
-const UPSTREAM_NGINX: &str = include_str!("../../benches/peers/upstream-nginx.conf");
-const HAPROXY: &str = include_str!("../../benches/peers/haproxy.cfg");
-const NGINX_PROXY: &str = include_str!("../../benches/peers/nginx-proxy.conf");
-const LOADSHIFT: &str = include_str!("../../benches/peers/loadshift-proxy.yaml");
+const UPSTREAM_NGINX: &str = include_str!("../../../benches/peers/upstream-nginx.conf");
+const HAPROXY: &str = include_str!("../../../benches/peers/haproxy.cfg");
+const NGINX_PROXY: &str = include_str!("../../../benches/peers/nginx-proxy.conf");
+const LOADSHIFT: &str = include_str!("../../../benches/peers/loadshift-proxy.yaml");
 
 /// What is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]

@@ -1,7 +1,6 @@
 //! The app's listener and request handler (HTTP/1.1 and h2c through hyper-util's auto builder).
 
 use std::convert::Infallible;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -23,7 +22,7 @@ use super::AppArgs;
 use super::children::Downstream;
 use super::interference::Interference;
 use super::service_time::ServiceTime;
-use crate::loadgen::Pool;
+use crate::tools::support::{Pool, write_atomically};
 
 /// Response header naming the container that served the request.
 pub const CONTAINER_HEADER: &str = "x-loadshift-container";
@@ -179,13 +178,4 @@ async fn emulate_work(work: Duration, cpu_fraction: f64) {
     if !rest.is_zero() {
         tokio::time::sleep(rest).await;
     }
-}
-
-/// Writes `content` to a temporary sibling and renames it over `path`, so readers never see a
-/// partial file.
-pub fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    std::fs::write(&tmp, content)?;
-    std::fs::rename(&tmp, path)
 }

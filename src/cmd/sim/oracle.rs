@@ -11,7 +11,7 @@ use loadshift_sim::{
     scenario::Scenario,
 };
 
-use crate::sim_cmd::{Settings, SimArgs};
+use super::args::{Settings, SimArgs};
 
 pub fn main(args: &SimArgs, scn: &Scenario, settings: Settings) -> ExitCode {
     match run(args, scn, settings) {

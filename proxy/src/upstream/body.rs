@@ -101,7 +101,7 @@ impl Body for ReqBody {
 /// proxy wrote itself.
 pub enum RespBody {
     Local(Option<Bytes>),
-    H1(crate::upstream::H1Body),
+    H1(super::H1Body),
     H2(Incoming),
 }
 

@@ -3,14 +3,24 @@
 //! container, the gateway (a standalone proxy the load generator sends to, routing by `Host` to
 //! each flow's entry service) and the `loadshift app` arguments per container.
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
+use anyhow::Context;
 use loadshift_control::{
     ControlConfig,
-    config::{ApplicationConfig, EndpointConfig, FlowConfig, ServiceConfig},
+    config::{
+        ActuatorKind, ApplicationConfig, EndpointConfig, FileDiscoveryConfig, FlowConfig,
+        ServiceConfig, WebhookConfig,
+    },
 };
 use loadshift_policy::{
-    Objective, registry,
+    ActionKind, Objective, registry,
+    scalers::ScalerSettings,
     schedule::{Role, Schedule},
 };
 use loadshift_sim::scenario::{CallMode, Dist, Scenario};
@@ -254,4 +264,50 @@ pub fn app_args(s: &Scenario, me: &Placed, interference_file: &Path) -> Vec<Stri
 /// Renders a config as YAML.
 pub fn yaml(v: &impl serde::Serialize) -> anyhow::Result<String> {
     Ok(serde_yaml_ng::to_string(v)?)
+}
+
+/// What makes the lab's control plane scale through the lab: its actuator POSTs to the lab's
+/// receiver, its discovery reads the endpoints file the lab rewrites, and each service gets its
+/// scaler with the lab's tunables.
+#[derive(Debug, Clone)]
+pub struct ControlEdit {
+    pub url: String,
+    pub endpoints_file: PathBuf,
+    /// How often the control plane re-reads the endpoints file.
+    pub poll: Duration,
+    /// Per service: the scaler and its settings.
+    pub scalers: BTreeMap<String, (String, ScalerSettings)>,
+}
+
+impl ControlEdit {
+    /// Points the config's actuator at the receiver and its discovery at the endpoints file,
+    /// writes that file from the config's static endpoints (it must exist at start) and sets
+    /// every service's scaler.
+    pub fn apply(&self, cfg: &mut ControlConfig) -> anyhow::Result<()> {
+        let initial: BTreeMap<&String, &Vec<EndpointConfig>> = cfg
+            .services
+            .iter()
+            .map(|(name, svc)| (name, &svc.endpoints))
+            .collect();
+        std::fs::write(&self.endpoints_file, yaml(&initial)?)
+            .with_context(|| format!("write {}", self.endpoints_file.display()))?;
+        cfg.actuator = ActuatorKind::Webhook;
+        cfg.webhook = Some(WebhookConfig {
+            url: self.url.clone(),
+            timeout_ms: 30_000,
+            token_file: None,
+            kinds: vec![ActionKind::Replicas],
+        });
+        cfg.discovery = Some(FileDiscoveryConfig {
+            file: self.endpoints_file.clone(),
+            poll_ms: self.poll.as_millis() as u64,
+        });
+        for (name, (scaler, settings)) in &self.scalers {
+            if let Some(svc) = cfg.services.get_mut(name) {
+                svc.scaler.clone_from(scaler);
+                svc.scaler_settings = settings.clone();
+            }
+        }
+        Ok(())
+    }
 }

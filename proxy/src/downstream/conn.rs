@@ -23,17 +23,19 @@ use tokio::{
     time::Instant,
 };
 
-use super::{
-    chunked::{self, Decoder, Step},
-    head::{self, Framing, Head, HeadError, RespFraming},
-    io::{Rewind, write_error},
-};
+use super::io::{Rewind, write_error};
 use crate::{
-    body::{BodyError, ReqBody},
     deadline::Timer,
+    h1::{
+        chunked::{self, Decoder, Step},
+        framing::{Framing, push_field},
+        request::{self, Head, HeadError},
+        response,
+    },
     request::{RespBody, Side, Worker, handle},
     spare,
     upstream::LocalExec,
+    upstream::body::{BodyError, ReqBody},
 };
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
@@ -194,7 +196,8 @@ async fn exchange(
     let version = parts.version;
 
     let (body, feed) = match framing {
-        Framing::None => (ReqBody::Empty, None),
+        // `request::parse` never gives a request `UntilClose`: without length fields it has none.
+        Framing::None | Framing::UntilClose => (ReqBody::Empty, None),
         Framing::Length(n) if carry.len() as u64 >= n => {
             // `n` fits: it is at most `carry.len()`.
             let body = carry.split_to(n as usize).freeze();
@@ -264,7 +267,7 @@ async fn read_head(
     let mut deadline = (!carry.is_empty()).then(|| Instant::now() + limits.header_read);
     loop {
         if !carry.is_empty() {
-            match head::parse(carry) {
+            match request::parse(carry) {
                 Ok(Some(h)) => {
                     carry.advance(h.len);
                     return HeadRead::Head(h);
@@ -285,7 +288,7 @@ async fn read_head(
                         Poll::Ready(Ok(())) => {}
                     }
                     let got = buf.filled();
-                    Poll::Ready(Ok(match head::parse(got) {
+                    Poll::Ready(Ok(match request::parse(got) {
                         Ok(Some(h)) => {
                             carry.extend_from_slice(&got[h.len..]);
                             Some(Ok(h))
@@ -412,10 +415,10 @@ async fn write_response(
         RespBody::H1(b) => b.take_fields(),
         _ => None,
     };
-    let framing = head::response_framing(method, version, parts.status, body.size_hint().exact());
-    let close = close || framing == RespFraming::UntilClose;
+    let framing = response::framing(method, version, parts.status, body.size_hint().exact());
+    let close = close || framing == Framing::UntilClose;
     let mut out = spare::buffer();
-    head::encode_response(
+    response::encode(
         &mut out,
         parts.status,
         &parts.headers,
@@ -425,11 +428,11 @@ async fn write_response(
     );
     drop(raw);
     spare::give_map(std::mem::take(&mut parts.headers));
-    if framing == RespFraming::None {
+    if framing == Framing::None {
         wr.write_all(&out).await?;
         return Ok(!close);
     }
-    let chunked = framing == RespFraming::Chunked;
+    let chunked = framing == Framing::Chunked;
     let mut body = std::pin::pin!(body);
     let mut trailers = None;
     let mut sent = 0u64;
@@ -472,7 +475,7 @@ async fn write_response(
             flush(wr, &mut out).await?;
         }
     }
-    if let RespFraming::Length(n) = framing
+    if let Framing::Length(n) = framing
         && sent != n
     {
         return Err(io::Error::other(format!(
@@ -482,7 +485,7 @@ async fn write_response(
     if chunked {
         out.extend_from_slice(b"0\r\n");
         for (name, value) in trailers.iter().flatten() {
-            head::push_field(&mut out, name.as_str(), value.as_bytes());
+            push_field(&mut out, name.as_str(), value.as_bytes());
         }
         out.extend_from_slice(b"\r\n");
     }

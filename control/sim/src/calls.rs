@@ -1,0 +1,28 @@
+//! The records of requests in flight and of the calls they fan out into, kept in free-listed
+//! vectors by the engine and linked by index.
+
+#[derive(Clone, Copy)]
+pub(crate) struct CallRec {
+    pub req: u32,
+    pub parent: u32,
+    pub svc: u32,
+    pub ctr: u32,
+    pub proxy: u32,
+    pub slot: u16,
+    pub next: u16,
+    pub pending: u16,
+    pub error: bool,
+    pub gated: bool,
+    pub t_send: u64,
+    pub t_arrive: u64,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct Req {
+    pub flow: u16,
+    pub t_start: u64,
+    pub blocked: bool,
+    pub failed: bool,
+    pub counted: bool,
+    pub live: bool,
+}

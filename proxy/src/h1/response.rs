@@ -1,0 +1,188 @@
+//! Response heads, sans-IO, in both directions: [`parse`] reads an upstream's head (the fields
+//! stay wire lines, [`super::fields`]), [`framing`] and [`encode`] write one to a client.
+
+use std::io;
+
+use http::{HeaderMap, Method, StatusCode, Version, header};
+
+use super::{
+    fields::{self, RawFields},
+    framing::{Framing, push_field, push_length},
+    request::{MAX_HEAD, MAX_HEADERS},
+};
+
+/// A parsed upstream response head.
+pub struct Head {
+    pub status: StatusCode,
+    pub fields: RawFields,
+    pub framing: Framing,
+    pub keep_alive: bool,
+    /// Bytes the head took in the buffer.
+    pub len: usize,
+}
+
+/// Parses an upstream's response head from the start of `buf`: `Ok(None)` when more bytes are
+/// needed. Without length fields the body runs until the upstream closes.
+pub fn parse(buf: &[u8]) -> Result<Option<Head>, io::Error> {
+    let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    // Uninitialised: zeroing 100 fields per response costs more than parsing a small head.
+    let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut r = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut r,
+        buf,
+        &mut fields,
+    ) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+            return Err(bad(format!("upstream response head over {MAX_HEAD} bytes")));
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(bad(format!("malformed upstream response head: {e}"))),
+    };
+    let status = StatusCode::from_u16(r.code.unwrap_or(0))
+        .map_err(|_| bad(format!("upstream status {:?}", r.code)))?;
+    let c = fields::collect(r.headers, r.version == Some(1)).map_err(bad)?;
+    let framing = match c.fields.length() {
+        _ if c.chunked => Framing::Chunked,
+        _ if c.until_close => Framing::UntilClose,
+        Some(n) => Framing::Length(n),
+        None => Framing::UntilClose,
+    };
+    Ok(Some(Head {
+        status,
+        fields: c.fields,
+        framing,
+        keep_alive: c.keep_alive,
+        len,
+    }))
+}
+
+/// Chooses the framing of a response to a client (RFC 9112 §6.3).
+pub fn framing(
+    method: &Method,
+    version: Version,
+    status: StatusCode,
+    exact_len: Option<u64>,
+) -> Framing {
+    if method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        Framing::None
+    } else if let Some(n) = exact_len {
+        Framing::Length(n)
+    } else if version == Version::HTTP_11 {
+        Framing::Chunked
+    } else {
+        Framing::UntilClose
+    }
+}
+
+/// Appends a response head to `out`: the fields of `headers`, then `raw` (an HTTP/1.1
+/// upstream's fields as they came). `content-length` and `transfer-encoding` are replaced by
+/// what `framing` says, except that a response without a body keeps the upstream's length.
+pub fn encode(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    raw: Option<&RawFields>,
+    framing: Framing,
+    close: bool,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        if name == header::TRANSFER_ENCODING
+            || (name == header::CONTENT_LENGTH && framing != Framing::None)
+        {
+            continue;
+        }
+        push_field(out, name.as_str(), value.as_bytes());
+    }
+    if let Some(raw) = raw {
+        out.extend_from_slice(raw.lines());
+    }
+    match framing {
+        Framing::Length(n) => {
+            push_length(out, n);
+        }
+        Framing::None => {
+            if let Some(n) = raw.and_then(RawFields::length) {
+                push_length(out, n);
+            }
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::UntilClose => {}
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn response_head_replaces_framing_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("content-length", HeaderValue::from_static("99"));
+        h.insert("x-a", HeaderValue::from_static("1"));
+        let mut out = Vec::new();
+        encode(
+            &mut out,
+            StatusCode::OK,
+            &h,
+            None,
+            Framing::Length(2),
+            false,
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 2\r\n\r\n"
+        );
+        out.clear();
+        encode(&mut out, StatusCode::OK, &h, None, Framing::Chunked, true);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nx-a: 1\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        );
+        assert_eq!(
+            framing(&Method::HEAD, Version::HTTP_11, StatusCode::OK, Some(5)),
+            Framing::None
+        );
+        assert_eq!(
+            framing(&Method::GET, Version::HTTP_10, StatusCode::OK, None),
+            Framing::UntilClose
+        );
+    }
+
+    #[test]
+    fn upstream_heads_give_their_framing() {
+        let h = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (h.status, h.framing, h.keep_alive),
+            (StatusCode::OK, Framing::Length(2), true)
+        );
+        let h = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
+        let h = parse(b"HTTP/1.0 200 OK\r\n\r\n").unwrap().unwrap();
+        assert_eq!(h.framing, Framing::UntilClose);
+        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Le").unwrap().is_none());
+        assert!(
+            parse(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n").is_err()
+        );
+    }
+}
