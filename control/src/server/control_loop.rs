@@ -10,7 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use loadshift_policy::{Snapshot, actuate, schedule::Action};
+use loadshift_policy::{
+    ActuateError, Actuator, ScaleDecision, Snapshot, actuate, schedule::Action,
+};
 use loadshift_proto::v1 as pb;
 
 use super::shared::{DecisionRecord, Shared, stopped};
@@ -113,48 +115,54 @@ pub(crate) fn round(shared: &Shared) {
 
 /// Hands decisions to the actuator outside every other lock (an actuator may wait seconds on a
 /// webhook or an orchestrator) and keeps a record of each for `ListScaleDecisions`.
-fn carry_out(shared: &Shared, decided: Vec<(String, loadshift_policy::ScaleDecision)>) {
+fn carry_out(shared: &Shared, decided: Vec<(String, ScaleDecision)>) {
     if decided.is_empty() {
         return;
     }
-    let mut records = Vec::new();
-    {
+    let records: Vec<DecisionRecord> = {
         let mut actuator = shared.actuator.lock();
-        for (scaler, d) in decided {
-            let result = actuate(actuator.as_mut(), &d);
-            let outcome = match &result {
-                Ok(()) => "applied",
-                Err(loadshift_policy::ActuateError::Failed(_)) => "failed",
-                Err(_) => "refused",
-            };
-            metrics::counter!(m::SCALE_DECISIONS, "service" => d.service.clone(), "actuator" => actuator.name().to_string(), "result" => outcome).increment(1);
-            metrics::gauge!(m::SCALE_TARGET, "service" => d.service.clone()).set(f64::from(d.to));
-            if let Err(e) = &result {
-                tracing::warn!(service = %d.service, error = %e, outcome, "scale decision not carried out; the scaler asks again next round");
-            }
-            let limits = d.limits.unwrap_or_default();
-            records.push(DecisionRecord {
-                record: pb::ScaleDecisionRecord {
-                    service: d.service,
-                    from: d.from,
-                    to: d.to,
-                    reason: d.reason,
-                    scaler,
-                    actuator: actuator.name().to_string(),
-                    error: result.err().map(|e| e.to_string()).unwrap_or_default(),
-                    unix_ms: unix_ms(),
-                    cpu_millicores: limits.cpu_millicores,
-                    memory_mib: limits.memory_mib,
-                    brownout: d.brownout,
-                    outcome: outcome.to_string(),
-                },
-            });
-        }
-    }
+        decided
+            .into_iter()
+            .map(|(scaler, d)| carry_out_one(actuator.as_mut(), scaler, d))
+            .collect()
+    };
     let mut kept = shared.decisions.lock();
     kept.extend(records);
     while kept.len() > shared.cfg.decisions_kept {
         kept.pop_front();
+    }
+}
+
+/// One decision through `actuator` (refused first if it asks for a kind the actuator does not
+/// do), counted, and its record.
+fn carry_out_one(actuator: &mut dyn Actuator, scaler: String, d: ScaleDecision) -> DecisionRecord {
+    let result = actuate(actuator, &d);
+    let outcome = match &result {
+        Ok(()) => "applied",
+        Err(ActuateError::Failed(_)) => "failed",
+        Err(_) => "refused",
+    };
+    metrics::counter!(m::SCALE_DECISIONS, "service" => d.service.clone(), "actuator" => actuator.name().to_string(), "result" => outcome).increment(1);
+    metrics::gauge!(m::SCALE_TARGET, "service" => d.service.clone()).set(f64::from(d.to));
+    if let Err(e) = &result {
+        tracing::warn!(service = %d.service, error = %e, outcome, "scale decision not carried out; the scaler asks again next round");
+    }
+    let limits = d.limits.unwrap_or_default();
+    DecisionRecord {
+        record: pb::ScaleDecisionRecord {
+            service: d.service,
+            from: d.from,
+            to: d.to,
+            reason: d.reason,
+            scaler,
+            actuator: actuator.name().to_string(),
+            error: result.err().map(|e| e.to_string()).unwrap_or_default(),
+            unix_ms: unix_ms(),
+            cpu_millicores: limits.cpu_millicores,
+            memory_mib: limits.memory_mib,
+            brownout: d.brownout,
+            outcome: outcome.to_string(),
+        },
     }
 }
 
@@ -195,5 +203,68 @@ fn record_history(shared: &Shared, snap: &Snapshot) {
         while ring.len() > shared.cfg.windows_kept {
             ring.pop_front();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use loadshift_policy::{ActionKind, ResourceLimits};
+
+    use super::*;
+    use crate::{actuators::DryRun, config::WebhookConfig};
+
+    #[test]
+    fn a_kind_the_actuator_does_not_do_is_refused_and_recorded() {
+        let d = ScaleDecision {
+            service: "api".into(),
+            from: 2,
+            to: 2,
+            limits: Some(ResourceLimits {
+                cpu_millicores: Some(500),
+                memory_mib: Some(256),
+            }),
+            reason: "more cpu".into(),
+            ..Default::default()
+        };
+        // A webhook that does replicas only; nothing listens at its URL and nothing is sent.
+        let mut hook = crate::actuators::Webhook::new(&WebhookConfig {
+            url: "http://127.0.0.1:9/scale".into(),
+            timeout_ms: 100,
+            token_file: None,
+            kinds: vec![ActionKind::Replicas],
+        })
+        .unwrap();
+        let r = carry_out_one(&mut hook, "drpc".into(), d.clone()).record;
+        assert_eq!(r.outcome, "refused");
+        assert_eq!(
+            r.error,
+            "actuator webhook does not carry out limits changes (it does: replicas)"
+        );
+        assert_eq!((r.cpu_millicores, r.memory_mib), (Some(500), Some(256)));
+        let r = carry_out_one(&mut DryRun, "drpc".into(), d).record;
+        assert_eq!((r.outcome.as_str(), r.error.as_str()), ("applied", ""));
+        let off = ScaleDecision {
+            service: "recommendations".into(),
+            from: 1,
+            to: 0,
+            reason: "shed".into(),
+            ..Default::default()
+        };
+        let r = carry_out_one(&mut DryRun, "drpc".into(), off).record;
+        assert_eq!(r.outcome, "refused");
+        assert!(r.error.contains("without brownout"), "{}", r.error);
+        let r = carry_out_one(
+            &mut hook,
+            "hpa".into(),
+            ScaleDecision {
+                service: "api".into(),
+                from: 1,
+                to: 3,
+                reason: "busy".into(),
+                ..Default::default()
+            },
+        )
+        .record;
+        assert_eq!(r.outcome, "failed", "nothing listens: {}", r.error);
     }
 }
