@@ -89,3 +89,52 @@ fn example_config_is_valid() {
     let c = ControlConfig::load(&path).unwrap();
     assert!(!c.services.is_empty());
 }
+
+#[test]
+fn applications_and_settings_are_checked_with_their_field() {
+    let base = "listen: 127.0.0.1:0\ntoken_file: /t\nservices:\n  a: {}\n  b: {planner: imbres-connect}\n";
+    let c = parse(&format!(
+        "{base}applications:\n  shop:\n    services: [a, b]\n    management: {{kind: mo1, bounds_ms: {{a: 100}}}}\n    flows: {{buy: {{entry: a, sla_ms: 300}}}}\n"
+    ))
+    .unwrap();
+    let tasks = c.assignment().tasks().unwrap();
+    let connect = tasks.iter().find(|t| t.name == "imbres-connect").unwrap();
+    assert_eq!(connect.scope.label, "application shop");
+    assert_eq!(connect.scope.sees.len(), 2);
+    for (yaml, want) in [
+        (
+            "applications:\n  shop: {services: [a, zz]}\n",
+            "applications.shop.services[1] = zz: is not a configured service",
+        ),
+        (
+            "applications:\n  x: {services: [a]}\n  y: {services: [a]}\n",
+            "applications.y.services[0] = a: is already in application x",
+        ),
+        (
+            "applications:\n  default: {services: [a]}\n",
+            "application names must be non-empty and not \"default\"",
+        ),
+        (
+            "applications:\n  shop: {services: [a], management: {kind: mo1, bounds_ms: {b: 10}}}\n",
+            "applications.shop.management.bounds_ms.b = b: is not a service here",
+        ),
+        (
+            "applications:\n  shop: {services: [a], flows: {f: {entry: b}}}\n",
+            "applications.shop.flows.f.entry = b: is not a service of the application",
+        ),
+        (
+            "planner_settings: {shift: {eta: -1}}\n",
+            "planner_settings.shift.eta = -1: must be finite and > 0",
+        ),
+    ] {
+        let e = parse(&format!("{base}{yaml}")).unwrap_err();
+        assert!(e.contains(want), "{e}\nwanted: {want}");
+    }
+    let e = parse("listen: 127.0.0.1:0\ntoken_file: /t\nservices:\n  a:\n    planner_settings: {table_store: {kind: redb, path: /x}}\n").unwrap_err();
+    assert!(
+        e.contains("services.a.planner_settings.table_store") && e.contains("top-level"),
+        "{e}"
+    );
+    let e = parse("listen: 127.0.0.1:0\ntoken_file: /t\nactuator: kubernetes\n").unwrap_err();
+    assert!(e.contains("kubernetes") && e.contains("dry-run"), "{e}");
+}
