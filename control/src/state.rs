@@ -240,7 +240,7 @@ impl TelemetryStore {
                     offered_rps: offered.get(name.as_str()).copied().unwrap_or(0.0),
                     objective: objectives.get(name).cloned(),
                 };
-                (name.clone(), state)
+                (name.clone(), Arc::new(state))
             })
             .collect();
         let proxies = self
@@ -258,8 +258,8 @@ impl TelemetryStore {
         Snapshot {
             now,
             services,
-            hosts: hosts.into_iter().map(|(h, (_, p))| (h, p)).collect(),
-            proxies,
+            hosts: Arc::new(hosts.into_iter().map(|(h, (_, p))| (h, p)).collect()),
+            proxies: Arc::new(proxies),
             edges: edges
                 .into_iter()
                 .map(|((caller, callee), rps)| CallEdge {

@@ -3,7 +3,8 @@
 //! it one policy's scope sees.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::Arc,
     time::Duration,
 };
 
@@ -85,18 +86,20 @@ pub struct ApplicationState {
 pub struct Snapshot {
     /// Clock reading (time since the control plane or simulation started).
     pub now: Duration,
-    pub services: BTreeMap<String, ServiceState>,
-    /// Host pressure per `host` label.
-    pub hosts: BTreeMap<String, HostPressure>,
+    /// Services by name; shared (`Arc`), so the views of one snapshot cost no copies.
+    pub services: BTreeMap<String, Arc<ServiceState>>,
+    /// Host pressure per `host` label, every host (shared by the views of one snapshot).
+    pub hosts: Arc<BTreeMap<String, HostPressure>>,
     /// Placement of every connected proxy, from its Hello: what per-proxy planners need to know
     /// about a caller (`local` reads the zone, `imbres-connect` the host and inbound service).
-    pub proxies: BTreeMap<ProxyId, ProxyInfo>,
+    /// Every proxy, shared by the views of one snapshot.
+    pub proxies: Arc<BTreeMap<ProxyId, ProxyInfo>>,
     /// The call graph with observed call rates.
     pub edges: Vec<CallEdge>,
     /// Request classes by name.
     pub flows: BTreeMap<String, FlowState>,
-    /// Applications by name.
-    pub applications: BTreeMap<String, ApplicationState>,
+    /// Applications by name (shared: an application lists every one of its services).
+    pub applications: BTreeMap<String, Arc<ApplicationState>>,
 }
 
 /// Where one proxy runs and what it fronts.
@@ -110,52 +113,74 @@ pub struct ProxyInfo {
     pub service: Option<String>,
 }
 
+/// Lookups that make many views of one snapshot cheap: built once per round, then each view
+/// costs what it holds rather than a scan of every proxy, edge and flow.
+#[derive(Debug, Default)]
+pub struct ViewIndex<'a> {
+    /// Callee -> positions in `edges`.
+    edges: HashMap<&'a str, Vec<usize>>,
+    /// Entry service -> flow names.
+    flows: HashMap<&'a str, Vec<&'a str>>,
+    /// Service -> applications holding it.
+    applications: HashMap<&'a str, Vec<&'a str>>,
+}
+
 impl Snapshot {
-    /// The part of the snapshot a policy that sees `services` reads: those services, every host
-    /// (pressure is per node, whoever runs there), the proxies that call or front one of them,
-    /// the edges into them, the flows entering at them and the applications they belong to.
+    /// The lookups [`Snapshot::view_indexed`] uses.
+    pub fn index(&self) -> ViewIndex<'_> {
+        let mut ix = ViewIndex::default();
+        for (i, e) in self.edges.iter().enumerate() {
+            ix.edges.entry(&e.callee).or_default().push(i);
+        }
+        for (name, f) in &self.flows {
+            ix.flows.entry(&f.entry).or_default().push(name);
+        }
+        for (name, a) in &self.applications {
+            for s in &a.services {
+                ix.applications.entry(s).or_default().push(name);
+            }
+        }
+        ix
+    }
+
+    /// The part of the snapshot a policy that sees `services` reads: those services, the edges
+    /// into them, the flows entering at them and the applications they belong to; and the
+    /// mesh-wide placement every policy may read, every host's pressure and every proxy's place.
     pub fn view(&self, services: &BTreeSet<String>) -> Snapshot {
-        let mut proxies = BTreeMap::new();
+        self.view_indexed(&self.index(), services)
+    }
+
+    /// [`Snapshot::view`] with an index of this snapshot.
+    pub fn view_indexed(&self, ix: &ViewIndex<'_>, services: &BTreeSet<String>) -> Snapshot {
         let mut out = BTreeMap::new();
+        let mut edges = Vec::new();
+        let mut flows = BTreeMap::new();
+        let mut applications = BTreeMap::new();
         for name in services {
             let Some(svc) = self.services.get(name) else {
                 continue;
             };
-            for p in &svc.callers {
-                if let Some(info) = self.proxies.get(p) {
-                    proxies.insert(p.clone(), info.clone());
-                }
-            }
             out.insert(name.clone(), svc.clone());
-        }
-        for (p, info) in &self.proxies {
-            if info.service.as_ref().is_some_and(|s| services.contains(s)) {
-                proxies.insert(p.clone(), info.clone());
+            for &i in ix.edges.get(name.as_str()).into_iter().flatten() {
+                edges.push(self.edges[i].clone());
+            }
+            for &f in ix.flows.get(name.as_str()).into_iter().flatten() {
+                flows.insert(f.to_string(), self.flows[f].clone());
+            }
+            for &a in ix.applications.get(name.as_str()).into_iter().flatten() {
+                applications
+                    .entry(a.to_string())
+                    .or_insert_with(|| self.applications[a].clone());
             }
         }
         Snapshot {
             now: self.now,
             services: out,
             hosts: self.hosts.clone(),
-            proxies,
-            edges: self
-                .edges
-                .iter()
-                .filter(|e| services.contains(&e.callee))
-                .cloned()
-                .collect(),
-            flows: self
-                .flows
-                .iter()
-                .filter(|(_, f)| services.contains(&f.entry))
-                .map(|(n, f)| (n.clone(), f.clone()))
-                .collect(),
-            applications: self
-                .applications
-                .iter()
-                .filter(|(_, a)| !a.services.is_disjoint(services))
-                .map(|(n, a)| (n.clone(), a.clone()))
-                .collect(),
+            proxies: self.proxies.clone(),
+            edges,
+            flows,
+            applications,
         }
     }
 }
@@ -186,19 +211,20 @@ mod tests {
         let snap = Snapshot {
             now: Duration::from_secs(3),
             services: [
-                ("a".to_string(), svc("a", &["gw"])),
-                ("b".to_string(), svc("b", &["a-1"])),
-                ("c".to_string(), svc("c", &["b-1"])),
+                ("a".to_string(), Arc::new(svc("a", &["gw"]))),
+                ("b".to_string(), Arc::new(svc("b", &["a-1"]))),
+                ("c".to_string(), Arc::new(svc("c", &["b-1"]))),
             ]
             .into(),
-            hosts: [("h1".to_string(), HostPressure::default())].into(),
-            proxies: [
-                ("gw".to_string(), proxy(None)),
-                ("a-1".to_string(), proxy(Some("a"))),
-                ("b-1".to_string(), proxy(Some("b"))),
-                ("c-1".to_string(), proxy(Some("c"))),
-            ]
-            .into(),
+            hosts: Arc::new([("h1".to_string(), HostPressure::default())].into()),
+            proxies: Arc::new(
+                [
+                    ("gw".to_string(), proxy(None)),
+                    ("a-1".to_string(), proxy(Some("a"))),
+                    ("b-1".to_string(), proxy(Some("b"))),
+                ]
+                .into(),
+            ),
             edges: vec![edge(None, "a"), edge(Some("a"), "b"), edge(Some("b"), "c")],
             flows: [(
                 "read".to_string(),
@@ -210,22 +236,22 @@ mod tests {
             .into(),
             applications: [(
                 "app".to_string(),
-                ApplicationState {
+                Arc::new(ApplicationState {
                     services: ["a", "b", "c"].map(String::from).into(),
                     management: None,
-                },
+                }),
             )]
             .into(),
         };
         let v = snap.view(&["b".to_string()].into());
         assert_eq!(v.now, snap.now);
         assert_eq!(v.services.keys().collect::<Vec<_>>(), ["b"]);
-        // Its caller a-1 and its own container's proxy b-1; not the gateway nor c-1.
-        assert_eq!(v.proxies.keys().collect::<Vec<_>>(), ["a-1", "b-1"]);
         assert_eq!(v.edges, vec![edge(Some("a"), "b")]);
         assert!(v.flows.is_empty());
         assert_eq!(v.applications.len(), 1);
-        assert_eq!(v.hosts.len(), 1);
+        // Placement is mesh-wide and shared, not copied.
+        assert!(Arc::ptr_eq(&v.proxies, &snap.proxies) && Arc::ptr_eq(&v.hosts, &snap.hosts));
+        assert!(Arc::ptr_eq(&v.services["b"], &snap.services["b"]));
         let all = snap.view(&snap.services.keys().cloned().collect());
         assert_eq!(all, snap);
     }

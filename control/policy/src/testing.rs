@@ -29,7 +29,10 @@ pub fn container(port: u16, host: &str, mean_ms: f64, n: u64) -> ContainerState 
 
 pub fn snapshot(services: Vec<ServiceState>) -> Snapshot {
     Snapshot {
-        services: services.into_iter().map(|s| (s.name.clone(), s)).collect(),
+        services: services
+            .into_iter()
+            .map(|s| (s.name.clone(), std::sync::Arc::new(s)))
+            .collect(),
         ..Default::default()
     }
 }

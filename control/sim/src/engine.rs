@@ -3,11 +3,11 @@
 //! requests). The request path itself is in `request.rs`, the control side in `snapshot.rs` and
 //! `control.rs`.
 
-use std::{cmp::Reverse, collections::BinaryHeap};
+use std::{cmp::Reverse, collections::BinaryHeap, sync::Arc};
 
 use loadshift_core::outlier::OutlierParams;
 use loadshift_policy::{
-    ManagementObjective, ScaleDecision, Snapshot,
+    ApplicationState, ScaleDecision, Snapshot,
     schedule::{Role, Round, Schedule},
 };
 use rand::{SeedableRng, rngs::SmallRng};
@@ -47,7 +47,9 @@ pub(super) struct Engine {
     pub(super) trace: Option<Vec<(Snapshot, Round)>>,
     pub(super) scale_decisions: Vec<ScaleDecision>,
     pub(super) refusals: Vec<Refusal>,
-    pub(super) management: Option<ManagementObjective>,
+    /// The scenario as one application, with its management objective (its services never
+    /// change, so every snapshot shares this one).
+    pub(super) application: Arc<ApplicationState>,
     pub(super) duration_ns: u64,
     pub(super) warmup_ns: u64,
     pub(super) report_ns: u64,
@@ -117,7 +119,10 @@ impl Engine {
             trace: None,
             scale_decisions: Vec::new(),
             refusals: Vec::new(),
-            management: s.policy.management.clone(),
+            application: Arc::new(ApplicationState {
+                services: s.services.iter().map(|x| x.name.clone()).collect(),
+                management: s.policy.management.clone(),
+            }),
             duration_ns: ns(s.duration_s),
             warmup_ns: ns(s.warmup_s),
             report_ns: ns(s.report_interval_s).max(1),

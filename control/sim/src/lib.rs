@@ -114,6 +114,23 @@ pub struct Outcome {
     pub rounds: Vec<(Snapshot, Round)>,
 }
 
+impl Outcome {
+    /// `<policy>: N connections (caller proxy x endpoint) at the end: <service> <n>, ...`.
+    pub fn connections_note(&self) -> String {
+        let total: u64 = self.connections.values().sum();
+        let per: Vec<String> = self
+            .connections
+            .iter()
+            .map(|(svc, n)| format!("{svc} {n}"))
+            .collect();
+        format!(
+            "{}: {total} connections (caller proxy x endpoint) at the end: {}",
+            self.run.policy,
+            per.join(", ")
+        )
+    }
+}
+
 /// Builds a spec's policy: the registry's, with `round-robin` falling back to `even` when no
 /// planner of that name is registered (older scenarios name it).
 fn build(spec: &TaskSpec) -> Result<PolicyBox, BuildError> {
@@ -335,17 +352,7 @@ pub fn compare(
         report.notes.insert(0, s.description.clone());
     }
     for o in &outcomes {
-        let total: u64 = o.connections.values().sum();
-        let per: Vec<String> = o
-            .connections
-            .iter()
-            .map(|(svc, n)| format!("{svc} {n}"))
-            .collect();
-        report.notes.push(format!(
-            "{}: {total} connections (caller proxy x endpoint) at the end: {}",
-            o.run.policy,
-            per.join(", ")
-        ));
+        report.notes.push(o.connections_note());
         if o.plan_rejections > 0 {
             report.notes.push(format!(
                 "{}: {} plans refused by validation",

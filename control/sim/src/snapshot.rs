@@ -5,12 +5,12 @@
 //! window at the ingress; and per container its CPU use (service time started since the last
 //! snapshot). Rates cover the time since the previous snapshot.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use loadshift_core::telemetry::pressure::HostPressure;
 use loadshift_policy::{
-    ApplicationState, CallEdge, ContainerState, ContainerUsage, FlowState, ProxyInfo, ServiceState,
-    Snapshot, schedule::DEFAULT_APPLICATION,
+    CallEdge, ContainerState, ContainerUsage, FlowState, ProxyInfo, ServiceState, Snapshot,
+    schedule::DEFAULT_APPLICATION,
 };
 
 use super::engine::Engine;
@@ -62,7 +62,7 @@ impl Engine {
             svc.offered_at_snapshot = svc.offered;
             services.insert(
                 svc.name.clone(),
-                ServiceState {
+                Arc::new(ServiceState {
                     name: svc.name.clone(),
                     containers,
                     callers: svc
@@ -76,7 +76,7 @@ impl Engine {
                         0.0
                     },
                     objective: svc.objective.clone(),
-                },
+                }),
             );
         }
         let t = self.now as f64 / 1e9;
@@ -162,18 +162,14 @@ impl Engine {
         for c in &mut w.ctrs {
             c.busy_ns_at_snapshot = c.busy_ns;
         }
-        let application = ApplicationState {
-            services: w.svcs.iter().map(|x| x.name.clone()).collect(),
-            management: self.management.clone(),
-        };
         Snapshot {
             now,
             services,
-            hosts,
-            proxies,
+            hosts: Arc::new(hosts),
+            proxies: Arc::new(proxies),
             edges,
             flows,
-            applications: [(DEFAULT_APPLICATION.to_string(), application)].into(),
+            applications: [(DEFAULT_APPLICATION.to_string(), self.application.clone())].into(),
         }
     }
 }

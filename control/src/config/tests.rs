@@ -92,7 +92,8 @@ fn example_config_is_valid() {
 
 #[test]
 fn applications_and_settings_are_checked_with_their_field() {
-    let base = "listen: 127.0.0.1:0\ntoken_file: /t\nservices:\n  a: {}\n  b: {planner: imbres-connect}\n";
+    let base =
+        "listen: 127.0.0.1:0\ntoken_file: /t\nservices:\n  a: {}\n  b: {planner: imbres-connect}\n";
     let c = parse(&format!(
         "{base}applications:\n  shop:\n    services: [a, b]\n    management: {{kind: mo1, bounds_ms: {{a: 100}}}}\n    flows: {{buy: {{entry: a, sla_ms: 300}}}}\n"
     ))

@@ -60,7 +60,10 @@ fn snapshot(shared: &Shared, now: Duration) -> Snapshot {
     let stale = shared.cfg.report_stale();
     let mut snap = store.snapshot(now, stale, &eps, &objectives);
     snap.flows = store.flows(now, stale, &shared.flows);
-    snap.applications = applications;
+    snap.applications = applications
+        .into_iter()
+        .map(|(name, a)| (name, std::sync::Arc::new(a)))
+        .collect();
     snap
 }
 

@@ -166,17 +166,7 @@ fn print_run(args: &SimArgs, scn: &Scenario, report: &Report, outcomes: &[Outcom
         }
     }
     for o in outcomes {
-        let total: u64 = o.connections.values().sum();
-        let per: Vec<String> = o
-            .connections
-            .iter()
-            .map(|(svc, n)| format!("{svc} {n}"))
-            .collect();
-        println!(
-            "{}: {total} connections (caller proxy x endpoint) at the end: {}",
-            o.run.policy,
-            per.join(", ")
-        );
+        println!("{}", o.connections_note());
     }
     if args.bench {
         for o in outcomes {

@@ -263,12 +263,14 @@ mod tests {
             zone: zone.into(),
             service: None,
         };
-        snap.proxies = [
-            ("p1".to_string(), info("z1")),
-            ("p2".to_string(), info("z0")),
-            ("p3".to_string(), info("elsewhere")),
-        ]
-        .into();
+        snap.proxies = std::sync::Arc::new(
+            [
+                ("p1".to_string(), info("z1")),
+                ("p2".to_string(), info("z0")),
+                ("p3".to_string(), info("elsewhere")),
+            ]
+            .into(),
+        );
         let up = Local.plan(&snap);
         assert_eq!(
             up.per_proxy["p1"]["s"].zone_weights,

@@ -62,7 +62,7 @@ mod tests {
             ..Default::default()
         };
         let snap = Snapshot {
-            services: [("a".into(), svc)].into(),
+            services: [("a".into(), std::sync::Arc::new(svc))].into(),
             ..Default::default()
         };
         let up = Even.plan(&snap);

@@ -79,7 +79,7 @@ mod tests {
             ..Default::default()
         };
         let snap = Snapshot {
-            services: [("a".into(), svc)].into(),
+            services: [("a".into(), std::sync::Arc::new(svc))].into(),
             ..Default::default()
         };
         let weights = [("127.0.0.1:1".into(), 3.0), ("127.0.0.1:9".into(), 1.0)].into();

@@ -24,7 +24,11 @@ mod tests {
     #[test]
     fn never_decides() {
         let snap = Snapshot {
-            services: [("a".to_string(), ServiceState::default())].into(),
+            services: [(
+                "a".to_string(),
+                std::sync::Arc::new(ServiceState::default()),
+            )]
+            .into(),
             ..Default::default()
         };
         assert!(NoScaling.scale(&snap).is_empty());

@@ -3,8 +3,8 @@
 //! become [`TaskSpec`]s, one per policy instance, by the same rule in every host.
 //!
 //! - A **service-scoped** policy (every planner and scaler but those below) gets one instance per
-//!   service that chose it. It owns that service and sees it: the service, its callers' proxies,
-//!   every host ([`crate::Snapshot::view`]).
+//!   service that chose it. It owns that service and sees it: the service, the edges into it,
+//!   its flows, and the mesh-wide placement of hosts and proxies ([`crate::Snapshot::view`]).
 //! - An **application-scoped** policy (`imbres-connect`, which reads the performance tables and
 //!   shares of the callers' own services) gets one instance per application and settings. It owns
 //!   the services of the application that chose it and sees the whole application.

@@ -23,7 +23,7 @@
 
 mod assign;
 
-use std::{collections::BTreeSet, time::Duration};
+use std::time::Duration;
 
 pub use crate::ScopeKind;
 pub use assign::{AssignError, Assignment, Choice, DEFAULT_APPLICATION, Role, Scope, TaskSpec};
@@ -201,19 +201,23 @@ impl Schedule {
             .filter(|&i| self.tasks[i].next <= now)
             .collect();
         due.sort_by_key(|&i| (self.tasks[i].spec.role, i));
-        let all: BTreeSet<&String> = snap.services.keys().collect();
         let mut round = Round {
             at: now,
             ..Default::default()
         };
+        let mut index = None;
         for i in due {
             let t = &mut self.tasks[i];
-            let sees_all = all.iter().all(|s| t.spec.scope.sees.contains(*s));
+            // A task that sees every service reads the snapshot itself (a superset of a set is at
+            // least as large, so most tasks are told apart by size alone).
+            let sees = &t.spec.scope.sees;
+            let sees_all =
+                sees.len() >= snap.services.len() && snap.services.keys().all(|s| sees.contains(s));
             let view;
             let input = if sees_all {
                 snap
             } else {
-                view = snap.view(&t.spec.scope.sees);
+                view = snap.view_indexed(index.get_or_insert_with(|| snap.index()), sees);
                 &view
             };
             let owns = &t.spec.scope.owns;

@@ -48,7 +48,7 @@ fn snap(now_s: u64, services: &[(&str, ServiceState)]) -> Snapshot {
         now: Duration::from_secs(now_s),
         services: services
             .iter()
-            .map(|(n, s)| (n.to_string(), s.clone()))
+            .map(|(n, s)| (n.to_string(), std::sync::Arc::new(s.clone())))
             .collect(),
         ..Default::default()
     }

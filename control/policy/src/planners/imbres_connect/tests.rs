@@ -184,16 +184,16 @@ pub(crate) fn scene(window_s: f64) -> Snapshot {
             zone: "z1".into(),
             service: Some("front".into()),
         };
-        snap.proxies.insert(format!("p{i}"), info);
+        std::sync::Arc::make_mut(&mut snap.proxies).insert(format!("p{i}"), info);
     }
-    snap.hosts.insert(
+    std::sync::Arc::make_mut(&mut snap.hosts).insert(
         "f0".into(),
         HostPressure {
             cpu_util: 0.1,
             ..Default::default()
         },
     );
-    snap.hosts.insert(
+    std::sync::Arc::make_mut(&mut snap.hosts).insert(
         "f1".into(),
         HostPressure {
             cpu_util: 0.7,

@@ -135,14 +135,14 @@ fn observes_snapshots_and_estimates_w_max_once() {
         ..Default::default()
     };
     let mut snap = snapshot(vec![svc]);
-    snap.hosts.insert(
+    std::sync::Arc::make_mut(&mut snap.hosts).insert(
         "busy".into(),
         HostPressure {
             cpu_util: 0.7,
             ..Default::default()
         },
     );
-    snap.hosts.insert(
+    std::sync::Arc::make_mut(&mut snap.hosts).insert(
         "idle".into(),
         HostPressure {
             cpu_util: 0.1,
@@ -160,7 +160,7 @@ fn observes_snapshots_and_estimates_w_max_once() {
     assert_eq!(dirty.len(), 1);
     assert!(t.take_dirty().is_empty());
     // The estimate is kept even when the service gets faster.
-    snap.services.get_mut("s").unwrap().containers[0]
+    std::sync::Arc::make_mut(snap.services.get_mut("s").unwrap()).containers[0]
         .inbound
         .as_mut()
         .unwrap()

@@ -34,7 +34,7 @@ fn snap(now_s: u64, loads: &[Option<(f64, f64)>]) -> Snapshot {
     };
     Snapshot {
         now: Duration::from_secs(now_s),
-        services: [("api".to_string(), svc)].into(),
+        services: [("api".to_string(), std::sync::Arc::new(svc))].into(),
         ..Default::default()
     }
 }
@@ -163,7 +163,7 @@ fn containers_without_telemetry_damp_decisions() {
     );
     // Without an inbound report the callers' view stands in.
     let mut s = snap(45, &[None, None]);
-    for c in &mut s.services.get_mut("api").expect("api").containers {
+    for c in &mut std::sync::Arc::make_mut(s.services.get_mut("api").expect("api")).containers {
         c.outbound = WindowSnapshot {
             count: 300,
             mean_ms: 60.0,
