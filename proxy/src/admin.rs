@@ -15,6 +15,9 @@ use tokio::{net::TcpListener, sync::watch};
 use crate::host_sampler::{HostSampler, UsageSampler};
 use crate::{control_client, data_plane, plan_file, state::Shared, stats};
 
+/// How often resident memory is compared with the overload threshold.
+const MEMORY_SAMPLE: Duration = Duration::from_millis(250);
+
 /// Runs until shutdown.
 pub fn run(
     shared: Arc<Shared>,
@@ -34,6 +37,10 @@ pub fn run(
     };
     rt.block_on(async move {
         tokio::spawn(sample_host(shared.clone()));
+        tokio::spawn(crate::admission::sample(
+            shared.admission.clone(),
+            MEMORY_SAMPLE,
+        ));
         if let Some(path) = shared.config.plan_file.clone() {
             tokio::spawn(plan_file::watch(shared.clone(), path));
         }

@@ -14,6 +14,7 @@ use std::{
     pin::Pin,
     rc::Rc,
     task::{Context, Poll, Waker},
+    time::Duration,
 };
 
 use tokio::{sync::Notify, time::Instant};
@@ -150,11 +151,31 @@ impl Timer {
     pub fn bound<F: Future>(&mut self, at: Option<Instant>, fut: F) -> Bound<'_, F> {
         Bound {
             timer: self,
-            at,
+            at: at.map_or(When::Never, When::At),
             armed: false,
             fut,
         }
     }
+
+    /// Runs `fut` until it completes or has waited `limit`; `None` when it waited too long. The
+    /// clock is read only if `fut` has to wait at all.
+    pub fn bound_for<F: Future>(&mut self, limit: Duration, fut: F) -> Bound<'_, F> {
+        Bound {
+            timer: self,
+            at: When::After(limit),
+            armed: false,
+            fut,
+        }
+    }
+}
+
+/// When a [`Bound`] future is cut off.
+#[derive(Clone, Copy, Debug)]
+enum When {
+    Never,
+    At(Instant),
+    /// This long after the future first has to wait.
+    After(Duration),
 }
 
 pin_project_lite::pin_project! {
@@ -162,7 +183,7 @@ pin_project_lite::pin_project! {
     /// `async fn` so the wrapped future is stored once, not once as an argument and again pinned.
     pub struct Bound<'t, F> {
         timer: &'t mut Timer,
-        at: Option<Instant>,
+        at: When,
         armed: bool,
         #[pin]
         fut: F,
@@ -189,11 +210,13 @@ impl<F: Future> Future for Bound<'_, F> {
             }
             return Poll::Ready(Some(v));
         }
-        let Some(at) = *this.at else {
-            return Poll::Pending;
-        };
         // Armed only once the future has to wait: one that finishes at once costs nothing.
         if !*this.armed {
+            let at = match *this.at {
+                When::Never => return Poll::Pending,
+                When::At(at) => at,
+                When::After(d) => Instant::now() + d,
+            };
             *this.armed = true;
             this.timer.owner.arm(this.timer.slot, at);
         }
@@ -218,8 +241,6 @@ impl Drop for Timer {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     async fn with_sweeper<F: Future>(f: impl FnOnce(Rc<Deadlines>) -> F) -> F::Output {

@@ -1,10 +1,15 @@
 //! Proxy errors, tagged by where they came from and whether a retry on another endpoint is safe
 //! (the shape of pingora's `ErrorSource` / `RetryType`). Each maps to one status and one
-//! `loadshift-error` header value, so a client always learns why its request failed.
+//! `loadshift-error` header value, so a client always learns why its request failed; what it
+//! reads never names an upstream address (the log does). Only [`ErrorSource::Upstream`] errors
+//! are charged to an endpoint: they alone feed ejection, Peak-EWMA, the error counters and the
+//! reports, so a client that sends garbage or stalls cannot get healthy endpoints ejected.
 
 use std::net::SocketAddr;
 
 use http::StatusCode;
+
+use crate::upstream::body::ClientBodyError;
 
 /// Where an error came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +26,18 @@ pub enum ErrorSource {
 pub enum ProxyError {
     #[error("no service routes authority {authority:?}")]
     NoRoute { authority: String },
+    /// The request cannot be forwarded as sent (its target, its framing fields).
+    #[error("{reason}")]
+    BadRequest { reason: String },
+    /// A method or coding the proxy does not forward.
+    #[error("{what} is not supported")]
+    NotImplemented { what: &'static str },
+    /// The client's request body failed: malformed, cut short, or stalled.
+    #[error("{source}")]
+    ClientBody { source: ClientBodyError },
+    /// The request timeout passed while the client was still sending its body.
+    #[error("request body not received before the request timeout")]
+    ClientBodyTimeout,
     #[error("service {service:?} has no endpoint")]
     NoEndpoint { service: String },
     #[error("connecting to {addr}: {source}")]
@@ -49,7 +66,11 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn source_kind(&self) -> ErrorSource {
         match self {
-            Self::NoRoute { .. } => ErrorSource::Downstream,
+            Self::NoRoute { .. }
+            | Self::BadRequest { .. }
+            | Self::NotImplemented { .. }
+            | Self::ClientBody { .. }
+            | Self::ClientBodyTimeout => ErrorSource::Downstream,
             Self::NoEndpoint { .. } | Self::PoolExhausted { .. } => ErrorSource::Internal,
             Self::Connect { .. }
             | Self::ConnectTimeout { .. }
@@ -57,6 +78,17 @@ impl ProxyError {
             | Self::Upstream { .. }
             | Self::UpstreamIo { .. } => ErrorSource::Upstream,
         }
+    }
+
+    /// A client too slow with its body.
+    pub fn is_client_timeout(&self) -> bool {
+        matches!(
+            self,
+            Self::ClientBodyTimeout
+                | Self::ClientBody {
+                    source: ClientBodyError::Stalled(_)
+                }
+        )
     }
 
     /// True when the request never reached the application, so sending it elsewhere is safe
@@ -71,6 +103,12 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
+            Self::ClientBody {
+                source: ClientBodyError::Stalled(_),
+            } => StatusCode::REQUEST_TIMEOUT,
+            Self::BadRequest { .. } | Self::ClientBody { .. } => StatusCode::BAD_REQUEST,
+            Self::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
+            Self::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NoEndpoint { .. } | Self::PoolExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Connect { .. } | Self::Upstream { .. } | Self::UpstreamIo { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -83,6 +121,10 @@ impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::NoRoute { .. } => "no-route",
+            Self::BadRequest { .. } => "bad-request",
+            Self::NotImplemented { .. } => "not-implemented",
+            Self::ClientBody { .. } => "bad-request-body",
+            Self::ClientBodyTimeout => "body-timeout",
             Self::NoEndpoint { .. } => "no-endpoint",
             Self::Connect { .. } => "connect",
             Self::ConnectTimeout { .. } => "connect-timeout",
@@ -90,5 +132,65 @@ impl ProxyError {
             Self::Upstream { .. } | Self::UpstreamIo { .. } => "upstream",
             Self::PoolExhausted { .. } => "pool-exhausted",
         }
+    }
+
+    /// What the client reads: the reason for its own faults, a fixed phrase for the proxy's and
+    /// the upstream's (their addresses and causes go to the log only).
+    pub fn client_message(&self) -> String {
+        match self.source_kind() {
+            ErrorSource::Downstream => self.to_string(),
+            ErrorSource::Internal | ErrorSource::Upstream => match self {
+                Self::NoEndpoint { service } => format!("service {service:?} has no endpoint"),
+                Self::PoolExhausted { .. } => "every upstream connection is busy".into(),
+                Self::Connect { .. } => "could not connect to the upstream".into(),
+                Self::ConnectTimeout { .. } => "connecting to the upstream timed out".into(),
+                Self::Timeout { .. } => "the upstream sent no response in time".into(),
+                _ => "the upstream connection failed".into(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_faults_are_downstream_and_messages_hide_addresses() {
+        let addr: SocketAddr = "10.1.2.3:8080".parse().unwrap();
+        let io = || std::io::Error::other("reset by peer");
+        let upstream = [
+            ProxyError::Connect { addr, source: io() },
+            ProxyError::ConnectTimeout { addr },
+            ProxyError::Timeout { addr },
+            ProxyError::UpstreamIo { addr, source: io() },
+            ProxyError::PoolExhausted { addr },
+        ];
+        for e in &upstream {
+            assert!(e.to_string().contains("10.1.2.3"), "the log names it: {e}");
+            assert!(
+                !e.client_message().contains("10.1.2.3"),
+                "{}",
+                e.client_message()
+            );
+        }
+        let client = [
+            ProxyError::ClientBodyTimeout,
+            ProxyError::ClientBody {
+                source: crate::upstream::body::ClientBodyError::Closed,
+            },
+            ProxyError::BadRequest {
+                reason: "two Host fields".into(),
+            },
+        ];
+        for e in &client {
+            assert_eq!(e.source_kind(), ErrorSource::Downstream, "{e}");
+            assert!(e.status().is_client_error(), "{e}");
+            assert!(!e.retryable());
+        }
+        assert_eq!(
+            ProxyError::ClientBodyTimeout.status(),
+            StatusCode::REQUEST_TIMEOUT
+        );
     }
 }

@@ -43,13 +43,15 @@ pub fn is_hop_by_hop_name(name: &[u8]) -> bool {
 }
 
 /// True when a `Connection` token names a field to remove: anything but `close`, `keep-alive`
-/// (connection options) and `te` (kept for gRPC).
+/// (connection options), `te` (kept for gRPC) and `host` (the target: a client must not be able
+/// to strip what the request is routed and forwarded by).
 pub fn names_a_field(token: &str) -> bool {
     let t = token.trim();
     !t.is_empty()
         && !t.eq_ignore_ascii_case("close")
         && !t.eq_ignore_ascii_case(KEEP_ALIVE)
         && !t.eq_ignore_ascii_case("te")
+        && !t.eq_ignore_ascii_case("host")
 }
 
 /// The same rules applied field by field while a parser builds a header map, so the map never
@@ -99,10 +101,8 @@ impl HopFilter {
 
 fn strip_listed(h: &mut HeaderMap, conn: &HeaderValue) {
     if let Ok(list) = conn.to_str() {
-        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            if !name.eq_ignore_ascii_case("te") {
-                h.remove(name);
-            }
+        for name in list.split(',').filter(|n| names_a_field(n)) {
+            h.remove(name.trim());
         }
     }
 }

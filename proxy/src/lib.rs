@@ -10,6 +10,7 @@
 pub mod control_client;
 
 mod admin;
+pub mod admission;
 pub mod config;
 pub mod data_plane;
 mod deadline;

@@ -23,6 +23,14 @@ pub const HOST_CPU: &str = "loadshift_proxy_host_cpu_utilisation";
 pub const HOST_PSI: &str = "loadshift_proxy_host_psi_some_avg10";
 pub const PLAN_VERSION: &str = "loadshift_proxy_plan_version";
 pub const PLAN_UPDATES: &str = "loadshift_proxy_plan_updates_total";
+pub const CLIENT_CONNECTIONS: &str = "loadshift_proxy_client_connections";
+pub const REQUESTS_IN_FLIGHT: &str = "loadshift_proxy_requests_in_flight";
+pub const RESIDENT_BYTES: &str = "loadshift_proxy_resident_memory_bytes";
+pub const OVERLOADED: &str = "loadshift_proxy_overloaded";
+pub const SHED: &str = "loadshift_proxy_shed_total";
+pub const CONNECTIONS_REFUSED: &str = "loadshift_proxy_connections_refused_total";
+pub const ACCEPT_PAUSES: &str = "loadshift_proxy_accept_pauses_total";
+pub const CLIENT_TIMEOUTS: &str = "loadshift_proxy_client_timeouts_total";
 
 /// Installs the Prometheus recorder once per process and returns its render handle.
 pub fn install() -> PrometheusHandle {

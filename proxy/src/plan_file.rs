@@ -51,18 +51,31 @@ pub fn load(shared: &Shared, path: &std::path::Path) -> Result<u64, PlanFileErro
 
 /// Applies the file now and whenever its contents change.
 pub async fn watch(shared: Arc<Shared>, path: PathBuf) {
+    // What was last seen, so each change is logged once: `None` before the first look, then the
+    // file's text, or an empty string while it is missing, unreadable or empty.
     let mut last: Option<String> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let Ok(text) = tokio::fs::read_to_string(&path).await else {
-            if last.is_some() {
-                tracing::warn!(path = %path.display(), "plan file unreadable; keeping the plan in force");
-                last = None;
+        let text = match tokio::fs::read_to_string(&path).await {
+            Ok(t) => t,
+            Err(e) => {
+                if last.as_deref() != Some("") {
+                    tracing::warn!(path = %path.display(), error = %e, "plan file unreadable; keeping the plan in force");
+                    last = Some(String::new());
+                }
+                continue;
             }
-            continue;
         };
         if last.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        // An empty file is one being written, or none yet: never an empty plan.
+        if text.trim().is_empty() {
+            if last.as_deref() != Some("") {
+                tracing::warn!(path = %path.display(), "plan file is empty; keeping the plan in force");
+            }
+            last = Some(String::new());
             continue;
         }
         match parse(&text)

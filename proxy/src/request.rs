@@ -16,9 +16,10 @@ use http::{
 use rand::rngs::SmallRng;
 
 use crate::{
+    admission::{ClientTimeout, Refusal},
     config::Protocol,
     deadline::Deadlines,
-    error::ProxyError,
+    error::{ErrorSource, ProxyError},
     headers::strip_hop_by_hop,
     metrics,
     routes::{EndpointState, LiveLoads, ServiceRoute},
@@ -64,8 +65,16 @@ pub async fn handle(
     side: Side,
     req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, Infallible> {
+    // Shed before any work: an overloaded proxy answers at once instead of queueing.
+    let _admitted = match w.shared.admission.request() {
+        Ok(g) => g,
+        Err(r) => return Ok(shed_response(r, w.shared.admission.limits.retry_after_s)),
+    };
     let routes = w.shared.routes.load_full();
     w.pool.sync(routes.generation, || allowed_addrs(&routes));
+    if let Err(e) = check_target(&req) {
+        return Ok(error_response(&e));
+    }
     let svc = match side {
         Side::Outbound => routes.lookup(authority(&req)),
         Side::Inbound => routes.inbound.as_ref(),
@@ -91,6 +100,11 @@ pub async fn handle(
         None => None,
     };
 
+    if req.method() == http::Method::CONNECT {
+        return Ok(error_response(&ProxyError::NotImplemented {
+            what: "CONNECT",
+        }));
+    }
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let h2 = match svc.protocol {
@@ -104,6 +118,9 @@ pub async fn handle(
 
     let arrived = w.shared.clock.now();
     w.budget.borrow_mut().deposit(arrived);
+    // Whether the client has sent its whole body: a request timeout before that is the
+    // client's slowness, not the upstream's.
+    let body_done = body.done();
     let mut req = Request::from_parts(parts, body);
     let mut attempt = 0;
     // Indices that failed before sending; empty (and unallocated) on the first attempt.
@@ -147,8 +164,13 @@ pub async fn handle(
                             .bound(Some(at), sent)
                             .await
                             .unwrap_or_else(|| {
+                                let error = if body_done.as_ref().is_some_and(|d| !d.get()) {
+                                    ProxyError::ClientBodyTimeout
+                                } else {
+                                    ProxyError::Timeout { addr }
+                                };
                                 Err(Unsent {
-                                    error: ProxyError::Timeout { addr },
+                                    error,
                                     request: None,
                                 })
                             })
@@ -174,8 +196,22 @@ pub async fn handle(
                 return Ok(resp);
             }
             Err(Unsent { error, request }) => {
-                count_error(ep, &error);
-                ep.record(&w.shared.outlier, now, now - start, false);
+                // Only the upstream's faults are charged to the endpoint (ejection, Peak-EWMA,
+                // error counters, reports); the client's and the proxy's own are not.
+                match error.source_kind() {
+                    ErrorSource::Upstream => {
+                        count_error(ep, &error);
+                        ep.record(&w.shared.outlier, now, now - start, false);
+                    }
+                    ErrorSource::Downstream => {
+                        if error.is_client_timeout() {
+                            w.shared.admission.timed_out(ClientTimeout::Body);
+                        }
+                        tracing::debug!(service = %svc.name, error = %error, "request failed on the client's side");
+                        return Ok(error_response(&error));
+                    }
+                    ErrorSource::Internal => {}
+                }
                 match request {
                     Some(r)
                         if attempt < w.max_attempts && w.budget.borrow_mut().try_withdraw(now) =>
@@ -212,9 +248,9 @@ fn pick<'a>(
 
 fn count_error(ep: &EndpointState, e: &ProxyError) {
     match e {
-        ProxyError::Connect { .. }
-        | ProxyError::ConnectTimeout { .. }
-        | ProxyError::PoolExhausted { .. } => ep.metrics.connect_errors.increment(1),
+        ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } => {
+            ep.metrics.connect_errors.increment(1);
+        }
         ProxyError::Timeout { .. } => ep.metrics.timeouts.increment(1),
         _ => ep.metrics.protocol_errors.increment(1),
     }
@@ -247,7 +283,35 @@ fn authority<B>(req: &Request<B>) -> Option<&str> {
     })
 }
 
-/// HTTP/1.1 upstreams get origin-form and a `Host`; HTTP/2 upstreams get an absolute URI.
+/// The request names one target (RFC 9113 §8.3.1): an HTTP/2 request whose `Host` differs from
+/// its `:authority`, or with more than one `Host`, is refused. (HTTP/1.1 heads with two `Host`
+/// fields are refused by the parser; an absolute-form target replaces `Host` when forwarded,
+/// RFC 9112 §3.2.2.)
+fn check_target<B>(req: &Request<B>) -> Result<(), ProxyError> {
+    if req.version() != Version::HTTP_2 {
+        return Ok(());
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let (Some(host), more) = (hosts.next(), hosts.next()) else {
+        return Ok(());
+    };
+    if more.is_some() {
+        return Err(ProxyError::BadRequest {
+            reason: "more than one Host field".into(),
+        });
+    }
+    match req.uri().authority() {
+        Some(a) if !a.as_str().as_bytes().eq_ignore_ascii_case(host.as_bytes()) => {
+            Err(ProxyError::BadRequest {
+                reason: "Host differs from :authority".into(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// HTTP/1.1 upstreams get origin-form and a `Host` naming the target the request was routed by;
+/// HTTP/2 upstreams get an absolute URI.
 #[allow(clippy::result_large_err)]
 fn prepare_upstream_uri(
     parts: &mut http::request::Parts,
@@ -264,6 +328,15 @@ fn prepare_upstream_uri(
         })
     };
     if h2 {
+        if parts
+            .extensions
+            .get::<crate::h1::framing::TransferCodings>()
+            .is_some()
+        {
+            return Err(error_response(&ProxyError::NotImplemented {
+                what: "a transfer coding other than chunked towards an HTTP/2 upstream",
+            }));
+        }
         let Some(authority) = authority(parts) else {
             return Err(plain(
                 StatusCode::BAD_REQUEST,
@@ -287,12 +360,17 @@ fn prepare_upstream_uri(
         parts.headers.remove(header::HOST);
         parts.version = Version::HTTP_2;
     } else {
-        if !parts.headers.contains_key(header::HOST)
-            && let Some(a) = authority(parts).and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
-            parts.headers.insert(header::HOST, a);
-        }
-        if parts.uri.authority().is_some() {
+        // The routing target wins over the client's `Host`: forwarding another one would let a
+        // request pass a Host filter behind the proxy for a service it was not routed to.
+        if let Some(a) = parts.uri.authority() {
+            let host = HeaderValue::from_str(a.as_str()).map_err(|_| {
+                plain(
+                    StatusCode::BAD_REQUEST,
+                    "bad-request",
+                    "invalid request target",
+                )
+            })?;
+            parts.headers.insert(header::HOST, host);
             let pq = parts.uri.path_and_query().cloned();
             parts.uri = pq.map_or_else(|| Uri::from_static("/"), Uri::from);
         }
@@ -312,7 +390,18 @@ fn plain(status: StatusCode, code: &'static str, msg: &str) -> Response<RespBody
 }
 
 fn error_response(e: &ProxyError) -> Response<RespBody> {
-    plain(e.status(), e.code(), &e.to_string())
+    plain(e.status(), e.code(), &e.client_message())
+}
+
+fn shed_response(r: Refusal, retry_after_s: u32) -> Response<RespBody> {
+    let mut resp = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        &format!("the proxy is overloaded ({}); retry later", r.as_str()),
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+    resp
 }
 
 fn blocked_response(reason: BlockReason) -> Response<RespBody> {

@@ -18,7 +18,7 @@ use rand::{SeedableRng, rngs::SmallRng};
 use tokio::{net::TcpListener, sync::watch, task::LocalSet};
 
 use crate::{
-    admin,
+    admin, admission,
     config::ProxyConfig,
     deadline::Deadlines,
     downstream,
@@ -26,6 +26,9 @@ use crate::{
     state::Shared,
     upstream::{Pool, PoolParams},
 };
+
+/// How often a listener that stopped accepting looks again.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(20);
 
 /// Bytes one read of an idle client connection may take (a head and what follows it).
 const SCRATCH: usize = 16 * 1024;
@@ -39,6 +42,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Descriptors(#[from] crate::admission::BudgetError),
     #[error("starting a runtime thread: {0}")]
     Runtime(std::io::Error),
 }
@@ -112,6 +117,16 @@ fn bind_group(
 /// Binds every listener and starts the workers and the admin thread.
 pub fn start(config: ProxyConfig) -> Result<Running, StartError> {
     let handle = crate::metrics::install();
+    let fds = admission::raise_fd_limit(config.limits.min_fds)?;
+    let limits = admission::resolve(&config, fds, admission::cgroup_memory_limit())?;
+    tracing::info!(
+        open_files = fds.soft,
+        max_connections = limits.max_connections,
+        max_connections_per_source = limits.max_connections_per_source,
+        max_in_flight = limits.max_in_flight,
+        max_memory_mb = limits.max_memory_bytes >> 20,
+        "admission limits"
+    );
     let workers = config.workers;
     let (outbound, mut out_listeners) = bind_group("outbound", config.outbound.listen, workers)?;
     let (inbound, mut in_listeners) = match &config.inbound {
@@ -129,7 +144,7 @@ pub fn start(config: ProxyConfig) -> Result<Running, StartError> {
             addr: config.admin.listen,
             source,
         })?;
-    let shared = Shared::new(config);
+    let shared = Shared::new(config, limits);
     let (shutdown, _) = watch::channel(false);
 
     let mut threads = Vec::new();
@@ -261,13 +276,27 @@ async fn accept_loop(
     let limits = downstream::Limits {
         header_read: Duration::from_millis(t.header_read_ms),
         idle: (t.client_idle_ms > 0).then(|| Duration::from_millis(t.client_idle_ms)),
+        body_progress: Duration::from_millis(t.body_progress_ms),
+        send_progress: Duration::from_millis(t.send_progress_ms),
     };
+    let admission = worker.shared.admission.clone();
     loop {
+        if !admission.may_accept(side) {
+            // At the listener's cap or past the memory threshold: leave new clients in the
+            // kernel's backlog (costing no descriptor) until a connection closes.
+            admission.paused();
+            while !admission.may_accept(side) {
+                tokio::select! {
+                    () = tokio::time::sleep(ACCEPT_PAUSE) => {}
+                    _ = shutdown.wait_for(|&s| s) => return,
+                }
+            }
+        }
         let accepted = tokio::select! {
             r = l.accept() => r,
             _ = shutdown.wait_for(|&s| s) => break,
         };
-        let (stream, _) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(s) => s,
             Err(e) => {
                 // Out of descriptors or similar: back off instead of spinning.
@@ -276,6 +305,11 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Some(guard) = admission.connection(side, peer.ip()) else {
+            // Over its source's cap: closed at once.
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let worker = worker.clone();
         let active = active.clone();
@@ -283,6 +317,7 @@ async fn accept_loop(
         active.set(active.get() + 1);
         tokio::task::spawn_local(async move {
             downstream::serve(stream, side, worker, limits, shutdown).await;
+            drop(guard);
             active.set(active.get() - 1);
         });
     }

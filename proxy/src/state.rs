@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::{
+    admission::{Admission, AdmissionLimits},
     config::{Protocol, ProxyConfig},
     metrics,
     routes::{RouteSpec, Routes, ServiceRoute, build_service},
@@ -75,6 +76,8 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// Blocked requests per (service, class) over the telemetry window, for reports.
     pub blocked: Mutex<HashMap<(String, String), CountWindow>>,
+    /// Connection caps, the overload manager and their counters.
+    pub admission: Arc<Admission>,
     /// Serialises table rebuilds.
     update: Mutex<()>,
     /// Current endpoint lists (config, then discovery) and protocols by service.
@@ -83,7 +86,7 @@ pub struct Shared {
 
 impl Shared {
     /// Builds the first table from config, without a plan.
-    pub fn new(config: ProxyConfig) -> Arc<Self> {
+    pub fn new(config: ProxyConfig, admission: AdmissionLimits) -> Arc<Self> {
         let clock = Clock::new();
         let telemetry = config.telemetry_params();
         let services: Vec<(String, Protocol, Vec<Endpoint>)> = config
@@ -133,6 +136,7 @@ impl Shared {
             blocked: Mutex::default(),
             update: Mutex::new(()),
             services: Mutex::new(services),
+            admission: Arc::new(Admission::new(admission)),
             config,
         })
     }

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, sync::Arc, sync::atomic::Ordering};
 
 use serde::Serialize;
 
-use crate::{metrics as m, routes::ServiceRoute, state::Shared};
+use crate::{admission::AdmissionStats, metrics as m, routes::ServiceRoute, state::Shared};
 use loadshift_core::telemetry::{Aggregate, WindowSnapshot, pressure::HostPressure};
 
 #[derive(Debug, Serialize)]
@@ -16,6 +16,8 @@ pub struct Stats {
     pub services: Vec<ServiceStats>,
     pub inbound: Option<ServiceStats>,
     pub host_pressure: HostPressure,
+    /// Client connections, requests in flight, resident memory, and what was refused or shed.
+    pub admission: AdmissionStats,
 }
 
 #[derive(Debug, Serialize)]
@@ -94,12 +96,14 @@ pub fn collect(shared: &Arc<Shared>) -> Stats {
             .collect(),
         inbound: routes.inbound.as_ref().map(|s| service_stats(s, shared)),
         host_pressure: *shared.host.lock(),
+        admission: shared.admission.stats(),
     }
 }
 
 /// Sets the window-derived gauges before a scrape.
 pub fn refresh_gauges(shared: &Arc<Shared>) {
     let stats = collect(shared);
+    shared.admission.refresh_gauges();
     for s in &stats.services {
         for e in &s.endpoints {
             let labels = [("service", s.name.clone()), ("endpoint", e.addr.clone())];

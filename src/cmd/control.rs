@@ -35,7 +35,10 @@ pub fn main(args: ControlArgs) -> ExitCode {
     rt.block_on(async move {
         let (addrs, serve) = match ControlServer::bind(cfg, crate::signal::terminated()).await {
             Ok(x) => x,
-            Err(e @ loadshift_control::ControlError::Config(_)) => {
+            Err(
+                e @ (loadshift_control::ControlError::Config(_)
+                | loadshift_control::ControlError::Bind { .. }),
+            ) => {
                 eprintln!("loadshift control: invalid config: {e}");
                 return ExitCode::from(crate::EXIT_CONFIG);
             }

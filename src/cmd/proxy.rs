@@ -35,6 +35,11 @@ pub fn main(args: ProxyArgs) -> ExitCode {
     }
     let running = match loadshift_proxy::start(config) {
         Ok(r) => r,
+        // A listener address that cannot be bound is a configuration the host cannot run.
+        Err(e @ loadshift_proxy::StartError::Bind { .. }) => {
+            eprintln!("loadshift proxy: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
         Err(e) => {
             eprintln!("loadshift proxy: {e}");
             return ExitCode::FAILURE;

@@ -130,6 +130,11 @@ pub enum PlanError {
         service: String,
         field: &'static str,
     },
+    #[error("service {service:?}: {field} sum to more than {MAX_WEIGHT_SUM}; scale them down")]
+    SumTooLarge {
+        service: String,
+        field: &'static str,
+    },
     #[error("service {service:?}: blocking[{class:?}].fraction = {value}: must be in [0, 1]")]
     BadFraction {
         service: String,
@@ -168,6 +173,11 @@ impl Plan {
     }
 }
 
+/// Largest sum of one service's weights (or shares). Weights are relative; bounding their sum
+/// keeps every cumulative sum the balancers build finite (two weights of 1.7e308 overflow to
+/// infinity and would skew the split), with room to spare for any meaningful ratio.
+pub const MAX_WEIGHT_SUM: f64 = 1e12;
+
 impl ServicePlan {
     /// Checks weights, subset and fractions against the service's endpoints.
     pub fn validate(&self, service: &str, eps: &[Endpoint]) -> Result<(), PlanError> {
@@ -198,6 +208,12 @@ impl ServicePlan {
             }
             if !map.is_empty() && map.values().all(|&w| w == 0.0) {
                 return Err(PlanError::AllZero {
+                    service: service.to_string(),
+                    field,
+                });
+            }
+            if map.values().sum::<f64>() > MAX_WEIGHT_SUM {
+                return Err(PlanError::SumTooLarge {
                     service: service.to_string(),
                     field,
                 });
@@ -233,6 +249,12 @@ impl ServicePlan {
         }
         if !self.subset.is_empty() && self.subset.iter().all(|s| s.share == 0.0) {
             return Err(PlanError::AllZero {
+                service: service.to_string(),
+                field: "subset",
+            });
+        }
+        if self.subset.iter().map(|s| s.share).sum::<f64>() > MAX_WEIGHT_SUM {
+            return Err(PlanError::SumTooLarge {
                 service: service.to_string(),
                 field: "subset",
             });
@@ -390,6 +412,18 @@ mod tests {
         let known: HashMap<String, Vec<Endpoint>> = [("s".to_string(), eps())].into();
         let e = plan.validate(&known).unwrap_err().to_string();
         assert!(e.contains("nope"), "{e}");
+
+        // Each weight is finite but their sum is not: refused, not split 60:0.
+        let huge = ServicePlan {
+            endpoint_weights: [
+                ("127.0.0.1:1".into(), 1.7e308),
+                ("127.0.0.1:2".into(), 1.7e308),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let e = huge.validate("s", &eps()).unwrap_err().to_string();
+        assert!(e.contains("endpoint_weights sum to more than"), "{e}");
     }
 
     #[test]

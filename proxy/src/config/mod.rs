@@ -146,9 +146,17 @@ pub struct Timeouts {
     /// proxy answers 408 and closes. Default 30000 ms (hyper's and HAProxy's `timeout
     /// http-request` order of magnitude).
     pub header_read_ms: u64,
-    /// An idle keep-alive client connection is closed after this long. Default 300000 ms;
+    /// An idle keep-alive client connection is closed after this long: an HTTP/1.1 one between
+    /// requests, an HTTP/2 one with no open stream (from its preface on). Default 300000 ms;
     /// 0 keeps idle connections open until the client closes them.
     pub client_idle_ms: u64,
+    /// A request body (HTTP/1.1 or HTTP/2) that delivers no byte for this long while the
+    /// upstream waits for it fails as the client's fault: 408, never charged to the endpoint.
+    /// Default 30000 ms.
+    pub body_progress_ms: u64,
+    /// A response that the client stops reading (a full socket buffer, a zero HTTP/2 window)
+    /// for this long closes the connection. Default 30000 ms.
+    pub send_progress_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -159,6 +167,63 @@ impl Default for Timeouts {
             drain_ms: 10_000,
             header_read_ms: 30_000,
             client_idle_ms: 300_000,
+            body_progress_ms: 30_000,
+            send_progress_ms: 30_000,
+        }
+    }
+}
+
+/// Client connection caps and the descriptor budget.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Client connections per listener (all workers together); at the cap the listener stops
+    /// accepting until one closes. Default 0: derived from the open-file limit, (limit − 256) /
+    /// 2 shared among the listeners, so the proxy never runs out of descriptors; a value the
+    /// limit cannot hold refuses to start.
+    pub max_connections: usize,
+    /// Client connections per source address per listener; more are closed at once. Default
+    /// 0 (no cap): in a sidecar every outbound connection comes from the one local app. Set it
+    /// on a listener that faces many clients.
+    pub max_connections_per_source: usize,
+    /// The open-file limit (after raising the soft limit to the hard one) below which the
+    /// proxy refuses to start. Default 1024.
+    pub min_fds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 0,
+            max_connections_per_source: 0,
+            min_fds: 1024,
+        }
+    }
+}
+
+/// The overload manager: thresholds past which new requests are shed with 503 + `retry-after`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Overload {
+    /// Requests waiting for a response head, all listeners together. Default 10000; 0: no cap.
+    pub max_in_flight: usize,
+    /// Resident memory in MiB past which new requests are shed and listeners stop accepting,
+    /// until it falls below 90 % of it. Default: `memory_fraction_of_limit` of the process's
+    /// cgroup memory limit, none without a limit; 0: no threshold.
+    pub max_memory_mb: Option<u64>,
+    /// Fraction of the cgroup memory limit used when `max_memory_mb` is not set. Default 0.9.
+    pub memory_fraction_of_limit: f64,
+    /// Seconds in the `retry-after` header of a shed response. Default 1.
+    pub retry_after_s: u32,
+}
+
+impl Default for Overload {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 10_000,
+            max_memory_mb: None,
+            memory_fraction_of_limit: 0.9,
+            retry_after_s: 1,
         }
     }
 }
@@ -299,6 +364,10 @@ pub struct ProxyConfig {
     pub retries: Retries,
     #[serde(default)]
     pub telemetry: Telemetry,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub overload: Overload,
 }
 
 fn default_admin() -> Listener {

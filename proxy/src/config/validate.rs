@@ -89,8 +89,36 @@ impl ProxyConfig {
         if t.connect_ms == 0 {
             return Err(invalid("timeouts.connect_ms", 0, "must be > 0"));
         }
-        if t.header_read_ms == 0 {
-            return Err(invalid("timeouts.header_read_ms", 0, "must be > 0"));
+        for (field, v) in [
+            ("timeouts.header_read_ms", t.header_read_ms),
+            ("timeouts.body_progress_ms", t.body_progress_ms),
+            ("timeouts.send_progress_ms", t.send_progress_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, 0, "must be > 0"));
+            }
+        }
+        let o = &self.overload;
+        if !(o.memory_fraction_of_limit > 0.0 && o.memory_fraction_of_limit <= 1.0) {
+            return Err(invalid(
+                "overload.memory_fraction_of_limit",
+                o.memory_fraction_of_limit,
+                "must be in (0, 1]",
+            ));
+        }
+        if o.max_memory_mb.is_some_and(|m| m > 1 << 40) {
+            return Err(invalid(
+                "overload.max_memory_mb",
+                o.max_memory_mb.unwrap_or_default(),
+                "must be at most 2^40 MiB",
+            ));
+        }
+        if self.limits.min_fds < crate::admission::RESERVED_FDS + 2 {
+            return Err(invalid(
+                "limits.min_fds",
+                self.limits.min_fds,
+                "must leave room for at least one connection beyond the 256 reserved descriptors",
+            ));
         }
         if self.pool.max_per_endpoint == 0 {
             return Err(invalid("pool.max_per_endpoint", 0, "must be > 0"));

@@ -1,7 +1,15 @@
 //! One client connection: read a head, run the request path, stream the request body in and the
 //! response out, repeat while keep-alive holds. Between requests the connection owns no buffer.
 
-use std::{future::poll_fn, io, pin::Pin, rc::Rc, task::Poll, time::Duration};
+use std::{
+    cell::{Cell, RefCell},
+    future::poll_fn,
+    io,
+    pin::Pin,
+    rc::Rc,
+    task::Poll,
+    time::Duration,
+};
 
 use bytes::{Buf, BytesMut};
 use futures_util::{
@@ -19,12 +27,13 @@ use tokio::{
         TcpStream,
         tcp::{ReadHalf, WriteHalf},
     },
-    sync::{mpsc, watch},
+    sync::{Notify, mpsc, watch},
     time::Instant,
 };
 
-use super::io::{Rewind, write_error};
+use super::io::{Rewind, error_response};
 use crate::{
+    admission::{Admission, ClientTimeout},
     deadline::Timer,
     h1::{
         chunked::{self, Decoder, Step},
@@ -35,7 +44,7 @@ use crate::{
     request::{RespBody, Side, Worker, handle},
     spare,
     upstream::LocalExec,
-    upstream::body::{BodyError, ReqBody},
+    upstream::body::{BodyError, ClientBodyError, ReqBody},
 };
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
@@ -45,13 +54,19 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Response bytes gathered before a write; larger body chunks are written as they come.
 const WRITE_BATCH: usize = 16 * 1024;
 
-/// Client-side timeouts.
+/// Client-side timeouts, for HTTP/1.1 and HTTP/2 alike.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// From a head's first byte to its end.
+    /// From a head's (or the HTTP/2 preface's) first byte to its end.
     pub header_read: Duration,
-    /// An idle keep-alive connection is closed after this long; `None` keeps it open.
+    /// A keep-alive connection with no request in progress (an HTTP/2 one with no open stream,
+    /// from the preface on) is closed after this long; `None` keeps it open.
     pub idle: Option<Duration>,
+    /// A request body that delivers no byte for this long fails as the client's (408).
+    pub body_progress: Duration,
+    /// A response write that makes no progress for this long (a client that stopped reading)
+    /// closes the connection.
+    pub send_progress: Duration,
 }
 
 /// Serves one accepted connection until it closes, fails, or the worker drains.
@@ -64,6 +79,7 @@ pub async fn serve(
 ) {
     let mut carry = BytesMut::new();
     let mut timer = w.deadlines.timer();
+    let mut preface_deadline = None;
     // The first bytes say which protocol: the HTTP/2 preface, or anything else as HTTP/1.1.
     loop {
         let n = carry.len().min(PREFACE.len());
@@ -77,15 +93,26 @@ pub async fn serve(
             };
             // Boxed: an idle HTTP/1.1 connection should not carry an HTTP/2 one's state.
             drop(timer);
-            return Box::pin(serve_h2(io, side, w, shutdown)).await;
+            return Box::pin(serve_h2(io, side, w, limits, shutdown)).await;
         }
+        // Idle until the first byte; from then on the preface (or a head) must be complete within
+        // the head-read limit, however slowly its bytes trickle in.
+        let wait = if carry.is_empty() {
+            limits.idle.map(|d| Instant::now() + d)
+        } else {
+            Some(*preface_deadline.get_or_insert_with(|| Instant::now() + limits.header_read))
+        };
         carry.reserve(PREFACE.len());
         let read = stream.read_buf(&mut carry);
         let got = tokio::select! {
-            r = timer.bound(limits.idle.map(|d| Instant::now() + d), read) => r,
+            r = timer.bound(wait, read) => r,
             _ = shutdown.wait_for(|&s| s) => return,
         };
         match got {
+            None if !carry.is_empty() => {
+                w.shared.admission.timed_out(ClientTimeout::Header);
+                return;
+            }
             Some(Ok(0)) | Some(Err(_)) | None => return,
             Some(Ok(_)) => {}
         }
@@ -93,31 +120,201 @@ pub async fn serve(
     serve_h1(stream, carry, &mut timer, side, w, limits, shutdown).await;
 }
 
-async fn serve_h2(io: Rewind, side: Side, w: Rc<Worker>, mut shutdown: watch::Receiver<bool>) {
+/// The open streams of one HTTP/2 connection: since when it has had none, and which of them
+/// wait for the client to take response data.
+struct Streams {
+    open: Cell<usize>,
+    idle_since: Cell<Instant>,
+    /// Woken when the first stream opens or the last one closes.
+    changed: Notify,
+    /// Counts send-progress checks; a stream's stamp is the count when it last handed hyper data.
+    epoch: Cell<u64>,
+    slots: RefCell<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    /// Per stream: `Some(epoch)` from when its response body handed hyper a frame until hyper
+    /// asks for the next one (hyper asks only once the frame fits the client's window).
+    handed: Vec<Option<u64>>,
+    free: Vec<usize>,
+}
+
+impl Streams {
+    /// Advances the check count; true when some stream has waited a whole check interval
+    /// (two of them, since a stamp may be up to one interval old when taken) for the client.
+    fn stalled(&self) -> bool {
+        let now = self.epoch.get() + 1;
+        self.epoch.set(now);
+        self.slots
+            .borrow()
+            .handed
+            .iter()
+            .any(|h| h.is_some_and(|e| e + 3 <= now))
+    }
+}
+
+/// One open stream; dropped when its response body is done or the stream is abandoned.
+struct StreamGuard {
+    streams: Rc<Streams>,
+    slot: usize,
+}
+
+impl StreamGuard {
+    fn open(s: &Rc<Streams>) -> Self {
+        let open = s.open.get() + 1;
+        s.open.set(open);
+        if open == 1 {
+            s.changed.notify_one();
+        }
+        let mut slots = s.slots.borrow_mut();
+        let slot = match slots.free.pop() {
+            Some(i) => i,
+            None => {
+                slots.handed.push(None);
+                slots.handed.len() - 1
+            }
+        };
+        drop(slots);
+        Self {
+            streams: s.clone(),
+            slot,
+        }
+    }
+
+    fn stamp(&self, handed: bool) {
+        let epoch = handed.then(|| self.streams.epoch.get());
+        self.streams.slots.borrow_mut().handed[self.slot] = epoch;
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let s = &self.streams;
+        {
+            let mut slots = s.slots.borrow_mut();
+            slots.handed[self.slot] = None;
+            slots.free.push(self.slot);
+        }
+        let left = s.open.get().saturating_sub(1);
+        s.open.set(left);
+        if left == 0 {
+            s.idle_since.set(Instant::now());
+            s.changed.notify_one();
+        }
+    }
+}
+
+/// A response body that keeps its stream counted as open until it is done, and stamps when it
+/// hands hyper data so a client that stops granting window is noticed.
+struct Tracked {
+    body: RespBody,
+    stream: StreamGuard,
+}
+
+impl Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = crate::upstream::body::BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let r = Pin::new(&mut this.body).poll_frame(cx);
+        this.stream.stamp(matches!(r, Poll::Ready(Some(Ok(_)))));
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Serves an HTTP/2 connection with hyper's server. The idle limit applies from the preface on:
+/// a connection with no open stream (one that only sent its preface and SETTINGS, or a header
+/// block it never finishes) is asked to go away after `limits.idle`, and closed if it has not
+/// gone within `limits.header_read` more. A stream whose response the client takes no data of
+/// for `limits.send_progress` (a zero window) closes the connection.
+async fn serve_h2(
+    io: Rewind,
+    side: Side,
+    w: Rc<Worker>,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let streams = Rc::new(Streams {
+        open: Cell::new(0),
+        idle_since: Cell::new(Instant::now()),
+        changed: Notify::new(),
+        epoch: Cell::new(0),
+        slots: RefCell::default(),
+    });
+    let counted = streams.clone();
+    let admission = w.shared.admission.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let w = w.clone();
+        let stream = StreamGuard::open(&counted);
         async move {
-            let Ok(mut resp) = handle(w, side, req.map(ReqBody::Hyper)).await;
+            let req = req.map(|b| ReqBody::hyper(b, limits.body_progress));
+            let Ok(mut resp) = handle(w, side, req).await;
             // An HTTP/1.1 upstream's fields travel raw; an HTTP/2 client needs them as a map.
             if let RespBody::H1(b) = resp.body_mut()
                 && let Some(raw) = b.take_fields()
             {
                 resp.headers_mut().extend(raw.to_header_map());
             }
-            Ok::<_, std::convert::Infallible>(resp)
+            Ok::<_, std::convert::Infallible>(resp.map(|body| Tracked { body, stream }))
         }
     });
     let conn = hyper::server::conn::http2::Builder::new(LocalExec)
         .timer(TokioTimer::new())
         .serve_connection(TokioIo::new(io), svc);
     let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => { let _ = r; }
-        _ = shutdown.wait_for(|&s| s) => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+    let check_every = limits.send_progress / 2;
+    let mut next_check = Instant::now() + check_every;
+    loop {
+        let wake = match (streams.open.get(), limits.idle) {
+            (0, Some(d)) => Some(streams.idle_since.get() + d),
+            (0, None) => None,
+            _ => Some(next_check),
+        };
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "HTTP/2 client connection failed");
+                }
+                return;
+            }
+            _ = shutdown.wait_for(|&s| s) => break,
+            () = streams.changed.notified() => {}
+            () = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if streams.open.get() == 0 {
+                    if limits.idle.is_some_and(|d| streams.idle_since.get() + d <= Instant::now()) {
+                        break;
+                    }
+                } else if Instant::now() >= next_check {
+                    next_check += check_every;
+                    if streams.stalled() {
+                        tracing::debug!("HTTP/2 client took no response data in time; closing");
+                        admission.timed_out(ClientTimeout::Send);
+                        return;
+                    }
+                }
+            }
         }
     }
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(limits.header_read, conn).await;
 }
 
 /// What waiting for a head gave.
@@ -141,22 +338,36 @@ async fn serve_h1(
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (mut rd, mut wr) = stream.split();
+    let (mut rd, wr) = stream.split();
+    let mut out = Out {
+        wr,
+        limit: limits.send_progress,
+        admission: &w.shared.admission,
+    };
     loop {
         if carry.is_empty() {
             // Idle: give the buffer back.
             carry = BytesMut::new();
         }
         let head = match read_head(&mut rd, &w, &mut carry, timer, limits, &mut shutdown).await {
+            // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused, not routed to a default.
+            HeadRead::Head(h) if h.parts.version == Version::HTTP_11 && !h.has_host => {
+                let e = HeadError::Host("HTTP/1.1 request without a Host field".into());
+                out.refuse(timer, e.status(), "bad-request", &e.to_string())
+                    .await;
+                return;
+            }
             HeadRead::Head(h) => h,
             HeadRead::Close => return,
             HeadRead::Refused(e) => {
-                let _ = write_error(&mut wr, e.status(), "bad-request", &e.to_string()).await;
+                out.refuse(timer, e.status(), "bad-request", &e.to_string())
+                    .await;
                 return;
             }
             HeadRead::TimedOut => {
-                let _ = write_error(
-                    &mut wr,
+                w.shared.admission.timed_out(ClientTimeout::Header);
+                out.refuse(
+                    timer,
                     StatusCode::REQUEST_TIMEOUT,
                     "header-timeout",
                     "request head not received in time",
@@ -167,24 +378,98 @@ async fn serve_h1(
         };
         // The exchange is boxed so an idle connection's task holds only the head reader.
         let close = *shutdown.borrow();
-        let exchange = exchange(&mut rd, &mut wr, &mut carry, &w, side, head, close);
+        let exchange = exchange(
+            Conn {
+                rd: &mut rd,
+                out: &mut out,
+                timer,
+                carry: &mut carry,
+            },
+            &w,
+            side,
+            head,
+            close,
+            limits.body_progress,
+        );
         if !Box::pin(exchange).await {
-            let _ = wr.shutdown().await;
+            let _ = out.wr.shutdown().await;
             return;
         }
     }
 }
 
+/// The response side of an HTTP/1.1 connection. Every write must make progress within `limit`:
+/// a client that stops reading (a full socket buffer, a zero TCP window) is cut off.
+struct Out<'a> {
+    wr: WriteHalf<'a>,
+    limit: Duration,
+    admission: &'a Admission,
+}
+
+impl Out<'_> {
+    async fn write_all(&mut self, timer: &mut Timer, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = match timer.bound_for(self.limit, self.wr.write(buf)).await {
+                Some(r) => r?,
+                None => {
+                    self.admission.timed_out(ClientTimeout::Send);
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("client read nothing for {:?}", self.limit),
+                    ));
+                }
+            };
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+
+    /// Answers with a short error and closes.
+    async fn refuse(&mut self, timer: &mut Timer, status: StatusCode, code: &str, msg: &str) {
+        if self
+            .write_all(timer, &error_response(status, code, msg))
+            .await
+            .is_ok()
+        {
+            let _ = self.wr.shutdown().await;
+        }
+    }
+
+    async fn flush(&mut self, timer: &mut Timer, buf: &mut Vec<u8>) -> io::Result<()> {
+        if !buf.is_empty() {
+            self.write_all(timer, buf).await?;
+            buf.clear();
+        }
+        Ok(())
+    }
+}
+
+/// The parts of an HTTP/1.1 connection one exchange uses.
+struct Conn<'c, 'a, 'b> {
+    rd: &'c mut ReadHalf<'a>,
+    out: &'c mut Out<'b>,
+    timer: &'c mut Timer,
+    carry: &'c mut BytesMut,
+}
+
 /// One request and its response; true when the connection may carry another.
 async fn exchange(
-    rd: &mut ReadHalf<'_>,
-    wr: &mut WriteHalf<'_>,
-    carry: &mut BytesMut,
+    conn: Conn<'_, '_, '_>,
     w: &Rc<Worker>,
     side: Side,
     head: Head,
     draining: bool,
+    body_progress: Duration,
 ) -> bool {
+    let Conn {
+        rd,
+        out,
+        timer,
+        carry,
+    } = conn;
     let Head {
         parts,
         framing,
@@ -214,15 +499,18 @@ async fn exchange(
     };
     if expect_continue
         && feed.is_some()
-        && wr
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+        && out
+            .write_all(timer, b"HTTP/1.1 100 Continue\r\n\r\n")
             .await
             .is_err()
     {
         return false;
     }
 
-    let mut pump = feed.map(|(tx, f)| Box::pin(pump_body(rd, carry, f, tx)));
+    let mut pump = feed.map(|(tx, f)| {
+        let progress = (w.deadlines.timer(), body_progress);
+        Box::pin(pump_body(rd, carry, f, tx, progress))
+    });
     let mut body_read = pump.is_none();
     // In a block of its own so the handler's state and the response writer's do not both take
     // room in this future, which is boxed once per request.
@@ -242,7 +530,7 @@ async fn exchange(
     };
     let Ok(resp) = resp;
     let close = !keep_alive || draining;
-    let write = write_response(wr, resp, &method, version, close);
+    let write = write_response(out, timer, resp, &method, version, close);
     let wrote = match pump {
         Some(p) => {
             let (wrote, pumped) = join(write, p).await;
@@ -343,15 +631,18 @@ enum Feed {
 #[derive(Debug)]
 struct Unread;
 
-/// Moves a request body from the socket to the request's body stream.
+/// Moves a request body from the socket to the request's body stream. A client that delivers
+/// no byte for `progress.1` fails the body as stalled.
 async fn pump_body(
     rd: &mut ReadHalf<'_>,
     carry: &mut BytesMut,
     feed: Feed,
     tx: mpsc::Sender<Result<bytes::Bytes, BodyError>>,
+    progress: (Timer, Duration),
 ) -> Result<(), Unread> {
-    let fail = |tx: mpsc::Sender<Result<bytes::Bytes, BodyError>>, e: BodyError| async move {
-        let _ = tx.send(Err(e)).await;
+    let (mut timer, limit) = progress;
+    let fail = |tx: mpsc::Sender<Result<bytes::Bytes, BodyError>>, e: ClientBodyError| async move {
+        let _ = tx.send(Err(Box::new(e))).await;
         Unread
     };
     match feed {
@@ -365,8 +656,8 @@ async fn pump_body(
                     return Ok(());
                 }
             }
-            if let Err(e) = read_more(rd, carry).await {
-                return Err(fail(tx, e.into()).await);
+            if let Err(e) = read_more(rd, carry, &mut timer, limit).await {
+                return Err(fail(tx, e).await);
             }
         },
         Feed::Chunked(mut dec) => loop {
@@ -381,30 +672,37 @@ async fn pump_body(
                         carry.advance(used);
                         return Ok(());
                     }
-                    Err(e) => return Err(fail(tx, e.into()).await),
+                    Err(e) => {
+                        return Err(fail(tx, ClientBodyError::Malformed(e.to_string())).await);
+                    }
                 }
             }
-            if let Err(e) = read_more(rd, carry).await {
-                return Err(fail(tx, e.into()).await);
+            if let Err(e) = read_more(rd, carry, &mut timer, limit).await {
+                return Err(fail(tx, e).await);
             }
         },
     }
 }
 
-async fn read_more(rd: &mut ReadHalf<'_>, carry: &mut BytesMut) -> io::Result<()> {
+async fn read_more(
+    rd: &mut ReadHalf<'_>,
+    carry: &mut BytesMut,
+    timer: &mut Timer,
+    limit: Duration,
+) -> Result<(), ClientBodyError> {
     carry.reserve(READ_CHUNK);
-    match rd.read_buf(carry).await? {
-        0 => Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "client closed the connection inside the request body",
-        )),
-        _ => Ok(()),
+    match timer.bound_for(limit, rd.read_buf(carry)).await {
+        None => Err(ClientBodyError::Stalled(limit)),
+        Some(Ok(0)) => Err(ClientBodyError::Closed),
+        Some(Err(e)) => Err(ClientBodyError::Aborted(e.to_string())),
+        Some(Ok(_)) => Ok(()),
     }
 }
 
 /// Writes a response; `Ok(true)` when the connection may carry another request.
 async fn write_response(
-    wr: &mut WriteHalf<'_>,
+    wr: &mut Out<'_>,
+    timer: &mut Timer,
     resp: Response<RespBody>,
     method: &Method,
     version: Version,
@@ -429,25 +727,43 @@ async fn write_response(
     drop(raw);
     spare::give_map(std::mem::take(&mut parts.headers));
     if framing == Framing::None {
-        wr.write_all(&out).await?;
+        wr.write_all(timer, &out).await?;
         return Ok(!close);
     }
     let chunked = framing == Framing::Chunked;
     let mut body = std::pin::pin!(body);
     let mut trailers = None;
     let mut sent = 0u64;
+    // Whether any of the response has left: until then a failing upstream body can still be
+    // answered with a 502 instead of a head the client would get no body for.
+    let mut started = false;
     loop {
         // The first chunk is usually there already: then head and body leave in one write.
         let frame = match body.frame().now_or_never() {
             Some(f) => f,
             None => {
-                flush(wr, &mut out).await?;
+                started = true;
+                wr.flush(timer, &mut out).await?;
                 body.frame().await
             }
         };
         let Some(frame) = frame else { break };
-        // An upstream failing mid-body can only be told to an HTTP/1.1 client by closing.
-        let frame = frame.map_err(io::Error::other)?;
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) if !started => {
+                tracing::debug!(error = %e, "upstream response body failed before anything was sent");
+                wr.refuse(
+                    timer,
+                    StatusCode::BAD_GATEWAY,
+                    "upstream",
+                    "the upstream sent a malformed response",
+                )
+                .await;
+                return Ok(false);
+            }
+            // Mid-body, a failing upstream can only be told to an HTTP/1.1 client by closing.
+            Err(e) => return Err(io::Error::other(e)),
+        };
         let data = match frame.into_data() {
             Ok(d) => d,
             Err(f) => {
@@ -463,8 +779,9 @@ async fn write_response(
             chunked::push_chunk_header(&mut out, data.len());
         }
         if data.len() > WRITE_BATCH {
-            flush(wr, &mut out).await?;
-            wr.write_all(&data).await?;
+            started = true;
+            wr.flush(timer, &mut out).await?;
+            wr.write_all(timer, &data).await?;
         } else {
             out.extend_from_slice(&data);
         }
@@ -472,7 +789,8 @@ async fn write_response(
             out.extend_from_slice(b"\r\n");
         }
         if out.len() >= WRITE_BATCH {
-            flush(wr, &mut out).await?;
+            started = true;
+            wr.flush(timer, &mut out).await?;
         }
     }
     if let Framing::Length(n) = framing
@@ -489,14 +807,6 @@ async fn write_response(
         }
         out.extend_from_slice(b"\r\n");
     }
-    flush(wr, &mut out).await?;
+    wr.flush(timer, &mut out).await?;
     Ok(!close)
-}
-
-async fn flush(wr: &mut WriteHalf<'_>, out: &mut Vec<u8>) -> io::Result<()> {
-    if !out.is_empty() {
-        wr.write_all(out).await?;
-        out.clear();
-    }
-    Ok(())
 }

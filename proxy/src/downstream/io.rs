@@ -10,7 +10,7 @@ use std::{
 use bytes::{Buf, Bytes};
 use http::StatusCode;
 use tokio::{
-    io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf},
+    io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
 };
 
@@ -66,20 +66,13 @@ impl AsyncWrite for Rewind {
     }
 }
 
-/// Writes a short plain-text error response that closes the connection.
-pub async fn write_error<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    status: StatusCode,
-    code: &str,
-    msg: &str,
-) -> io::Result<()> {
-    let body = format!("{msg}\n");
-    let head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: text/plain\r\nloadshift-error: {code}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+/// A short plain-text error response that closes the connection.
+pub fn error_response(status: StatusCode, code: &str, msg: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain\r\nloadshift-error: {code}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{msg}\n",
         status.as_str(),
         status.canonical_reason().unwrap_or(""),
-        body.len()
-    );
-    wr.write_all(format!("{head}{body}").as_bytes()).await?;
-    wr.shutdown().await
+        msg.len() + 1
+    )
+    .into_bytes()
 }

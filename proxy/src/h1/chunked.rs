@@ -2,6 +2,11 @@
 //! hands back body data as slices of its input, and the encoder's framing. Chunk extensions are
 //! skipped; trailer fields of a request are read and dropped (HTTP/1.1 clients rarely send them
 //! and the upstream connection may not accept them).
+//!
+//! The decoder is strict where parsers are known to disagree (the request-smuggling shapes):
+//! every line ends in CRLF (a bare LF is refused), a size line needs at least one hex digit (an
+//! empty one is not the last chunk), an extension holds no control characters, and a trailer
+//! line is a field (it has a colon).
 
 /// Largest chunk-size line, extensions included, before the request is refused.
 const MAX_LINE: usize = 4096;
@@ -22,9 +27,11 @@ enum State {
     Data(u64),
     DataCr,
     DataLf,
-    /// Trailer section: at the start of a line (`len == 0`) or inside one.
+    /// Trailer section: at the start of a line (`len == 0`) or inside one; `colon` once the
+    /// line's field name ended.
     Trailer {
         len: usize,
+        colon: bool,
     },
     TrailerLf {
         len: usize,
@@ -88,17 +95,16 @@ impl Decoder {
                         return Err(ChunkError("chunk-size line too long"));
                     }
                     match b {
-                        b'\r' => State::SizeLf { n },
-                        b'\n' if digits > 0 => {
-                            // Bare LF: tolerated like most servers do.
-                            self.after_size(n)
-                        }
-                        _ if ext => State::Size {
+                        b'\r' if digits > 0 => State::SizeLf { n },
+                        b'\r' => return Err(ChunkError("chunk size line without a size")),
+                        b'\n' => return Err(ChunkError("bare LF in a chunk size line")),
+                        _ if ext && (b == b'\t' || !(b < 0x20 || b == 0x7f)) => State::Size {
                             n,
                             digits,
                             ext,
                             line: line + 1,
                         },
+                        _ if ext => return Err(ChunkError("control character in chunk extension")),
                         b';' | b' ' | b'\t' if digits > 0 => State::Size {
                             n,
                             digits,
@@ -143,7 +149,6 @@ impl Decoder {
                 }
                 State::DataCr => match b {
                     b'\r' => State::DataLf,
-                    b'\n' => self.size_start(),
                     _ => return Err(ChunkError("expected CRLF after chunk data")),
                 },
                 State::DataLf => {
@@ -152,12 +157,22 @@ impl Decoder {
                     }
                     self.size_start()
                 }
-                State::Trailer { len } => match b {
-                    b'\r' => State::TrailerLf { len },
-                    b'\n' if len == 0 => State::Done,
-                    b'\n' => State::Trailer { len: 0 },
+                State::Trailer { len, colon } => match b {
+                    b'\r' if len == 0 || colon => State::TrailerLf { len },
+                    b'\r' => return Err(ChunkError("trailer line is not a field")),
+                    b'\n' => return Err(ChunkError("bare LF in the trailer section")),
                     _ if len >= MAX_LINE => return Err(ChunkError("trailer line too long")),
-                    _ => State::Trailer { len: len + 1 },
+                    b':' if len > 0 => State::Trailer {
+                        len: len + 1,
+                        colon: true,
+                    },
+                    _ if b < 0x20 && b != b'\t' => {
+                        return Err(ChunkError("control character in a trailer line"));
+                    }
+                    _ => State::Trailer {
+                        len: len + 1,
+                        colon,
+                    },
                 },
                 State::TrailerLf { len } => {
                     if b != b'\n' {
@@ -166,7 +181,10 @@ impl Decoder {
                     if len == 0 {
                         State::Done
                     } else {
-                        State::Trailer { len: 0 }
+                        State::Trailer {
+                            len: 0,
+                            colon: false,
+                        }
                     }
                 }
                 State::Done => return Ok(Step::End { used: i }),
@@ -181,7 +199,10 @@ impl Decoder {
 
     fn after_size(&self, n: u64) -> State {
         if n == 0 {
-            State::Trailer { len: 0 }
+            State::Trailer {
+                len: 0,
+                colon: false,
+            }
         } else {
             State::Data(n)
         }
@@ -271,6 +292,32 @@ mod tests {
                 String::from_utf8_lossy(raw)
             );
         }
+    }
+
+    #[test]
+    fn refuses_the_shapes_parsers_disagree_on() {
+        for raw in [
+            // An empty size line is not the last chunk.
+            &b"\r\n\r\n"[..],
+            // Bare LF after a size, after data, in trailers.
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"0\r\nX-T: 1\n\r\n",
+            b"0\r\n\n",
+            // A trailer line that is not a field.
+            b"0\r\nnot a field\r\n\r\n",
+            // A newline hidden in an extension.
+            b"5;a=b\nX\r\nhello\r\n0\r\n\r\n",
+        ] {
+            assert!(
+                decode(raw, raw.len()).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        // Extensions with spaces and tabs, and trailers, still pass.
+        let ok = b"5 ;a=b\t;c\r\nhello\r\n0\r\nX-T: 1\r\n\r\n";
+        assert_eq!(decode(ok, ok.len()).unwrap().0, b"hello");
     }
 
     #[test]

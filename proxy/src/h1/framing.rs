@@ -19,6 +19,13 @@ pub enum Framing {
     UntilClose,
 }
 
+/// Transfer codings a request's body carries under its chunked coding (`Transfer-Encoding:
+/// gzip, chunked` keeps `gzip` here), a request extension: an HTTP/1.1 upstream gets them back in
+/// front of `chunked`; HTTP/2 has no transfer codings, so such a request cannot go to an HTTP/2
+/// upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransferCodings(pub http::HeaderValue);
+
 /// A `content-length` value: ASCII digits only (no sign, no list), surrounding spaces allowed.
 pub fn parse_length(v: &[u8]) -> Option<u64> {
     let s = std::str::from_utf8(v).ok()?.trim();

@@ -9,7 +9,9 @@
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
 
-use super::framing::{Framing, method_has_body, parse_length, push_field, push_length};
+use super::framing::{
+    Framing, TransferCodings, method_has_body, parse_length, push_field, push_length,
+};
 use crate::headers::HopFilter;
 
 /// Most header fields in one request head (HAProxy's default is 101).
@@ -27,6 +29,8 @@ pub struct Head {
     pub keep_alive: bool,
     /// `Expect: 100-continue` was sent (and removed from the forwarded headers).
     pub expect_continue: bool,
+    /// Exactly one `Host` field was sent (an HTTP/1.1 request must have one, RFC 9112 §3.2).
+    pub has_host: bool,
     /// Bytes the head took in the buffer.
     pub len: usize,
 }
@@ -46,6 +50,8 @@ pub enum HeadError {
     UnsupportedCoding(String),
     #[error("HTTP version {0} is not supported on this listener")]
     Version(u8),
+    #[error("{0}")]
+    Host(String),
 }
 
 impl HeadError {
@@ -102,10 +108,20 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     let mut chunked = false;
     let mut keep_alive = version == Version::HTTP_11;
     let mut expect_continue = false;
+    let mut hosts = 0u8;
+    let mut codings = None;
     let mut hop = HopFilter::default();
     for f in req.headers.iter() {
         let name = HeaderName::from_bytes(f.name.as_bytes())
             .map_err(|_| HeadError::Malformed(format!("header name {:?}", f.name)))?;
+        // `Transfer_Encoding` is no framing field here but becomes one for servers that map `_`
+        // to `-`: a request whose framing two parsers could read differently is refused.
+        if f.name.contains('_') && is_framing_lookalike(f.name) {
+            return Err(HeadError::Malformed(format!(
+                "field name {:?} imitates a framing field",
+                f.name
+            )));
+        }
         // httparse has already refused control characters in values.
         let value = HeaderValue::from_maybe_shared(slice(f.value))
             .map_err(|_| HeadError::Malformed(format!("value of {name}")))?;
@@ -120,11 +136,26 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
             length = Some(n);
         } else if name == header::TRANSFER_ENCODING {
             let v = value.to_str().unwrap_or("");
-            let last = v.rsplit(',').next().map(str::trim).unwrap_or("");
-            if !last.eq_ignore_ascii_case("chunked") {
+            let (before, last) = v.rsplit_once(',').unwrap_or(("", v));
+            if !last.trim().eq_ignore_ascii_case("chunked") || chunked {
                 return Err(HeadError::UnsupportedCoding(v.to_string()));
             }
+            let before = before.trim();
+            if !before.is_empty() {
+                codings = HeaderValue::from_str(before).ok();
+            }
             chunked = true;
+        } else if name == header::HOST {
+            hosts = hosts.saturating_add(1);
+            if hosts > 1 {
+                return Err(HeadError::Host("more than one Host field".into()));
+            }
+            if !valid_host(f.value) {
+                return Err(HeadError::Host(format!(
+                    "Host {:?} is not a host[:port]",
+                    String::from_utf8_lossy(f.value)
+                )));
+            }
         } else if name == header::CONNECTION {
             let v = value.to_str().unwrap_or("");
             for token in v.split(',').map(str::trim) {
@@ -160,13 +191,86 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     parts.uri = uri;
     parts.version = version;
     parts.headers = headers;
+    if let Some(c) = codings {
+        parts.extensions.insert(TransferCodings(c));
+    }
     Ok(Some(Head {
         parts,
         framing,
         keep_alive,
         expect_continue: expect_continue && framing != Framing::None,
+        has_host: hosts == 1,
         len,
     }))
+}
+
+/// `host[:port]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a registered name, an IPv4 address or a
+/// bracketed IPv6 literal, and an optional decimal port; no user info, path or spaces.
+fn valid_host(v: &[u8]) -> bool {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.contains(&b'@') {
+        return false;
+    }
+    let (host, port) = match v.strip_prefix(b"[") {
+        Some(rest) => match rest.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let inside = &rest[..end];
+                if inside.is_empty()
+                    || !inside
+                        .iter()
+                        .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+                {
+                    return false;
+                }
+                let after = &rest[end + 1..];
+                match after {
+                    [] => (&v[..0], None),
+                    [b':', port @ ..] => (&v[..0], Some(port)),
+                    _ => return false,
+                }
+            }
+            None => return false,
+        },
+        None => match v.iter().rposition(|&b| b == b':') {
+            Some(i) => (&v[..i], Some(&v[i + 1..])),
+            None => (v, None),
+        },
+    };
+    let host_ok = host.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+            )
+    });
+    let port_ok = port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit));
+    host_ok && port_ok
+}
+
+/// `Transfer_Encoding`, `content_length` and the like.
+fn is_framing_lookalike(name: &str) -> bool {
+    let norm = |target: &str| {
+        name.len() == target.len()
+            && name
+                .bytes()
+                .zip(target.bytes())
+                .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+    };
+    norm("transfer-encoding") || norm("content-length")
 }
 
 /// Appends an HTTP/1.1 request head; framing fields come from `framing`, not the client.
@@ -198,7 +302,14 @@ pub fn encode(out: &mut Vec<u8>, parts: &http::request::Parts, framing: Framing)
         Framing::Length(n) => {
             push_length(out, n);
         }
-        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Chunked => match parts.extensions.get::<TransferCodings>() {
+            Some(TransferCodings(c)) => {
+                out.extend_from_slice(b"transfer-encoding: ");
+                out.extend_from_slice(c.as_bytes());
+                out.extend_from_slice(b", chunked\r\n");
+            }
+            None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        },
         // A request's end is never the connection's; no body is announced by no field.
         Framing::None | Framing::UntilClose => {}
     }

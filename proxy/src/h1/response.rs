@@ -96,10 +96,12 @@ pub fn encode(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
+    // A 1xx or 204 never carries a length (RFC 9110 §8.6); a response to HEAD and a 304 keep the
+    // upstream's, which says what a GET would have got.
+    let keep_length =
+        framing == Framing::None && status != StatusCode::NO_CONTENT && !status.is_informational();
     for (name, value) in headers {
-        if name == header::TRANSFER_ENCODING
-            || (name == header::CONTENT_LENGTH && framing != Framing::None)
-        {
+        if name == header::TRANSFER_ENCODING || (name == header::CONTENT_LENGTH && !keep_length) {
             continue;
         }
         push_field(out, name.as_str(), value.as_bytes());
@@ -112,7 +114,7 @@ pub fn encode(
             push_length(out, n);
         }
         Framing::None => {
-            if let Some(n) = raw.and_then(RawFields::length) {
+            if let Some(n) = raw.and_then(RawFields::length).filter(|_| keep_length) {
                 push_length(out, n);
             }
         }

@@ -3,8 +3,15 @@
 //! One type for every listener, so the request path and the upstream pool are not generic.
 
 use std::{
+    error::Error,
+    future::Future,
     pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll, ready},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -12,8 +19,50 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
-/// Error of a request body (the client went away or sent a malformed body).
-pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+/// Error of a body. A request body's errors are always a [`ClientBodyError`].
+pub type BodyError = Box<dyn Error + Send + Sync>;
+
+/// Why a request body could not be read from the client: the request's fault, never the
+/// upstream's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientBodyError {
+    #[error("malformed request body: {0}")]
+    Malformed(String),
+    #[error("client closed the connection before the request body was complete")]
+    Closed,
+    #[error("request body made no progress for {0:?}")]
+    Stalled(Duration),
+    #[error("client aborted the request body: {0}")]
+    Aborted(String),
+}
+
+/// The client-side cause somewhere in an error's chain (an upstream client library wraps the
+/// body error it got).
+pub fn client_fault<'a>(e: &'a (dyn Error + 'static)) -> Option<&'a ClientBodyError> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(c) = err.downcast_ref::<ClientBodyError>() {
+            return Some(c);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// Set once a request body has been read to its end, so a request timeout can tell a slow
+/// client from a slow upstream.
+#[derive(Clone, Debug, Default)]
+pub struct BodyDone(Arc<AtomicBool>);
+
+impl BodyDone {
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 /// Chunks in flight between a connection's reader and the upstream writer: a slow upstream
 /// holds the client back after this many (each at most one socket read).
@@ -29,8 +78,53 @@ pub enum ReqBody {
     Stream {
         rx: mpsc::Receiver<Result<Bytes, BodyError>>,
         remaining: Option<u64>,
+        done: BodyDone,
     },
-    Hyper(Incoming),
+    /// An HTTP/2 client's body; hyper's own has no progress limit, so `stall` adds one.
+    Hyper {
+        body: Incoming,
+        done: BodyDone,
+        stall: Stall,
+    },
+}
+
+/// Fails a body that delivers nothing for `limit` while it is being waited for.
+#[derive(Debug)]
+pub struct Stall {
+    limit: Duration,
+    /// Kept between waits so a body that stalls often allocates once.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    armed: bool,
+}
+
+impl Stall {
+    pub fn new(limit: Duration) -> Self {
+        Self {
+            limit,
+            sleep: None,
+            armed: false,
+        }
+    }
+
+    fn progressed(&mut self) {
+        self.armed = false;
+    }
+
+    /// Called when the body is pending: ready once it has been pending for `limit`.
+    fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.armed {
+            let at = tokio::time::Instant::now() + self.limit;
+            match &mut self.sleep {
+                Some(s) => s.as_mut().reset(at),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
+            self.armed = true;
+        }
+        match &mut self.sleep {
+            Some(s) => s.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
 }
 
 impl ReqBody {
@@ -42,8 +136,27 @@ impl ReqBody {
             Self::Stream {
                 rx,
                 remaining: length,
+                done: BodyDone::default(),
             },
         )
+    }
+
+    /// An HTTP/2 client's body, failed as stalled when it delivers nothing for `progress`.
+    pub fn hyper(body: Incoming, progress: Duration) -> Self {
+        Self::Hyper {
+            body,
+            done: BodyDone::default(),
+            stall: Stall::new(progress),
+        }
+    }
+
+    /// Whether the body has been read to its end; `None` for a body that was whole from the
+    /// start.
+    pub fn done(&self) -> Option<BodyDone> {
+        match self {
+            Self::Empty | Self::Full(_) => None,
+            Self::Stream { done, .. } | Self::Hyper { done, .. } => Some(done.clone()),
+        }
     }
 }
 
@@ -58,7 +171,11 @@ impl Body for ReqBody {
         match self.get_mut() {
             Self::Empty => Poll::Ready(None),
             Self::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Self::Stream { rx, remaining } => match ready!(rx.poll_recv(cx)) {
+            Self::Stream {
+                rx,
+                remaining,
+                done,
+            } => match ready!(rx.poll_recv(cx)) {
                 Some(Ok(b)) => {
                     if let Some(r) = remaining {
                         *r = r.saturating_sub(b.len() as u64);
@@ -66,12 +183,26 @@ impl Body for ReqBody {
                     Poll::Ready(Some(Ok(Frame::data(b))))
                 }
                 Some(Err(e)) => Poll::Ready(Some(Err(e))),
-                None if remaining.is_some_and(|r| r > 0) => Poll::Ready(Some(Err(
-                    "client connection closed before the request body was complete".into(),
-                ))),
-                None => Poll::Ready(None),
+                None if remaining.is_some_and(|r| r > 0) => {
+                    Poll::Ready(Some(Err(Box::new(ClientBodyError::Closed))))
+                }
+                None => {
+                    done.set();
+                    Poll::Ready(None)
+                }
             },
-            Self::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Self::Hyper { body, done, stall } => match Pin::new(body).poll_frame(cx) {
+                Poll::Pending => match stall.poll_stalled(cx) {
+                    Poll::Ready(()) => {
+                        Poll::Ready(Some(Err(Box::new(ClientBodyError::Stalled(stall.limit)))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                },
+                Poll::Ready(r) => {
+                    stall.progressed();
+                    Self::hyper_frame(r, done)
+                }
+            },
         }
     }
 
@@ -80,7 +211,7 @@ impl Body for ReqBody {
             Self::Empty => true,
             Self::Full(b) => b.is_none(),
             Self::Stream { remaining, .. } => *remaining == Some(0),
-            Self::Hyper(b) => b.is_end_stream(),
+            Self::Hyper { body, .. } => body.is_end_stream(),
         }
     }
 
@@ -92,7 +223,25 @@ impl Body for ReqBody {
                 remaining: Some(n), ..
             } => SizeHint::with_exact(*n),
             Self::Stream { .. } => SizeHint::default(),
-            Self::Hyper(b) => b.size_hint(),
+            Self::Hyper { body, .. } => body.size_hint(),
+        }
+    }
+}
+
+impl ReqBody {
+    fn hyper_frame(
+        r: Option<Result<Frame<Bytes>, hyper::Error>>,
+        done: &BodyDone,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match r {
+            Some(Ok(f)) => Poll::Ready(Some(Ok(f))),
+            Some(Err(e)) => {
+                Poll::Ready(Some(Err(Box::new(ClientBodyError::Aborted(e.to_string())))))
+            }
+            None => {
+                done.set();
+                Poll::Ready(None)
+            }
         }
     }
 }
@@ -159,8 +308,31 @@ mod tests {
         assert_eq!(body.collect().await.unwrap().to_bytes(), "hello");
 
         let (tx, body) = ReqBody::channel(Some(5));
+        let done = body.done().unwrap();
         tx.send(Ok(Bytes::from_static(b"hel"))).await.unwrap();
         drop(tx);
-        assert!(body.collect().await.is_err());
+        let e = body.collect().await.unwrap_err();
+        assert_eq!(client_fault(&*e), Some(&ClientBodyError::Closed));
+        assert!(!done.get());
+
+        let (tx, body) = ReqBody::channel(None);
+        let done = body.done().unwrap();
+        tx.send(Ok(Bytes::from_static(b"x"))).await.unwrap();
+        drop(tx);
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "x");
+        assert!(done.get());
+    }
+
+    #[test]
+    fn a_wrapped_client_fault_is_found_in_the_chain() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("user body failed")]
+        struct Wrapper(#[source] ClientBodyError);
+        let w = Wrapper(ClientBodyError::Stalled(Duration::from_secs(3)));
+        assert_eq!(
+            client_fault(&w),
+            Some(&ClientBodyError::Stalled(Duration::from_secs(3)))
+        );
+        assert_eq!(client_fault(&std::io::Error::other("x")), None);
     }
 }

@@ -13,6 +13,7 @@ use std::{
 };
 
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::FutureExt;
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -23,7 +24,7 @@ use tokio::{
 
 use super::{
     OpenSlot, Pool,
-    body::{BodyError, ReqBody},
+    body::{BodyError, ClientBodyError, ReqBody, client_fault},
 };
 use crate::{
     h1::{
@@ -53,6 +54,8 @@ pub struct H1Conn {
 pub struct SendError {
     pub error: io::Error,
     pub request: Option<Request<ReqBody>>,
+    /// The client's body failed, not the upstream: nothing to charge the endpoint with.
+    pub client: Option<ClientBodyError>,
 }
 
 impl H1Conn {
@@ -105,9 +108,18 @@ impl H1Conn {
             |error: io::Error, parts: http::request::Parts, replay: Option<ReqBody>| SendError {
                 error,
                 request: replay.map(|b| Request::from_parts(parts, b)),
+                client: None,
             };
-        if let Err(error) = self.write_body(&mut out, body, framing).await {
-            return Err(give_back(error, parts, replay));
+        match self.write_body(&mut out, body, framing).await {
+            Ok(()) => {}
+            Err(WriteError::Socket(error)) => return Err(give_back(error, parts, replay)),
+            Err(WriteError::Client(c)) => {
+                return Err(SendError {
+                    error: io::Error::other(c.to_string()),
+                    request: None,
+                    client: Some(c),
+                });
+            }
         }
         // Small to start: most response heads and small bodies fit, and hundreds of requests
         // in flight each hold one. Body reads grow it by READ_CHUNK.
@@ -136,22 +148,29 @@ impl H1Conn {
                 Err(e) => return Err(give_back(e, parts, None)),
                 Ok(_) => {}
             }
-            match response::parse(&buf) {
-                Ok(Some(h)) if h.status.is_informational() => {
-                    if h.status == StatusCode::SWITCHING_PROTOCOLS {
-                        let e = io::Error::other(
-                            "upstream switched protocols; upgrades are not proxied",
-                        );
-                        return Err(give_back(e, parts, None));
+            // Interim responses (100, 103) may share a read with the final one: parse every
+            // head the buffer holds before reading again.
+            let last = loop {
+                match response::parse(&buf) {
+                    Ok(Some(h)) if h.status.is_informational() => {
+                        if h.status == StatusCode::SWITCHING_PROTOCOLS {
+                            let e = io::Error::other(
+                                "upstream switched protocols; upgrades are not proxied",
+                            );
+                            return Err(give_back(e, parts, None));
+                        }
+                        buf.advance(h.len);
                     }
-                    buf.advance(h.len);
+                    Ok(Some(h)) => {
+                        buf.advance(h.len);
+                        break Some(h);
+                    }
+                    Ok(None) => break None,
+                    Err(e) => return Err(give_back(e, parts, None)),
                 }
-                Ok(Some(h)) => {
-                    buf.advance(h.len);
-                    break h;
-                }
-                Ok(None) => {}
-                Err(e) => return Err(give_back(e, parts, None)),
+            };
+            if let Some(h) = last {
+                break h;
             }
         };
         let body_framing = if parts.method == Method::HEAD
@@ -162,6 +181,9 @@ impl H1Conn {
         } else {
             head.framing
         };
+        // Bytes after a response that has no body are not the next response's: the connection
+        // cannot be trusted with another request.
+        let stray = body_framing == Framing::None && !buf.is_empty();
         let mut resp = Response::new(H1Body {
             state: match body_framing {
                 Framing::None => State::Length(0),
@@ -173,7 +195,7 @@ impl H1Conn {
             conn: Some(self),
             pool,
             addr,
-            keep_alive: head.keep_alive && body_framing != Framing::UntilClose,
+            keep_alive: head.keep_alive && body_framing != Framing::UntilClose && !stray,
             fields: Some(head.fields),
         });
         *resp.status_mut() = head.status;
@@ -182,19 +204,39 @@ impl H1Conn {
         Ok(resp)
     }
 
+    /// Writes the request head in `out` and the body after it. A body that is whole leaves with
+    /// the head in one write; a streamed one is written as its chunks arrive (gathered while more
+    /// are ready, so a slow client's bytes are not held back waiting for a batch).
     async fn write_body(
         &mut self,
         out: &mut Vec<u8>,
         body: ReqBody,
         framing: Framing,
-    ) -> io::Result<()> {
+    ) -> Result<(), WriteError> {
         match body {
             ReqBody::Empty => {}
             ReqBody::Full(b) => out.extend_from_slice(b.as_deref().unwrap_or_default()),
             mut body => {
                 let chunked = framing == Framing::Chunked;
-                while let Some(frame) = body.frame().await {
-                    let frame = frame.map_err(io::Error::other)?;
+                loop {
+                    let frame = match body.frame().now_or_never() {
+                        Some(f) => f,
+                        None => {
+                            if !out.is_empty() {
+                                self.stream.write_all(out).await?;
+                                out.clear();
+                            }
+                            body.frame().await
+                        }
+                    };
+                    let Some(frame) = frame else { break };
+                    let frame = frame.map_err(|e| {
+                        WriteError::Client(
+                            client_fault(&*e)
+                                .cloned()
+                                .unwrap_or_else(|| ClientBodyError::Aborted(e.to_string())),
+                        )
+                    })?;
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
@@ -218,7 +260,21 @@ impl H1Conn {
                 }
             }
         }
-        self.stream.write_all(out).await
+        Ok(self.stream.write_all(out).await?)
+    }
+}
+
+/// Why writing a request failed.
+enum WriteError {
+    /// The upstream's socket.
+    Socket(io::Error),
+    /// The client's body.
+    Client(ClientBodyError),
+}
+
+impl From<io::Error> for WriteError {
+    fn from(e: io::Error) -> Self {
+        Self::Socket(e)
     }
 }
 

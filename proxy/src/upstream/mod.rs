@@ -163,9 +163,12 @@ impl Pool {
             Conn::H1(c) => match c.send(Rc::clone(self), addr, req).await {
                 Ok(resp) => Ok(resp.map(RespBody::H1)),
                 Err(e) => Err(Unsent {
-                    error: ProxyError::UpstreamIo {
-                        addr,
-                        source: e.error,
+                    error: match e.client {
+                        Some(source) => ProxyError::ClientBody { source },
+                        None => ProxyError::UpstreamIo {
+                            addr,
+                            source: e.error,
+                        },
                     },
                     request: e.request.map(Box::new),
                 }),
@@ -174,13 +177,13 @@ impl Pool {
                 Ok(resp) => Ok(resp.map(RespBody::H2)),
                 Err(mut e) => {
                     let request = e.take_message().map(Box::new);
-                    Err(Unsent {
-                        error: ProxyError::Upstream {
-                            addr,
-                            source: e.into_error(),
-                        },
-                        request,
-                    })
+                    let source = e.into_error();
+                    // hyper reports the request body's failure as its own: find whose it was.
+                    let error = match body::client_fault(&source) {
+                        Some(c) => ProxyError::ClientBody { source: c.clone() },
+                        None => ProxyError::Upstream { addr, source },
+                    };
+                    Err(Unsent { error, request })
                 }
             },
         }
