@@ -12,102 +12,12 @@ mod common;
 use std::{net::SocketAddr, time::Duration};
 
 use common::*;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
-
-/// A response read off the wire.
-#[derive(Debug)]
-struct Wire {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Wire {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads one response (content-length or no body) from `s`, keeping extra bytes in `buf`.
-async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> Wire {
-    loop {
-        let mut fields = [httparse::EMPTY_HEADER; 64];
-        let mut r = httparse::Response::new(&mut fields);
-        if let httparse::Status::Complete(n) = r.parse(buf).unwrap() {
-            let status = r.code.unwrap();
-            let headers: Vec<(String, String)> = r
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_string(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect();
-            let len: usize = if head_only || status == 100 {
-                0
-            } else {
-                headers
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                    .map_or(0, |(_, v)| v.parse().unwrap())
-            };
-            while buf.len() < n + len {
-                read_some(s, buf).await;
-            }
-            let body = buf[n..n + len].to_vec();
-            buf.drain(..n + len);
-            return Wire {
-                status,
-                headers,
-                body,
-            };
-        }
-        read_some(s, buf).await;
-    }
-}
-
-async fn read_some(s: &mut TcpStream, buf: &mut Vec<u8>) {
-    let mut chunk = [0u8; 65536];
-    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
-        .await
-        .expect("response within 10 s")
-        .unwrap();
-    assert!(
-        n > 0,
-        "connection closed; have {:?}",
-        String::from_utf8_lossy(buf)
-    );
-    buf.extend_from_slice(&chunk[..n]);
-}
-
-/// True when the proxy closes the connection (EOF) within 5 s.
-async fn closed(s: &mut TcpStream) -> bool {
-    let mut b = [0u8; 1024];
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => {}
-            Err(_) => return false,
-        }
-    }
-}
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn proxy_with(extra: &str) -> (Upstream, loadshift_proxy::Running) {
     let up = Upstream::start("up").await;
     let proxy = start_proxy(&standalone_yaml(&[&up], extra));
     (up, proxy)
-}
-
-async fn connect(addr: SocketAddr) -> TcpStream {
-    TcpStream::connect(addr).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,44 +203,6 @@ async fn idle_client_connections_close_after_client_idle_ms() {
         t.elapsed()
     );
     proxy.shutdown();
-}
-
-/// A raw upstream: answers every request head on a connection with `response`, and closes the
-/// connection after each answer when `close_after` is set (without saying so, as an upstream
-/// whose idle timeout fired would). Returns its address and a count of connections.
-async fn raw_upstream(
-    response: &'static [u8],
-    close_after: bool,
-) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let conns = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let c = conns.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    while let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        buf.drain(..p + 4);
-                        if s.write_all(response).await.is_err() {
-                            return;
-                        }
-                        if close_after {
-                            return;
-                        }
-                    }
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            });
-        }
-    });
-    (addr, conns)
 }
 
 fn yaml_for(addr: SocketAddr) -> String {

@@ -72,6 +72,12 @@ pub async fn handle(
     };
     let routes = w.shared.routes.load_full();
     w.pool.sync(routes.generation, || allowed_addrs(&routes));
+    // A tunnel is not forwarded as if it were a request, whatever its target.
+    if req.method() == http::Method::CONNECT {
+        return Ok(error_response(&ProxyError::NotImplemented {
+            what: "CONNECT",
+        }));
+    }
     if let Err(e) = check_target(&req) {
         return Ok(error_response(&e));
     }
@@ -100,11 +106,6 @@ pub async fn handle(
         None => None,
     };
 
-    if req.method() == http::Method::CONNECT {
-        return Ok(error_response(&ProxyError::NotImplemented {
-            what: "CONNECT",
-        }));
-    }
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let h2 = match svc.protocol {
@@ -196,6 +197,16 @@ pub async fn handle(
                 return Ok(resp);
             }
             Err(Unsent { error, request }) => {
+                // A request body the client broke can surface as the upstream connection's
+                // error (HTTP/2 resets the stream); the body knows whose fault it was.
+                let error = match body_done.as_ref().and_then(|d| d.fault()) {
+                    Some(fault) if error.source_kind() == ErrorSource::Upstream => {
+                        ProxyError::ClientBody {
+                            source: fault.clone(),
+                        }
+                    }
+                    _ => error,
+                };
                 // Only the upstream's faults are charged to the endpoint (ejection, Peak-EWMA,
                 // error counters, reports); the client's and the proxy's own are not.
                 match error.source_kind() {

@@ -36,7 +36,11 @@ pub fn main(args: ProxyArgs) -> ExitCode {
     let running = match loadshift_proxy::start(config) {
         Ok(r) => r,
         // A listener address that cannot be bound is a configuration the host cannot run.
-        Err(e @ loadshift_proxy::StartError::Bind { .. }) => {
+        // So is a descriptor limit below the floor or below what the connection caps need.
+        Err(
+            e @ (loadshift_proxy::StartError::Bind { .. }
+            | loadshift_proxy::StartError::Descriptors(_)),
+        ) => {
             eprintln!("loadshift proxy: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }

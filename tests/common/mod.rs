@@ -24,6 +24,10 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 
+mod wire;
+#[allow(unused_imports)]
+pub use wire::*;
+
 /// How an upstream answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Behaviour {

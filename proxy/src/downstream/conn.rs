@@ -206,7 +206,8 @@ impl Drop for StreamGuard {
 }
 
 /// A response body that keeps its stream counted as open until it is done, and stamps when it
-/// hands hyper data so a client that stops granting window is noticed.
+/// hands hyper data (and when the response is handed over) so a client that stops granting
+/// window is noticed: hyper asks for the next frame only once the last one fits the window.
 struct Tracked {
     body: RespBody,
     stream: StreamGuard,
@@ -268,6 +269,9 @@ async fn serve_h2(
             {
                 resp.headers_mut().extend(raw.to_header_map());
             }
+            // Handed to hyper: from now on the client must take it (a client that never opens
+            // its window is noticed even before the first frame).
+            stream.stamp(true);
             Ok::<_, std::convert::Infallible>(resp.map(|body| Tracked { body, stream }))
         }
     });

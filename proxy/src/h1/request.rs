@@ -257,7 +257,12 @@ fn valid_host(v: &[u8]) -> bool {
                     | b'%'
             )
     });
-    let port_ok = port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit));
+    // RFC 3986 allows an empty port; a number must fit a TCP port.
+    let port_ok = port.is_none_or(|p| {
+        p.len() <= 5
+            && p.iter().all(u8::is_ascii_digit)
+            && p.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0')) <= u32::from(u16::MAX)
+    });
     host_ok && port_ok
 }
 

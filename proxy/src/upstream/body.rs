@@ -7,7 +7,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
     task::{Context, Poll, ready},
@@ -49,18 +49,36 @@ pub fn client_fault<'a>(e: &'a (dyn Error + 'static)) -> Option<&'a ClientBodyEr
     None
 }
 
-/// Set once a request body has been read to its end, so a request timeout can tell a slow
-/// client from a slow upstream.
+/// How reading a request body from the client went, seen from the request path: whether it
+/// was read to its end (so a request timeout can tell a slow client from a slow upstream), and
+/// the client's fault if it failed (an upstream client library may report it as its own).
 #[derive(Clone, Debug, Default)]
-pub struct BodyDone(Arc<AtomicBool>);
+pub struct BodyDone(Arc<BodyFlags>);
+
+#[derive(Debug, Default)]
+struct BodyFlags {
+    done: AtomicBool,
+    fault: OnceLock<ClientBodyError>,
+}
 
 impl BodyDone {
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.done.load(Ordering::Relaxed)
     }
 
     fn set(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.done.store(true, Ordering::Relaxed);
+    }
+
+    /// The client's fault that ended the body, if one did.
+    pub fn fault(&self) -> Option<&ClientBodyError> {
+        self.0.fault.get()
+    }
+
+    /// Records `e` as the body's fault and returns it as a body error.
+    fn fail(&self, e: ClientBodyError) -> BodyError {
+        let _ = self.0.fault.set(e.clone());
+        Box::new(e)
     }
 }
 
@@ -182,9 +200,14 @@ impl Body for ReqBody {
                     }
                     Poll::Ready(Some(Ok(Frame::data(b))))
                 }
-                Some(Err(e)) => Poll::Ready(Some(Err(e))),
+                Some(Err(e)) => {
+                    let fault = client_fault(&*e)
+                        .cloned()
+                        .unwrap_or_else(|| ClientBodyError::Aborted(e.to_string()));
+                    Poll::Ready(Some(Err(done.fail(fault))))
+                }
                 None if remaining.is_some_and(|r| r > 0) => {
-                    Poll::Ready(Some(Err(Box::new(ClientBodyError::Closed))))
+                    Poll::Ready(Some(Err(done.fail(ClientBodyError::Closed))))
                 }
                 None => {
                     done.set();
@@ -194,7 +217,7 @@ impl Body for ReqBody {
             Self::Hyper { body, done, stall } => match Pin::new(body).poll_frame(cx) {
                 Poll::Pending => match stall.poll_stalled(cx) {
                     Poll::Ready(()) => {
-                        Poll::Ready(Some(Err(Box::new(ClientBodyError::Stalled(stall.limit)))))
+                        Poll::Ready(Some(Err(done.fail(ClientBodyError::Stalled(stall.limit)))))
                     }
                     Poll::Pending => Poll::Pending,
                 },
@@ -235,9 +258,9 @@ impl ReqBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match r {
             Some(Ok(f)) => Poll::Ready(Some(Ok(f))),
-            Some(Err(e)) => {
-                Poll::Ready(Some(Err(Box::new(ClientBodyError::Aborted(e.to_string())))))
-            }
+            Some(Err(e)) => Poll::Ready(Some(Err(
+                done.fail(ClientBodyError::Aborted(e.to_string()))
+            ))),
             None => {
                 done.set();
                 Poll::Ready(None)
