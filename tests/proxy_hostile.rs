@@ -68,7 +68,7 @@ async fn http2_connections_that_trickle_idle_or_never_finish_a_header_block_are_
     let up = Upstream::start("up").await;
     let proxy = start_proxy(&standalone_yaml(
         &[&up],
-        "timeouts: { header_read_ms: 600, client_idle_ms: 600 }\n",
+        "timeouts: { header_read_ms: 600, client_idle_ms: 1500 }\n",
     ));
 
     // The preface, one byte every 200 ms: cut off at header_read_ms however slow the trickle.
@@ -94,14 +94,37 @@ async fn http2_connections_that_trickle_idle_or_never_finish_a_header_block_are_
             .is_some()
     );
 
-    // A preface and SETTINGS, then silence: GOAWAY and close after client_idle_ms.
+    // A preface and SETTINGS, then silence: no stream by header_read_ms of the accept, so
+    // GOAWAY and close then, not after the longer idle limit.
     let mut s = connect(proxy.outbound).await;
     s.write_all(PREFACE).await.unwrap();
     s.write_all(&SETTINGS).await.unwrap();
     let took = closed_within(&mut s, Duration::from_secs(5)).await;
     assert!(
-        took.is_some_and(|d| d >= Duration::from_millis(500)),
+        took.is_some_and(|d| d >= Duration::from_millis(450) && d < Duration::from_millis(1400)),
         "{took:?}"
+    );
+    // A connection that sends nothing at all is closed as soon.
+    let mut s = connect(proxy.outbound).await;
+    let took = closed_within(&mut s, Duration::from_secs(5)).await;
+    assert!(
+        took.is_some_and(|d| d >= Duration::from_millis(450) && d < Duration::from_millis(1400)),
+        "{took:?}"
+    );
+    // After a served stream, the idle limit applies.
+    let (tx, conn) = h2_client(proxy.outbound, 65_535).await;
+    let mut tx = tx.ready().await.unwrap();
+    let (resp, _) = tx
+        .send_request(http::Request::get("http://web/").body(()).unwrap(), true)
+        .unwrap();
+    assert_eq!(resp.await.unwrap().status(), 200);
+    let t = std::time::Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    assert!(ended.is_ok(), "the idle HTTP/2 connection stayed open");
+    assert!(
+        t.elapsed() >= Duration::from_millis(1300),
+        "closed before the idle limit: {:?}",
+        t.elapsed()
     );
 
     // A HEADERS frame without END_HEADERS, and no CONTINUATION ever.
@@ -119,7 +142,7 @@ async fn http2_connections_that_trickle_idle_or_never_finish_a_header_block_are_
 
     let stats = admin_json(proxy.admin, "/stats").await;
     assert!(stats["admission"]["header_timeouts"].as_u64().unwrap() >= 1);
-    assert_eq!(up.count(), 0);
+    assert_eq!(up.count(), 1, "only the served stream reached the upstream");
     // A well-behaved HTTP/2 client is still served.
     assert_eq!(send_h2(proxy.outbound, "web", b"x").await.status, 200);
     proxy.shutdown();

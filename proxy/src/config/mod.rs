@@ -142,9 +142,10 @@ pub struct Timeouts {
     pub request_ms: u64,
     /// Grace period for in-flight requests on SIGTERM. Default 10000 ms.
     pub drain_ms: u64,
-    /// Time a client has to send a whole request head once its first byte arrived; past it the
-    /// proxy answers 408 and closes. Default 30000 ms (hyper's and HAProxy's `timeout
-    /// http-request` order of magnitude).
+    /// Time a client has to send a whole request head once its first byte arrived, and a new
+    /// connection to send its first request head (HTTP/2: its preface and first stream) from
+    /// the accept; past it the proxy answers 408 (HTTP/2: GOAWAY) and closes. Default 30000 ms
+    /// (hyper's and HAProxy's `timeout http-request` order of magnitude).
     pub header_read_ms: u64,
     /// An idle keep-alive client connection is closed after this long: an HTTP/1.1 one between
     /// requests, an HTTP/2 one with no open stream (from its preface on). Default 300000 ms;

@@ -57,7 +57,9 @@ const WRITE_BATCH: usize = 16 * 1024;
 /// Client-side timeouts, for HTTP/1.1 and HTTP/2 alike.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// From a head's (or the HTTP/2 preface's) first byte to its end.
+    /// From a head's first byte to its end; and from accepting a connection to its first
+    /// request head (HTTP/1.1) or first stream (HTTP/2): a connection that asks for nothing is
+    /// not kept for the idle limit.
     pub header_read: Duration,
     /// A keep-alive connection with no request in progress (an HTTP/2 one with no open stream,
     /// from the preface on) is closed after this long; `None` keeps it open.
@@ -79,7 +81,7 @@ pub async fn serve(
 ) {
     let mut carry = BytesMut::new();
     let mut timer = w.deadlines.timer();
-    let mut preface_deadline = None;
+    let first_by = Instant::now() + limits.header_read;
     // The first bytes say which protocol: the HTTP/2 preface, or anything else as HTTP/1.1.
     loop {
         let n = carry.len().min(PREFACE.len());
@@ -93,37 +95,37 @@ pub async fn serve(
             };
             // Boxed: an idle HTTP/1.1 connection should not carry an HTTP/2 one's state.
             drop(timer);
-            return Box::pin(serve_h2(io, side, w, limits, shutdown)).await;
+            return Box::pin(serve_h2(io, side, w, limits, first_by, shutdown)).await;
         }
-        // Idle until the first byte; from then on the preface (or a head) must be complete within
-        // the head-read limit, however slowly its bytes trickle in.
-        let wait = if carry.is_empty() {
-            limits.idle.map(|d| Instant::now() + d)
-        } else {
-            Some(*preface_deadline.get_or_insert_with(|| Instant::now() + limits.header_read))
-        };
+        // The preface (or the first head), however slowly its bytes trickle in, must be complete
+        // within the head-read limit of the accept.
         carry.reserve(PREFACE.len());
         let read = stream.read_buf(&mut carry);
         let got = tokio::select! {
-            r = timer.bound(wait, read) => r,
+            r = timer.bound(Some(first_by), read) => r,
             _ = shutdown.wait_for(|&s| s) => return,
         };
         match got {
-            None if !carry.is_empty() => {
+            None => {
                 w.shared.admission.timed_out(ClientTimeout::Header);
                 return;
             }
-            Some(Ok(0)) | Some(Err(_)) | None => return,
+            Some(Ok(0)) | Some(Err(_)) => return,
             Some(Ok(_)) => {}
         }
     }
-    serve_h1(stream, carry, &mut timer, side, w, limits, shutdown).await;
+    serve_h1(
+        stream, carry, &mut timer, side, w, limits, first_by, shutdown,
+    )
+    .await;
 }
 
 /// The open streams of one HTTP/2 connection: since when it has had none, and which of them
 /// wait for the client to take response data.
 struct Streams {
     open: Cell<usize>,
+    /// Whether any stream was ever opened: until one is, the first-request limit applies.
+    served: Cell<bool>,
     idle_since: Cell<Instant>,
     /// Woken when the first stream opens or the last one closes.
     changed: Notify,
@@ -164,6 +166,7 @@ impl StreamGuard {
     fn open(s: &Rc<Streams>) -> Self {
         let open = s.open.get() + 1;
         s.open.set(open);
+        s.served.set(true);
         if open == 1 {
             s.changed.notify_one();
         }
@@ -236,20 +239,22 @@ impl Body for Tracked {
     }
 }
 
-/// Serves an HTTP/2 connection with hyper's server. The idle limit applies from the preface on:
-/// a connection with no open stream (one that only sent its preface and SETTINGS, or a header
-/// block it never finishes) is asked to go away after `limits.idle`, and closed if it has not
-/// gone within `limits.header_read` more. A stream whose response the client takes no data of
-/// for `limits.send_progress` (a zero window) closes the connection.
+/// Serves an HTTP/2 connection with hyper's server. A connection that opens no stream by
+/// `first_by` (one that only sent its preface and SETTINGS, or a header block it never
+/// finishes), or later has no open stream for `limits.idle`, is asked to go away, and closed if
+/// it has not gone within `limits.header_read` more. A stream whose response the client takes
+/// no data of for `limits.send_progress` (a zero window) closes the connection.
 async fn serve_h2(
     io: Rewind,
     side: Side,
     w: Rc<Worker>,
     limits: Limits,
+    first_by: Instant,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let streams = Rc::new(Streams {
         open: Cell::new(0),
+        served: Cell::new(false),
         idle_since: Cell::new(Instant::now()),
         changed: Notify::new(),
         epoch: Cell::new(0),
@@ -283,6 +288,7 @@ async fn serve_h2(
     let mut next_check = Instant::now() + check_every;
     loop {
         let wake = match (streams.open.get(), limits.idle) {
+            (0, _) if !streams.served.get() => Some(first_by),
             (0, Some(d)) => Some(streams.idle_since.get() + d),
             (0, None) => None,
             _ => Some(next_check),
@@ -303,7 +309,13 @@ async fn serve_h2(
                 }
             } => {
                 if streams.open.get() == 0 {
-                    if limits.idle.is_some_and(|d| streams.idle_since.get() + d <= Instant::now()) {
+                    let now = Instant::now();
+                    if !streams.served.get() {
+                        if now >= first_by {
+                            admission.timed_out(ClientTimeout::Header);
+                            break;
+                        }
+                    } else if limits.idle.is_some_and(|d| streams.idle_since.get() + d <= now) {
                         break;
                     }
                 } else if Instant::now() >= next_check {
@@ -333,6 +345,8 @@ enum HeadRead {
     TimedOut,
 }
 
+// The connection's parts, each used on its own; a struct would only be taken apart again.
+#[allow(clippy::too_many_arguments)]
 async fn serve_h1(
     mut stream: TcpStream,
     mut carry: BytesMut,
@@ -340,6 +354,7 @@ async fn serve_h1(
     side: Side,
     w: Rc<Worker>,
     limits: Limits,
+    first_by: Instant,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (mut rd, wr) = stream.split();
@@ -348,38 +363,41 @@ async fn serve_h1(
         limit: limits.send_progress,
         admission: &w.shared.admission,
     };
+    let mut first = Some(first_by);
     loop {
         if carry.is_empty() {
             // Idle: give the buffer back.
             carry = BytesMut::new();
         }
-        let head = match read_head(&mut rd, &w, &mut carry, timer, limits, &mut shutdown).await {
-            // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused, not routed to a default.
-            HeadRead::Head(h) if h.parts.version == Version::HTTP_11 && !h.has_host => {
-                let e = HeadError::Host("HTTP/1.1 request without a Host field".into());
-                out.refuse(timer, e.status(), "bad-request", &e.to_string())
+        let first = first.take();
+        let head =
+            match read_head(&mut rd, &w, &mut carry, timer, limits, first, &mut shutdown).await {
+                // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused, not routed to a default.
+                HeadRead::Head(h) if h.parts.version == Version::HTTP_11 && !h.has_host => {
+                    let e = HeadError::Host("HTTP/1.1 request without a Host field".into());
+                    out.refuse(timer, e.status(), "bad-request", &e.to_string())
+                        .await;
+                    return;
+                }
+                HeadRead::Head(h) => h,
+                HeadRead::Close => return,
+                HeadRead::Refused(e) => {
+                    out.refuse(timer, e.status(), "bad-request", &e.to_string())
+                        .await;
+                    return;
+                }
+                HeadRead::TimedOut => {
+                    w.shared.admission.timed_out(ClientTimeout::Header);
+                    out.refuse(
+                        timer,
+                        StatusCode::REQUEST_TIMEOUT,
+                        "header-timeout",
+                        "request head not received in time",
+                    )
                     .await;
-                return;
-            }
-            HeadRead::Head(h) => h,
-            HeadRead::Close => return,
-            HeadRead::Refused(e) => {
-                out.refuse(timer, e.status(), "bad-request", &e.to_string())
-                    .await;
-                return;
-            }
-            HeadRead::TimedOut => {
-                w.shared.admission.timed_out(ClientTimeout::Header);
-                out.refuse(
-                    timer,
-                    StatusCode::REQUEST_TIMEOUT,
-                    "header-timeout",
-                    "request head not received in time",
-                )
-                .await;
-                return;
-            }
-        };
+                    return;
+                }
+            };
         // The exchange is boxed so an idle connection's task holds only the head reader.
         let close = *shutdown.borrow();
         let exchange = exchange(
@@ -548,15 +566,18 @@ async fn exchange(
 
 /// Waits for and parses the next head. While idle it reads into the worker's scratch buffer
 /// (borrowed only inside one poll) and keeps just the bytes after the head.
+/// `first`: the connection's first head is due by then, whether or not any of it has arrived.
 async fn read_head(
     rd: &mut ReadHalf<'_>,
     w: &Worker,
     carry: &mut BytesMut,
     timer: &mut Timer,
     limits: Limits,
+    first: Option<Instant>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> HeadRead {
-    let mut deadline = (!carry.is_empty()).then(|| Instant::now() + limits.header_read);
+    let mut deadline =
+        first.or_else(|| (!carry.is_empty()).then(|| Instant::now() + limits.header_read));
     loop {
         if !carry.is_empty() {
             match request::parse(carry) {
@@ -603,7 +624,7 @@ async fn read_head(
                 }
             }
         };
-        let wait = if idle {
+        let wait = if idle && first.is_none() {
             limits.idle.map(|d| Instant::now() + d)
         } else {
             deadline
@@ -613,7 +634,7 @@ async fn read_head(
             _ = shutdown.wait_for(|&s| s), if idle => return HeadRead::Close,
         };
         match got {
-            None if idle => return HeadRead::Close,
+            None if idle && first.is_none() => return HeadRead::Close,
             None => return HeadRead::TimedOut,
             Some(Err(_)) | Some(Ok(None)) => return HeadRead::Close,
             Some(Ok(Some(Ok(h)))) => return HeadRead::Head(h),
