@@ -15,6 +15,12 @@ mod tools;
 use cmd::{control, ctl, proxy, sim};
 use tools::{app, bench, lab, load};
 
+/// jemalloc, whose background thread returns freed memory to the system: after a connection
+/// storm the system allocator kept what the storm's connections had used.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit code for invalid configuration or input (sysexits EX_DATAERR / EX_USAGE family).
 pub const EXIT_CONFIG: u8 = 64;
 
@@ -42,14 +48,30 @@ enum Cli {
 fn main() -> ExitCode {
     init_tracing();
     match Cli::parse() {
-        Cli::Proxy(args) => proxy::main(args),
+        Cli::Proxy(args) => {
+            return_freed_memory();
+            proxy::main(args)
+        }
         Cli::Load(args) => load::cli::main(args),
         Cli::App(args) => app::main(args),
         Cli::Bench(args) => bench::main(args),
         Cli::Lab(args) => lab::main(args),
-        Cli::Control(args) => control::main(args),
+        Cli::Control(args) => {
+            return_freed_memory();
+            control::main(args)
+        }
         Cli::Ctl(args) => ctl::main(args),
         Cli::Sim(args) => sim::main(args),
+    }
+}
+
+/// Long-running servers give freed memory back to the system within seconds (jemalloc's
+/// background thread), not only when the allocator is next called on the thread that freed it:
+/// a worker idle after a connection storm never is.
+fn return_freed_memory() {
+    #[cfg(feature = "jemalloc")]
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!(error = %e, "could not start jemalloc's background thread");
     }
 }
 

@@ -169,7 +169,7 @@ impl Admission {
     }
 
     /// Admits a new request, or says why it is shed.
-    pub fn request(self: &Arc<Self>) -> Result<RequestGuard, Refusal> {
+    pub fn request(&self) -> Result<RequestGuard<'_>, Refusal> {
         if self.over_memory.load(Ordering::Relaxed) {
             self.shed_memory.fetch_add(1, Ordering::Relaxed);
             ::metrics::counter!(m::SHED, "reason" => Refusal::Memory.as_str()).increment(1);
@@ -183,7 +183,7 @@ impl Admission {
             ::metrics::counter!(m::SHED, "reason" => Refusal::InFlight.as_str()).increment(1);
             return Err(Refusal::InFlight);
         }
-        Ok(RequestGuard(self.clone()))
+        Ok(RequestGuard(self))
     }
 
     /// Counts a client that hit one of its timeouts.
@@ -297,9 +297,9 @@ impl Drop for ConnectionGuard {
 }
 
 /// An admitted request, counted in flight until dropped.
-pub struct RequestGuard(Arc<Admission>);
+pub struct RequestGuard<'a>(&'a Admission);
 
-impl Drop for RequestGuard {
+impl Drop for RequestGuard<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }

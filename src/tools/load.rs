@@ -62,6 +62,9 @@ pub struct LoadSpec {
     pub interval: Duration,
     /// Successful responses slower than this are counted as slow (an SLA latency).
     pub slow_threshold: Option<Duration>,
+    /// Close each connection after this many requests and open a new one (connection churn);
+    /// `None` keeps connections for the whole run.
+    pub requests_per_connection: Option<u32>,
     /// Yield instead of sleeping for the last millisecond before each send, so sub-millisecond
     /// latencies are not inflated by timer granularity. Costs a busy core: for benchmarks only.
     pub precise: bool,
@@ -85,6 +88,7 @@ impl LoadSpec {
             timeout: Duration::from_secs(10),
             interval: Duration::from_secs(1),
             slow_threshold: None,
+            requests_per_connection: None,
             precise: true,
         }
     }
@@ -104,7 +108,12 @@ pub enum LoadError {
 /// Runs `spec` to the end of its schedule and waits for outstanding requests (at most one
 /// timeout longer).
 pub async fn run(spec: LoadSpec) -> Result<LoadReport, LoadError> {
-    let pool = Pool::new(spec.addr, spec.max_connections, spec.timeout);
+    let pool = Pool::churning(
+        spec.addr,
+        spec.max_connections,
+        spec.timeout,
+        spec.requests_per_connection,
+    );
     pool.prewarm(spec.connections.min(spec.max_connections))
         .await
         .map_err(|_| LoadError::Connect(spec.addr))?;

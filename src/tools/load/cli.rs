@@ -45,6 +45,10 @@ pub struct LoadArgs {
     /// Extra header `NAME: VALUE` (repeatable).
     #[arg(long = "header", short = 'H')]
     pub headers: Vec<String>,
+    /// Close each connection after this many requests and open a new one (connection churn;
+    /// idle connections are then used oldest first so every one cycles). Default: keep them.
+    #[arg(long)]
+    pub requests_per_connection: Option<u32>,
     /// Sleep through the whole gap between sends instead of yielding for the last millisecond
     /// (saves a core, adds up to a millisecond of timer lateness to latencies).
     #[arg(long)]
@@ -115,6 +119,7 @@ impl LoadArgs {
         spec.max_connections = self.max_connections.max(1);
         spec.timeout = self.timeout;
         spec.precise = !self.coarse;
+        spec.requests_per_connection = self.requests_per_connection;
         for h in &self.headers {
             let (k, v) = h
                 .split_once(':')

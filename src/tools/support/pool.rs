@@ -5,8 +5,10 @@
 //! requests in flight: a semaphore of `cap` slots bounds them, an idle stack hands out the most
 //! recently used connection (warm in cache), and a slot with no idle connection opens a new one.
 //! A checkout that had to wait for a slot or open a connection reports it, so the load
-//! generator can count the request as late.
+//! generator can count the request as late. A churning pool closes each connection after a
+//! number of requests and hands out idle connections oldest first, so every one of them cycles.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,10 +38,13 @@ pub enum FailureKind {
 #[derive(Debug)]
 pub struct Pool {
     addr: SocketAddr,
-    idle: Mutex<Vec<SendRequest<Empty<Bytes>>>>,
+    /// Idle connections and the requests each has carried.
+    idle: Mutex<VecDeque<(SendRequest<Empty<Bytes>>, u32)>>,
     slots: Arc<Semaphore>,
     opened: AtomicUsize,
     connect_timeout: Duration,
+    /// Requests after which a connection is closed; `None` keeps it.
+    max_uses: Option<u32>,
 }
 
 /// A connection checked out for one request.
@@ -47,6 +52,7 @@ pub struct Pool {
 pub struct Lease {
     pool: Arc<Pool>,
     conn: Option<SendRequest<Empty<Bytes>>>,
+    uses: u32,
     _slot: OwnedSemaphorePermit,
     /// The checkout found every connection busy (it waited for a slot or opened a connection).
     pub contended: bool,
@@ -55,12 +61,24 @@ pub struct Lease {
 impl Pool {
     /// A pool of at most `cap` connections (at least one) to `addr`.
     pub fn new(addr: SocketAddr, cap: usize, connect_timeout: Duration) -> Arc<Self> {
+        Self::churning(addr, cap, connect_timeout, None)
+    }
+
+    /// A pool that closes each connection after `max_uses` requests (none: keeps them) and
+    /// hands out the longest-idle connection first.
+    pub fn churning(
+        addr: SocketAddr,
+        cap: usize,
+        connect_timeout: Duration,
+        max_uses: Option<u32>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             addr,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(VecDeque::new()),
             slots: Arc::new(Semaphore::new(cap.max(1))),
             opened: AtomicUsize::new(0),
             connect_timeout,
+            max_uses: max_uses.filter(|&n| n > 0),
         })
     }
 
@@ -68,7 +86,7 @@ impl Pool {
     pub async fn prewarm(self: &Arc<Self>, n: usize) -> Result<(), FailureKind> {
         for _ in 0..n {
             let conn = self.connect().await?;
-            self.idle.lock().push(conn);
+            self.idle.lock().push_back((conn, 0));
         }
         Ok(())
     }
@@ -118,13 +136,22 @@ impl Pool {
             }
         };
         loop {
-            let idle = self.idle.lock().pop();
+            let idle = {
+                let mut idle = self.idle.lock();
+                // Most recently used first (warm in cache), unless every connection must cycle.
+                if self.max_uses.is_some() {
+                    idle.pop_front()
+                } else {
+                    idle.pop_back()
+                }
+            };
             match idle {
-                Some(mut conn) if !conn.is_closed() => {
+                Some((mut conn, uses)) if !conn.is_closed() => {
                     if conn.ready().await.is_ok() {
                         return Ok(Lease {
                             pool: self.clone(),
                             conn: Some(conn),
+                            uses,
                             _slot: slot,
                             contended,
                         });
@@ -137,6 +164,7 @@ impl Pool {
                     return Ok(Lease {
                         pool: self.clone(),
                         conn: Some(conn),
+                        uses: 0,
                         _slot: slot,
                         contended,
                     });
@@ -180,7 +208,11 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.pool.idle.lock().push(conn);
+            let uses = self.uses + 1;
+            // Past its share of requests the connection is dropped, which closes it.
+            if self.pool.max_uses.is_none_or(|max| uses < max) {
+                self.pool.idle.lock().push_back((conn, uses));
+            }
         }
     }
 }

@@ -1,0 +1,574 @@
+//! `loadshift bench soak`: the proxy under a long steady load, then under connection storms,
+//! with normal clients measured throughout (issue 10's soak and storm benchmark).
+//!
+//! Layout as in `loadshift bench proxy`: the proxy (one worker) pinned to the proxy core; the
+//! upstream nginx, the normal clients (`loadshift load`) and the attackers (`loadshift bench
+//! attack`, one process per 10,000 connections so each stays under the open-file limit) on the
+//! load core. Normal clients come from 127.0.0.1; each attack from its own loopback addresses.
+//!
+//! Phases:
+//! 1. saturation (`wrk -t1 -c32`), to set the rate: 75 % of it;
+//! 2. baseline: the normal clients alone, open loop at that rate over 1000 connections that
+//!    are churned (closed after 100 requests each, reopened);
+//! 3. soak: the same for `--duration` (default 10 min) in 30 s slices, with the proxy's RSS
+//!    and open descriptors after every slice;
+//! 4. storms, each beside the normal clients: idle h2c connections (default 20,000, from two
+//!    addresses), a slowloris (default 5,000, one address), and the h2c storm again spread
+//!    over 16 addresses so the per-source cap does not hold it back (only the listener cap
+//!    and the first-request limit do); RSS and descriptors during and after each.
+//!
+//! The bars it prints: RSS flat within 10 % after the first minute of the soak; no errors at
+//! the normal clients besides configured sheds (503 with `loadshift-error: overloaded`); the
+//! normal clients' p99 during each storm within 2x of the baseline's.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use super::attack::{AttackReport, Kind};
+use super::peers;
+use super::wrk;
+use crate::tools::load::{ErrorClass, Summary};
+use crate::tools::support::process::{Guard, free_port, rss_kib};
+
+/// Arguments of `loadshift bench soak`.
+#[derive(clap::Args, Debug)]
+pub struct SoakArgs {
+    /// Soak length (steady load, 30 s slices).
+    #[arg(long, default_value = "10m", value_parser = crate::tools::load::cli::parse_duration)]
+    pub duration: Duration,
+    /// Length of each storm.
+    #[arg(long, default_value = "60s", value_parser = crate::tools::load::cli::parse_duration)]
+    pub storm: Duration,
+    /// Short run: 1-minute soak, 20 s storms, 2,000 / 1,000 attackers.
+    #[arg(long)]
+    pub quick: bool,
+    /// Fraction of the measured saturation the normal clients send.
+    #[arg(long, default_value_t = 0.75)]
+    pub load: f64,
+    /// Normal clients' connections (churned).
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// Requests per normal connection before it is closed and reopened.
+    #[arg(long, default_value_t = 100)]
+    pub requests_per_connection: u32,
+    /// Idle h2c connections of the storm.
+    #[arg(long, default_value_t = 20_000)]
+    pub h2c_storm: usize,
+    /// Slowloris connections.
+    #[arg(long, default_value_t = 5_000)]
+    pub slowloris: usize,
+    /// `limits.max_connections_per_source` of the proxy under test.
+    #[arg(long, default_value_t = 2_500)]
+    pub per_source_cap: usize,
+    /// Core the proxy is pinned to.
+    #[arg(long, default_value_t = 0)]
+    pub proxy_core: u32,
+    /// Core of the upstream, the clients and the attackers.
+    #[arg(long, default_value_t = 1)]
+    pub load_core: u32,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+/// Attackers per child process: under the default open-file limit with room to spare.
+const PER_ATTACKER: usize = 10_000;
+/// Length of a soak slice.
+const SLICE: Duration = Duration::from_secs(30);
+/// The soak's warm-up, excluded from the RSS bar.
+const WARM_UP: Duration = Duration::from_secs(60);
+
+/// One slice of normal load and the proxy's state at its end.
+#[derive(Debug, Clone, Serialize)]
+pub struct Slice {
+    /// Seconds since the phase started, at the slice's end.
+    pub at_s: f64,
+    /// What the normal clients measured.
+    pub load: Summary,
+    /// Proxy RSS, KiB.
+    pub rss_kib: u64,
+    /// Proxy open descriptors.
+    pub fds: usize,
+}
+
+/// One storm.
+#[derive(Debug, Clone, Serialize)]
+pub struct Storm {
+    /// What it was.
+    pub name: String,
+    /// Normal clients during it.
+    pub slices: Vec<Slice>,
+    /// Each attacking process's report.
+    pub attackers: Vec<AttackReport>,
+    /// Proxy RSS 10 s after the attackers stopped, KiB.
+    pub rss_after_kib: u64,
+    /// Proxy descriptors 10 s after the attackers stopped.
+    pub fds_after: usize,
+    /// The proxy's `/stats` admission counters after the storm.
+    pub admission: serde_json::Value,
+}
+
+/// Everything measured.
+#[derive(Debug, Serialize)]
+pub struct SoakResult {
+    /// Closed-loop req/s.
+    pub saturation_rps: f64,
+    /// `--load` of the saturation.
+    pub wanted_rate: f64,
+    /// Normal clients' rate: the wanted one, or the most the load core drives cleanly.
+    pub rate: f64,
+    /// RSS after start, KiB.
+    pub rss_start_kib: u64,
+    /// Normal clients alone.
+    pub baseline: Slice,
+    /// The soak's slices.
+    pub soak: Vec<Slice>,
+    /// The storms.
+    pub storms: Vec<Storm>,
+}
+
+/// Runs the benchmark and prints its tables.
+pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("loadshift-soak-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let result = measure(args, &dir);
+    if result.is_ok() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("logs and configs kept in {}", dir.display());
+    }
+    let result = result?;
+    print(&result);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&result)?)
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+struct Proxy {
+    guard: Guard,
+    addr: SocketAddr,
+    admin: SocketAddr,
+}
+
+fn start_proxy(args: &SoakArgs, dir: &Path, upstream: SocketAddr) -> anyhow::Result<Proxy> {
+    let me = std::env::current_exe().context("locate the loadshift binary")?;
+    let (port, admin) = (free_port()?, free_port()?);
+    let yaml = format!(
+        "mode: standalone\nidentity: {{ pod: soak-0, container: soak-0, host: h0, zone: z0 }}\n\
+         outbound: {{ listen: 127.0.0.1:{port} }}\nadmin: {{ listen: 127.0.0.1:{admin} }}\n\
+         workers: 1\ndefault_service: web\nlimits: {{ max_connections_per_source: {} }}\n\
+         services:\n  - name: web\n    endpoints:\n      - {{ addr: \"{upstream}\" }}\n",
+        args.per_source_cap
+    );
+    let path = dir.join("loadshift-soak.yaml");
+    std::fs::write(&path, yaml)?;
+    let p = path.display().to_string();
+    let mut guard = Guard::spawn_pinned(
+        "loadshift-proxy",
+        args.proxy_core,
+        &me,
+        &["proxy", "--config", &p],
+        dir,
+    )?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    guard.wait_ready(addr)?;
+    Ok(Proxy {
+        guard,
+        addr,
+        admin: SocketAddr::from(([127, 0, 0, 1], admin)),
+    })
+}
+
+fn measure(args: &SoakArgs, dir: &Path) -> anyhow::Result<SoakResult> {
+    let me = std::env::current_exe().context("locate the loadshift binary")?;
+    let (soak_len, storm_len, h2c, slowloris) = if args.quick {
+        (
+            Duration::from_secs(60),
+            Duration::from_secs(20),
+            args.h2c_storm.min(2_000),
+            args.slowloris.min(1_000),
+        )
+    } else {
+        (args.duration, args.storm, args.h2c_storm, args.slowloris)
+    };
+    eprintln!("starting upstream nginx on core {}", args.load_core);
+    let upstream = peers::upstream(dir, args.load_core)?;
+    eprintln!("starting loadshift on core {}", args.proxy_core);
+    let proxy = start_proxy(args, dir, upstream.addr)?;
+    let pid = proxy.guard.pid();
+    let rss_start_kib = rss_kib(pid)?;
+
+    wrk::run(proxy.addr, Duration::from_secs(2), 32, args.load_core)?;
+    let mut sat = Vec::new();
+    for _ in 0..3 {
+        sat.push(wrk::run(proxy.addr, Duration::from_secs(5), 32, args.load_core)?.rps);
+    }
+    sat.sort_by(f64::total_cmp);
+    let saturation_rps = sat[1];
+    let wanted = (saturation_rps * args.load).round();
+    // One core runs the upstream and the clients; it may not drive the wanted rate. Step down
+    // until a probe has no errors and (almost) no request that found every connection busy.
+    let mut rate = wanted;
+    loop {
+        let probe = normal_load(&me, args, proxy.addr, rate, Duration::from_secs(5))?;
+        if probe.errors.is_empty() && probe.late * 1000 <= probe.sent {
+            break;
+        }
+        eprintln!(
+            "the load core cannot drive {rate:.0} req/s cleanly (late {} of {}, errors {:?})",
+            probe.late, probe.sent, probe.errors
+        );
+        rate = (rate * 0.8).round();
+        if rate < 100.0 {
+            bail!("the load core cannot drive even 100 req/s");
+        }
+    }
+    eprintln!(
+        "saturation {saturation_rps:.0} req/s; {:.0} % of it is {wanted:.0}; normal clients at {rate:.0} req/s over {} churned connections",
+        args.load * 100.0,
+        args.connections
+    );
+    let normal = |len: Duration| normal_load(&me, args, proxy.addr, rate, len);
+
+    eprintln!("baseline: normal clients alone for {} s", SLICE.as_secs());
+    let baseline = slice(normal(SLICE)?, 0.0, pid)?;
+
+    let mut soak = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() + SLICE / 2 < soak_len {
+        let s = slice(normal(SLICE)?, start.elapsed().as_secs_f64(), pid)?;
+        eprintln!(
+            "soak {:>4.0} s: p99 {:.3} ms, errors {}, RSS {:.1} MiB, fds {}",
+            s.at_s,
+            s.load.p99_ms,
+            s.load.errors.values().sum::<u64>(),
+            s.rss_kib as f64 / 1024.0,
+            s.fds
+        );
+        soak.push(s);
+    }
+
+    let loopback = |first: u8, n: u8| -> Vec<String> {
+        (0..n).map(|i| format!("127.0.0.{}", first + i)).collect()
+    };
+    let plans = [
+        (
+            format!("{h2c} idle h2c connections from 2 addresses"),
+            Kind::H2cIdle,
+            h2c,
+            loopback(2, 2),
+        ),
+        (
+            format!("{slowloris} slowloris connections from 1 address"),
+            Kind::Slowloris,
+            slowloris,
+            loopback(4, 1),
+        ),
+        (
+            format!("{h2c} idle h2c connections from 16 addresses (past the per-source cap)"),
+            Kind::H2cIdle,
+            h2c,
+            loopback(10, 16),
+        ),
+    ];
+    let mut storms = Vec::new();
+    for (name, kind, n, sources) in plans {
+        eprintln!("storm: {name} for {} s", storm_len.as_secs());
+        storms.push(storm(
+            &me, args, dir, &proxy, &name, kind, n, &sources, storm_len, &normal,
+        )?);
+    }
+    Ok(SoakResult {
+        saturation_rps,
+        wanted_rate: wanted,
+        rate,
+        rss_start_kib,
+        baseline,
+        soak,
+        storms,
+    })
+}
+
+// Each argument is one knob of the storm; a struct would only be taken apart again.
+#[allow(clippy::too_many_arguments)]
+fn storm(
+    me: &Path,
+    args: &SoakArgs,
+    dir: &Path,
+    proxy: &Proxy,
+    name: &str,
+    kind: Kind,
+    connections: usize,
+    sources: &[String],
+    len: Duration,
+    normal: &dyn Fn(Duration) -> anyhow::Result<Summary>,
+) -> anyhow::Result<Storm> {
+    let pid = proxy.guard.pid();
+    let kind_arg = match kind {
+        Kind::H2cIdle => "h2c-idle",
+        Kind::Slowloris => "slowloris",
+    };
+    // The attack outlasts the normal clients' slices, so they never run alone and the
+    // proxy's state is read while it is under attack.
+    let attack_len = len + Duration::from_secs(15);
+    let mut children = Vec::new();
+    let procs = connections.div_ceil(PER_ATTACKER).max(1);
+    for i in 0..procs {
+        let n = (connections - i * PER_ATTACKER).min(PER_ATTACKER);
+        // Each process gets its own share of the source addresses (all of them if fewer).
+        let mine: Vec<&str> = sources
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| sources.len() < procs || j % procs == i)
+            .map(|(_, s)| s.as_str())
+            .collect();
+        let out = dir.join(format!("attack-{kind_arg}-{i}.json"));
+        let mut cmd = Command::new("taskset");
+        cmd.arg("-c")
+            .arg(args.load_core.to_string())
+            .arg(me)
+            .args(["bench", "attack", "--kind", kind_arg])
+            .args(["--target", &proxy.addr.to_string()])
+            .args(["--sources", &mine.join(",")])
+            .args(["--connections", &n.to_string()])
+            .args(["--duration", &format!("{}ms", attack_len.as_millis())])
+            .stdout(std::fs::File::create(&out)?)
+            .stderr(std::fs::File::create(
+                dir.join(format!("attack-{kind_arg}-{i}.log")),
+            )?);
+        children.push((cmd.spawn().context("start an attacker")?, out));
+    }
+    // Let the attackers connect before measuring.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut slices = Vec::new();
+    let start = Instant::now();
+    let slice_len = len.min(SLICE);
+    while start.elapsed() + slice_len / 2 < len {
+        let s = slice(normal(slice_len)?, start.elapsed().as_secs_f64(), pid)?;
+        eprintln!(
+            "  {:>3.0} s: p99 {:.3} ms, errors {}, RSS {:.1} MiB, fds {}",
+            s.at_s,
+            s.load.p99_ms,
+            s.load.errors.values().sum::<u64>(),
+            s.rss_kib as f64 / 1024.0,
+            s.fds
+        );
+        slices.push(s);
+    }
+    let mut attackers = Vec::new();
+    for (mut child, out) in children {
+        let status = child.wait().context("wait for an attacker")?;
+        if !status.success() {
+            bail!("an attacker exited with {status}");
+        }
+        let text = std::fs::read_to_string(&out)?;
+        attackers.push(serde_json::from_str(text.trim()).context("attacker report")?);
+    }
+    std::thread::sleep(Duration::from_secs(10));
+    Ok(Storm {
+        name: name.to_string(),
+        slices,
+        attackers,
+        rss_after_kib: rss_kib(pid)?,
+        fds_after: fds(pid)?,
+        admission: admin_stats(proxy.admin)
+            .map(|s| s["admission"].clone())
+            .unwrap_or_default(),
+    })
+}
+
+fn slice(load: Summary, at_s: f64, pid: u32) -> anyhow::Result<Slice> {
+    Ok(Slice {
+        at_s,
+        load,
+        rss_kib: rss_kib(pid)?,
+        fds: fds(pid)?,
+    })
+}
+
+/// The normal clients: `loadshift load`, open loop, churned connections, pinned to the load core.
+fn normal_load(
+    me: &Path,
+    args: &SoakArgs,
+    addr: SocketAddr,
+    rate: f64,
+    len: Duration,
+) -> anyhow::Result<Summary> {
+    let out = Command::new("taskset")
+        .arg("-c")
+        .arg(args.load_core.to_string())
+        .arg(me)
+        .args([
+            "load",
+            &format!("http://{addr}/"),
+            "--rate",
+            &rate.to_string(),
+        ])
+        .args(["--duration", &format!("{}ms", len.as_millis())])
+        .args(["--connections", &args.connections.to_string()])
+        .args(["--max-connections", &args.connections.to_string()])
+        .args([
+            "--requests-per-connection",
+            &args.requests_per_connection.to_string(),
+        ])
+        .args(["--timeout", "5s", "--json"])
+        .output()
+        .context("run loadshift load")?;
+    if !out.status.success() {
+        bail!(
+            "loadshift load failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("parse loadshift load output")
+}
+
+/// Open descriptors of `pid`.
+fn fds(pid: u32) -> anyhow::Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .with_context(|| format!("list /proc/{pid}/fd"))?
+        .count())
+}
+
+/// The proxy's `/stats`.
+fn admin_stats(admin: SocketAddr) -> anyhow::Result<serde_json::Value> {
+    let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /stats HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok(serde_json::from_str(body)?)
+}
+
+/// Errors other than configured sheds (a 503 is one only when the proxy said `overloaded`,
+/// which `loadshift load` cannot tell from an upstream's 503, so every 503 is listed apart).
+fn unexpected_errors(s: &Summary) -> u64 {
+    s.errors
+        .iter()
+        .filter(|(c, _)| **c != ErrorClass::Status503)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+fn print(r: &SoakResult) {
+    let mib = |k: u64| k as f64 / 1024.0;
+    println!(
+        "\n# loadshift bench soak\n\nsaturation {:.0} req/s (wrk, closed loop); wanted {:.0} req/s; normal clients at {:.0} req/s{}; RSS at start {:.1} MiB\n",
+        r.saturation_rps,
+        r.wanted_rate,
+        r.rate,
+        if r.rate < r.wanted_rate {
+            " (the most the load core drives without late requests)"
+        } else {
+            ""
+        },
+        mib(r.rss_start_kib)
+    );
+    println!("## Soak (30 s slices)\n");
+    println!("| t s | achieved req/s | p50 ms | p99 ms | errors (kind: n) | RSS MiB | fds |");
+    println!("|---|---|---|---|---|---|---|");
+    let row = |s: &Slice| {
+        let errors: Vec<String> = s
+            .load
+            .errors
+            .iter()
+            .map(|(k, n)| format!("{k:?}: {n}"))
+            .collect();
+        println!(
+            "| {:.0} | {:.0} | {:.3} | {:.3} | {} | {:.1} | {} |",
+            s.at_s,
+            s.load.achieved_rps,
+            s.load.p50_ms,
+            s.load.p99_ms,
+            if errors.is_empty() {
+                "0".to_string()
+            } else {
+                errors.join(", ")
+            },
+            mib(s.rss_kib),
+            s.fds
+        );
+    };
+    println!("baseline:");
+    row(&r.baseline);
+    for s in &r.soak {
+        row(s);
+    }
+    let after: Vec<&Slice> = r
+        .soak
+        .iter()
+        .filter(|s| s.at_s > WARM_UP.as_secs_f64())
+        .collect();
+    if let Some(first) = after.first() {
+        let base = first.rss_kib as f64;
+        let worst = after
+            .iter()
+            .map(|s| (s.rss_kib as f64 - base).abs() / base)
+            .fold(0.0, f64::max);
+        println!(
+            "\nRSS after warm-up: {:.1} MiB, largest deviation {:.1} % (bar: within 10 %) -> {}",
+            mib(first.rss_kib),
+            worst * 100.0,
+            if worst <= 0.10 { "met" } else { "NOT met" }
+        );
+    } else {
+        println!("\nsoak shorter than its warm-up: no RSS bar");
+    }
+    let soak_errors: u64 = r.soak.iter().map(|s| unexpected_errors(&s.load)).sum();
+    let soak_503: u64 = r
+        .soak
+        .iter()
+        .map(|s| {
+            s.load
+                .errors
+                .get(&ErrorClass::Status503)
+                .copied()
+                .unwrap_or(0)
+        })
+        .sum();
+    println!(
+        "errors during the soak besides 503s: {soak_errors} (bar: 0) -> {}; 503s: {soak_503}",
+        if soak_errors == 0 { "met" } else { "NOT met" }
+    );
+    for st in &r.storms {
+        println!("\n## Storm: {}\n", st.name);
+        println!("| t s | achieved req/s | p50 ms | p99 ms | errors (kind: n) | RSS MiB | fds |");
+        println!("|---|---|---|---|---|---|---|");
+        for s in &st.slices {
+            row(s);
+        }
+        let worst = st.slices.iter().map(|s| s.load.p99_ms).fold(0.0, f64::max);
+        let ratio = worst / r.baseline.load.p99_ms;
+        let errors: u64 = st.slices.iter().map(|s| unexpected_errors(&s.load)).sum();
+        let peak: usize = st.attackers.iter().map(|a| a.peak_open).sum();
+        let connected: u64 = st.attackers.iter().map(|a| a.connected).sum();
+        let closed: u64 = st.attackers.iter().map(|a| a.closed_by_proxy).sum();
+        println!(
+            "\nattackers: {connected} connections made, at most {peak} open at once, {closed} closed by the proxy"
+        );
+        println!(
+            "normal clients' p99 {worst:.3} ms = {ratio:.2}x the baseline's {:.3} ms (bar: <= 2x) -> {}; errors besides 503s: {errors} -> {}",
+            r.baseline.load.p99_ms,
+            if ratio <= 2.0 { "met" } else { "NOT met" },
+            if errors == 0 { "met" } else { "NOT met" }
+        );
+        let peak_rss = st.slices.iter().map(|s| s.rss_kib).max().unwrap_or(0);
+        println!(
+            "RSS: peak {:.1} MiB, 10 s after the storm {:.1} MiB; fds after {}",
+            mib(peak_rss),
+            mib(st.rss_after_kib),
+            st.fds_after
+        );
+        println!("proxy admission counters: {}", st.admission);
+    }
+}
