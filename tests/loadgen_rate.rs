@@ -101,3 +101,34 @@ async fn unreachable_target_fails_with_a_clear_error() {
         .expect("run loadshift load");
     assert_eq!(out.status.code(), Some(64));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churned_connections_each_carry_their_share_of_requests() {
+    let (addr, arrivals) = timestamping_server().await;
+    let out = tokio::process::Command::new(common::bin())
+        .args(["load", &format!("http://{addr}/"), "--rate", "500"])
+        .args([
+            "--duration",
+            "2s",
+            "--connections",
+            "4",
+            "--max-connections",
+            "4",
+        ])
+        .args(["--requests-per-connection", "10", "--json"])
+        .output()
+        .await
+        .expect("run loadshift load");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(summary["completed"], 1000, "{summary}");
+    assert_eq!(arrivals.lock().expect("lock").len(), 1000);
+    // 1000 requests at 10 per connection: 100 connections, plus at most the 4 warm ones that
+    // were still open, unused up to their share, when the run ended.
+    let opened = summary["connections"].as_u64().expect("connections");
+    assert!((100..=104).contains(&opened), "opened {opened}");
+}
