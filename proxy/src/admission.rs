@@ -20,11 +20,12 @@ use std::{
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use crate::{FastMap, config::ProxyConfig, metrics as m, request::Side};
-
-/// Descriptors kept back from the connection budget: listeners, the admin server, the control
-/// client, files, and upstream connections beyond one per client connection.
-pub const RESERVED_FDS: u64 = 256;
+use crate::{
+    FastMap,
+    config::{ProxyConfig, RESERVED_FDS},
+    metrics as m,
+    side::Side,
+};
 
 /// Descriptors one client connection is budgeted: its own and one upstream connection.
 const FDS_PER_CONNECTION: u64 = 2;

@@ -5,11 +5,9 @@
 //! are charged to an endpoint: they alone feed ejection, Peak-EWMA, the error counters and the
 //! reports, so a client that sends garbage or stalls cannot get healthy endpoints ejected.
 
-use std::net::SocketAddr;
+use std::{error::Error, net::SocketAddr, time::Duration};
 
 use http::StatusCode;
-
-use crate::upstream::body::ClientBodyError;
 
 /// Where an error came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +18,33 @@ pub enum ErrorSource {
     Upstream,
     /// The proxy's own policy (no endpoint, pool exhausted).
     Internal,
+}
+
+/// Why a request body could not be read from the client: the request's fault, never the
+/// upstream's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientBodyError {
+    #[error("malformed request body: {0}")]
+    Malformed(String),
+    #[error("client closed the connection before the request body was complete")]
+    Closed,
+    #[error("request body made no progress for {0:?}")]
+    Stalled(Duration),
+    #[error("client aborted the request body: {0}")]
+    Aborted(String),
+}
+
+/// The client-side cause somewhere in an error's chain (an upstream client library wraps the
+/// body error it got).
+pub fn client_fault<'a>(e: &'a (dyn Error + 'static)) -> Option<&'a ClientBodyError> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(c) = err.downcast_ref::<ClientBodyError>() {
+            return Some(c);
+        }
+        cur = err.source();
+    }
+    None
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -24,10 +24,23 @@ pub mod plan_file;
 mod request;
 pub mod routes;
 pub mod server;
+mod side;
 mod spare;
 pub mod state;
 pub mod stats;
 mod upstream;
+
+/// The HTTP/1.1 codec's parsers, for the fuzz targets in `fuzz/`; not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::h1::{
+        chunked::{ChunkError, Decoder, Step},
+        framing::Framing,
+        request::{self, Head, HeadError},
+        response,
+    };
+}
 
 pub use server::{Running, StartError, start};
 

@@ -23,21 +23,13 @@ use crate::{
     headers::strip_hop_by_hop,
     metrics,
     routes::{EndpointState, LiveLoads, ServiceRoute},
+    side::Side,
     state::Shared,
     upstream::{Pool, Unsent, body::ReqBody},
 };
 use loadshift_core::admission::BlockReason;
 
 pub use crate::upstream::body::RespBody;
-
-/// Which listener a request came in on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    /// From the local app (sidecar) or any client (standalone): routed by authority.
-    Outbound,
-    /// To the local app: its latency is the container latency the planners use.
-    Inbound,
-}
 
 /// Per-worker request context.
 pub struct Worker {

@@ -22,7 +22,8 @@ use crate::{
     config::ProxyConfig,
     deadline::Deadlines,
     downstream,
-    request::{Side, Worker},
+    request::Worker,
+    side::Side,
     state::Shared,
     upstream::{Pool, PoolParams},
 };

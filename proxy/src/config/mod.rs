@@ -174,6 +174,10 @@ impl Default for Timeouts {
     }
 }
 
+/// Descriptors kept back from the connection budget: listeners, the admin server, the control
+/// client, files, and upstream connections beyond one per client connection.
+pub const RESERVED_FDS: u64 = 256;
+
 /// Client connection caps and the descriptor budget.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -113,7 +113,7 @@ impl ProxyConfig {
                 "must be at most 2^40 MiB",
             ));
         }
-        if self.limits.min_fds < crate::admission::RESERVED_FDS + 2 {
+        if self.limits.min_fds < super::RESERVED_FDS + 2 {
             return Err(invalid(
                 "limits.min_fds",
                 self.limits.min_fds,

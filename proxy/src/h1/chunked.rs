@@ -6,7 +6,7 @@
 //! The decoder is strict where parsers are known to disagree (the request-smuggling shapes):
 //! every line ends in CRLF (a bare LF is refused), a size line needs at least one hex digit (an
 //! empty one is not the last chunk), an extension holds no control characters, and a trailer
-//! line is a field (it has a colon).
+//! line is a field (a token name, a colon, a value without control characters).
 
 /// Largest chunk-size line, extensions included, before the request is refused.
 const MAX_LINE: usize = 4096;
@@ -18,6 +18,13 @@ enum State {
         n: u64,
         digits: u8,
         ext: bool,
+        line: usize,
+    },
+    /// Whitespace after the size digits: only more of it, `;` or the line's end may follow
+    /// (RFC 9112 §7.1.1: `chunk-ext = *( BWS ";" ... )`).
+    SizeWs {
+        n: u64,
+        digits: u8,
         line: usize,
     },
     /// Expecting the LF of a size line.
@@ -105,10 +112,15 @@ impl Decoder {
                             line: line + 1,
                         },
                         _ if ext => return Err(ChunkError("control character in chunk extension")),
-                        b';' | b' ' | b'\t' if digits > 0 => State::Size {
+                        b';' if digits > 0 => State::Size {
                             n,
                             digits,
                             ext: true,
+                            line: line + 1,
+                        },
+                        b' ' | b'\t' if digits > 0 => State::SizeWs {
+                            n,
+                            digits,
                             line: line + 1,
                         },
                         _ => {
@@ -127,6 +139,23 @@ impl Decoder {
                         }
                     }
                 }
+                State::SizeWs { n, digits, line } => match b {
+                    _ if line >= MAX_LINE => return Err(ChunkError("chunk-size line too long")),
+                    b' ' | b'\t' => State::SizeWs {
+                        n,
+                        digits,
+                        line: line + 1,
+                    },
+                    b';' => State::Size {
+                        n,
+                        digits,
+                        ext: true,
+                        line: line + 1,
+                    },
+                    b'\r' => State::SizeLf { n },
+                    // `5 6` is 5 here, 0x56 to a parser that drops the space: refused.
+                    _ => return Err(ChunkError("junk after a chunk size")),
+                },
                 State::SizeLf { n } => {
                     if b != b'\n' {
                         return Err(ChunkError("expected LF after chunk size"));
@@ -166,7 +195,12 @@ impl Decoder {
                         len: len + 1,
                         colon: true,
                     },
-                    _ if b < 0x20 && b != b'\t' => {
+                    // A field name is a token (RFC 9110 §5.1): no space before the colon, no
+                    // obs-fold, nothing a field parser behind another hop would read otherwise.
+                    _ if !colon && !is_tchar(b) => {
+                        return Err(ChunkError("trailer field name is not a token"));
+                    }
+                    _ if (b < 0x20 && b != b'\t') || b == 0x7f => {
                         return Err(ChunkError("control character in a trailer line"));
                     }
                     _ => State::Trailer {
@@ -216,6 +250,11 @@ impl Decoder {
             line: 0,
         }
     }
+}
+
+/// `tchar` (RFC 9110 §5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Appends the line that opens a chunk of `len` bytes.
@@ -317,6 +356,29 @@ mod tests {
         }
         // Extensions with spaces and tabs, and trailers, still pass.
         let ok = b"5 ;a=b\t;c\r\nhello\r\n0\r\nX-T: 1\r\n\r\n";
+        assert_eq!(decode(ok, ok.len()).unwrap().0, b"hello");
+    }
+
+    /// Found by the differential test against hyper (`h1::tests::differential`).
+    #[test]
+    fn regressions_from_the_differential_test() {
+        for raw in [
+            // Only whitespace, `;` or the line end after the size's whitespace.
+            &b"5 6\r\nhello\r\n0\r\n\r\n"[..],
+            b"5\t\x80\r\nhello\r\n0\r\n\r\n",
+            // A trailer name is a token: no space before the colon, no obs-fold, not empty.
+            b"0\r\nX-T : 1\r\n\r\n",
+            b"0\r\nX-T: 1\r\n folded\r\n\r\n",
+            b"0\r\n: 1\r\n\r\n",
+            b"0\r\nX-T: a\x7fb\r\n\r\n",
+        ] {
+            assert!(
+                decode(raw, raw.len()).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        let ok = b"5 \t \r\nhello\r\n0 ;a\r\nX-T: a:b\tc\r\n\r\n";
         assert_eq!(decode(ok, ok.len()).unwrap().0, b"hello");
     }
 

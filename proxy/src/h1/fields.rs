@@ -71,6 +71,8 @@ impl RawFields {
 /// field that makes the head unusable.
 pub fn collect(fields: &[httparse::Header<'_>], http11: bool) -> Result<Collected, String> {
     let mut keep_alive = http11;
+    // `close` ends the connection whatever else the fields list (RFC 9112 §9.6).
+    let mut close = false;
     // Names beyond the usual tokens make a second, rarer check per field.
     let mut names_more = false;
     for f in fields {
@@ -78,7 +80,7 @@ pub fn collect(fields: &[httparse::Header<'_>], http11: bool) -> Result<Collecte
             for t in std::str::from_utf8(f.value).unwrap_or("").split(',') {
                 let t = t.trim();
                 if t.eq_ignore_ascii_case("close") {
-                    keep_alive = false;
+                    close = true;
                 } else if t.eq_ignore_ascii_case("keep-alive") {
                     keep_alive = true;
                 } else if names_a_field(t) {
@@ -124,12 +126,15 @@ pub fn collect(fields: &[httparse::Header<'_>], http11: bool) -> Result<Collecte
     if chunked || until_close {
         // A transfer coding overrides any length (RFC 9112 §6.3).
         length = None;
+        // An HTTP/1.0 message with one has faulty framing: the connection closes after it
+        // (RFC 9112 §6.1).
+        close |= !http11;
     }
     Ok(Collected {
         fields: RawFields { lines, length },
         chunked,
         until_close,
-        keep_alive,
+        keep_alive: keep_alive && !close,
     })
 }
 
@@ -188,6 +193,22 @@ mod tests {
         assert!(c.keep_alive);
         let c = parse(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").unwrap();
         assert!(!c.keep_alive);
+    }
+
+    /// Found by the codec's properties (`h1::tests::prop`).
+    #[test]
+    fn close_wins_and_an_http10_coding_closes() {
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\nConnection: close, keep-alive\r\n\r\n"[..],
+            b"HTTP/1.0 200 OK\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert!(
+                !parse(raw).unwrap().keep_alive,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
     }
 
     #[test]

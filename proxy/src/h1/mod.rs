@@ -9,3 +9,6 @@ pub mod fields;
 pub mod framing;
 pub mod request;
 pub mod response;
+
+#[cfg(test)]
+mod tests;

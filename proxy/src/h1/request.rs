@@ -3,8 +3,8 @@
 //! contiguous buffer and copied once into a `Bytes`; the URI and every header value are slices
 //! of that copy, so a request costs one allocation for its head however many headers it has.
 //! Framing follows RFC 9112 §6: `Transfer-Encoding` with `chunked` last wins, a request with
-//! both `Transfer-Encoding` and `Content-Length`, or with conflicting lengths, is refused (the
-//! request-smuggling cases), and a request with neither has no body.
+//! both `Transfer-Encoding` and `Content-Length`, with conflicting lengths, or with a coding in
+//! HTTP/1.0, is refused (the request-smuggling cases), and a request with neither has no body.
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
@@ -107,6 +107,8 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut keep_alive = version == Version::HTTP_11;
+    // `close` ends the connection whatever else the fields list (RFC 9112 §9.6).
+    let mut close = false;
     let mut expect_continue = false;
     let mut hosts = 0u8;
     let mut codings = None;
@@ -126,7 +128,10 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         let value = HeaderValue::from_maybe_shared(slice(f.value))
             .map_err(|_| HeadError::Malformed(format!("value of {name}")))?;
         if name == header::CONTENT_LENGTH {
+            // Past `i64::MAX` is no length to Go's, nginx's or hyper's parsers (a signed
+            // offset, or sentinels at the top of `u64`): refused rather than forwarded.
             let n = parse_length(f.value)
+                .filter(|&n| i64::try_from(n).is_ok())
                 .ok_or_else(|| HeadError::BadLength(String::from_utf8_lossy(f.value).into()))?;
             if length.is_some_and(|l| l != n) {
                 return Err(HeadError::BadLength(
@@ -135,6 +140,12 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
             }
             length = Some(n);
         } else if name == header::TRANSFER_ENCODING {
+            // RFC 9112 §6.1: an HTTP/1.0 message with a transfer coding has faulty framing.
+            if version == Version::HTTP_10 {
+                return Err(HeadError::Malformed(
+                    "transfer-encoding in an HTTP/1.0 request".into(),
+                ));
+            }
             let v = value.to_str().unwrap_or("");
             let (before, last) = v.rsplit_once(',').unwrap_or(("", v));
             if !last.trim().eq_ignore_ascii_case("chunked") || chunked {
@@ -160,7 +171,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
             let v = value.to_str().unwrap_or("");
             for token in v.split(',').map(str::trim) {
                 if token.eq_ignore_ascii_case("close") {
-                    keep_alive = false;
+                    close = true;
                 } else if token.eq_ignore_ascii_case("keep-alive") && version == Version::HTTP_10 {
                     keep_alive = true;
                 }
@@ -197,7 +208,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     Ok(Some(Head {
         parts,
         framing,
-        keep_alive,
+        keep_alive: keep_alive && !close,
         expect_continue: expect_continue && framing != Framing::None,
         has_host: hosts == 1,
         len,
@@ -402,6 +413,33 @@ mod tests {
         }
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_HEAD));
         assert_eq!(parse(big.as_bytes()).unwrap_err(), HeadError::TooLarge);
+    }
+
+    /// Found by the differential test against hyper (`h1::tests::differential`).
+    #[test]
+    fn regressions_from_the_differential_test() {
+        // RFC 9112 §6.1: a transfer coding in an HTTP/1.0 request is faulty framing.
+        let e = parse(
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n",
+        );
+        assert_eq!(e.unwrap_err().status(), StatusCode::BAD_REQUEST);
+        // `close` wins over `keep-alive`, in one field or two (RFC 9112 §9.6).
+        for raw in [
+            &b"GET / HTTP/1.0\r\nConnection: close, keep-alive\r\n\r\n"[..],
+            b"GET / HTTP/1.0\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n",
+            b"GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n",
+        ] {
+            let h = parse(raw).unwrap().unwrap();
+            assert!(!h.keep_alive, "{:?}", String::from_utf8_lossy(raw));
+        }
+        // Lengths past i64::MAX are no length to other parsers.
+        let e = parse(b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n");
+        assert!(matches!(e, Err(HeadError::BadLength(_))), "{e:?}");
+        let h = parse(b"POST / HTTP/1.1\r\nContent-Length: 9223372036854775807\r\n\r\n");
+        assert_eq!(
+            h.unwrap().unwrap().framing,
+            Framing::Length(i64::MAX as u64)
+        );
     }
 
     #[test]

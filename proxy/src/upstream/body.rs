@@ -19,35 +19,10 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
+pub use crate::error::{ClientBodyError, client_fault};
+
 /// Error of a body. A request body's errors are always a [`ClientBodyError`].
 pub type BodyError = Box<dyn Error + Send + Sync>;
-
-/// Why a request body could not be read from the client: the request's fault, never the
-/// upstream's.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ClientBodyError {
-    #[error("malformed request body: {0}")]
-    Malformed(String),
-    #[error("client closed the connection before the request body was complete")]
-    Closed,
-    #[error("request body made no progress for {0:?}")]
-    Stalled(Duration),
-    #[error("client aborted the request body: {0}")]
-    Aborted(String),
-}
-
-/// The client-side cause somewhere in an error's chain (an upstream client library wraps the
-/// body error it got).
-pub fn client_fault<'a>(e: &'a (dyn Error + 'static)) -> Option<&'a ClientBodyError> {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(c) = err.downcast_ref::<ClientBodyError>() {
-            return Some(c);
-        }
-        cur = err.source();
-    }
-    None
-}
 
 /// How reading a request body from the client went, seen from the request path: whether it
 /// was read to its end (so a request timeout can tell a slow client from a slow upstream), and
