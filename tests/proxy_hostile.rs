@@ -738,3 +738,57 @@ async fn a_busy_port_or_a_descriptor_limit_below_the_floor_exits_64() {
     assert_eq!(code, Some(64), "{err}");
     assert!(err.contains("limits.max_connections"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_a_full_listener_a_connection_that_sent_no_request_makes_room() {
+    let up = Upstream::start("up").await;
+    let proxy = start_proxy(&standalone_yaml(
+        &[&up],
+        "workers: 1\nlimits: { max_connections: 2 }\n",
+    ));
+    let from = |ip: &str| {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        sock.connect(proxy.outbound)
+    };
+    // Two connections that never send a request fill the listener.
+    let mut oldest = from("127.0.0.2").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut newer = from("127.0.0.3").await.unwrap();
+    // Younger than a second, neither is evicted: a new client waits.
+    let mut client = from("127.0.0.4").await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: web\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let t = std::time::Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        read_response(&mut client, &mut buf, false),
+    )
+    .await
+    .expect("served once the oldest idle connection was a second old");
+    assert_eq!(r.status, 200);
+    assert!(
+        t.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        t.elapsed()
+    );
+    // The oldest idle connection was closed to make room; the newer one stays.
+    assert!(
+        closed_within(&mut oldest, Duration::from_secs(1))
+            .await
+            .is_some()
+    );
+    let mut b = [0u8; 16];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), newer.read(&mut b))
+            .await
+            .is_err(),
+        "the newer idle connection was closed too"
+    );
+    let stats = admin_json(proxy.admin, "/stats").await;
+    assert_eq!(stats["admission"]["evicted_before_first_request"], 1);
+    proxy.shutdown();
+}

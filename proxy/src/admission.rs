@@ -106,6 +106,8 @@ pub struct Admission {
     shed_memory: AtomicU64,
     /// Times a listener stopped accepting (at its connection cap or past the memory threshold).
     accept_pauses: AtomicU64,
+    /// Connections closed before their first request to make room at a full listener.
+    evicted: AtomicU64,
     timeouts: [AtomicU64; 3],
 }
 
@@ -122,6 +124,7 @@ impl Admission {
             shed_in_flight: AtomicU64::new(0),
             shed_memory: AtomicU64::new(0),
             accept_pauses: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
             timeouts: Default::default(),
         }
     }
@@ -137,6 +140,23 @@ impl Admission {
     pub fn may_accept(&self, side: Side) -> bool {
         self.connections[Self::side(side)].load(Ordering::Relaxed) < self.limits.max_connections
             && !self.over_memory.load(Ordering::Relaxed)
+    }
+
+    /// Whether `side` holds more connections than its cap (one accepted to replace an evicted
+    /// one, until that one's task has closed it).
+    pub fn over_cap(&self, side: Side) -> bool {
+        self.connections[Self::side(side)].load(Ordering::Relaxed) > self.limits.max_connections
+    }
+
+    /// Whether resident memory is past its threshold (evicting a connection would not help).
+    pub fn over_memory(&self) -> bool {
+        self.over_memory.load(Ordering::Relaxed)
+    }
+
+    /// Counts a connection closed before its first request to make room at a full listener.
+    pub fn evicted(&self) {
+        self.evicted.fetch_add(1, Ordering::Relaxed);
+        ::metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "evicted").increment(1);
     }
 
     /// Counts a listener that stopped accepting.
@@ -237,6 +257,7 @@ impl Admission {
             shed_in_flight: load(&self.shed_in_flight),
             shed_memory: load(&self.shed_memory),
             accept_pauses: load(&self.accept_pauses),
+            evicted_before_first_request: load(&self.evicted),
             header_timeouts: load(&self.timeouts[ClientTimeout::Header as usize]),
             body_timeouts: load(&self.timeouts[ClientTimeout::Body as usize]),
             send_timeouts: load(&self.timeouts[ClientTimeout::Send as usize]),
@@ -269,6 +290,7 @@ pub struct AdmissionStats {
     pub shed_in_flight: u64,
     pub shed_memory: u64,
     pub accept_pauses: u64,
+    pub evicted_before_first_request: u64,
     pub header_timeouts: u64,
     pub body_timeouts: u64,
     pub send_timeouts: u64,

@@ -19,6 +19,9 @@ use std::{
 
 use tokio::{sync::Notify, time::Instant};
 
+/// Timers woken between two polls of the worker's sockets.
+const WAKE_BATCH: usize = 32;
+
 /// The deadlines of one worker. Run [`Deadlines::sweep`] on the worker's thread.
 #[derive(Debug, Default)]
 pub struct Deadlines {
@@ -91,8 +94,17 @@ impl Deadlines {
                 }
             }
             self.next_wake.set(next);
-            // Woken outside the borrow: a woken task may arm or drop a timer when it runs.
-            expired.drain(..).for_each(Waker::wake);
+            // Woken outside the borrow (a woken task may arm or drop a timer when it runs), a
+            // batch at a time: each batch runs, and the worker polls its sockets, before the
+            // next is woken, so thousands of connections timing out together (a storm's) do not
+            // hold up the requests being served.
+            for batch in expired.chunks(WAKE_BATCH) {
+                batch.iter().for_each(Waker::wake_by_ref);
+                if expired.len() > WAKE_BATCH {
+                    tokio::task::yield_now().await;
+                }
+            }
+            expired.clear();
             match next {
                 Some(at) => {
                     tokio::select! {

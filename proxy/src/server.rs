@@ -281,16 +281,23 @@ async fn accept_loop(
         send_progress: Duration::from_millis(t.send_progress_ms),
     };
     let admission = worker.shared.admission.clone();
+    let probation = downstream::Probation::default();
     loop {
-        if !admission.may_accept(side) {
-            // At the listener's cap or past the memory threshold: leave new clients in the
-            // kernel's backlog (costing no descriptor) until a connection closes.
-            admission.paused();
-            while !admission.may_accept(side) {
-                tokio::select! {
-                    () = tokio::time::sleep(ACCEPT_PAUSE) => {}
-                    _ = shutdown.wait_for(|&s| s) => return,
-                }
+        let mut paused = false;
+        // At the listener's cap, a connection that has sent no request for a while can make
+        // room for the next one accepted; without one (or past the memory threshold) new
+        // clients wait in the kernel's backlog, costing no descriptor, until a connection
+        // closes.
+        while !admission.may_accept(side)
+            && (admission.over_memory() || !probation.has_evictable(downstream::MIN_AGE))
+        {
+            if !paused {
+                admission.paused();
+                paused = true;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(ACCEPT_PAUSE) => {}
+                _ = shutdown.wait_for(|&s| s) => return,
             }
         }
         let accepted = tokio::select! {
@@ -311,13 +318,17 @@ async fn accept_loop(
             drop(stream);
             continue;
         };
+        if admission.over_cap(side) && probation.evict_oldest(downstream::MIN_AGE) {
+            admission.evicted();
+        }
         let _ = stream.set_nodelay(true);
         let worker = worker.clone();
         let active = active.clone();
         let shutdown = shutdown.clone();
         active.set(active.get() + 1);
+        let ticket = probation.admit();
         tokio::task::spawn_local(async move {
-            downstream::serve(stream, side, worker, limits, shutdown).await;
+            downstream::serve(stream, side, worker, limits, ticket, shutdown).await;
             drop(guard);
             active.set(active.get() - 1);
         });

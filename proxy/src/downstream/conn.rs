@@ -31,7 +31,10 @@ use tokio::{
     time::Instant,
 };
 
-use super::io::{Rewind, error_response};
+use super::{
+    io::{Rewind, error_response},
+    probation::Ticket,
+};
 use crate::{
     admission::{Admission, ClientTimeout},
     deadline::Timer,
@@ -73,11 +76,14 @@ pub struct Limits {
 }
 
 /// Serves one accepted connection until it closes, fails, or the worker drains.
+/// Until its first request the connection is on probation (`ticket`): at a full listener it
+/// may be evicted to make room.
 pub async fn serve(
     mut stream: TcpStream,
     side: Side,
     w: Rc<Worker>,
     limits: Limits,
+    ticket: Ticket,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut carry = BytesMut::new();
@@ -96,7 +102,7 @@ pub async fn serve(
             };
             // Boxed: an idle HTTP/1.1 connection should not carry an HTTP/2 one's state.
             drop(timer);
-            return Box::pin(serve_h2(io, side, w, limits, first_by, shutdown)).await;
+            return Box::pin(serve_h2(io, side, w, limits, first_by, ticket, shutdown)).await;
         }
         // The preface (or the first head), however slowly its bytes trickle in, must be complete
         // within the head-read limit of the accept.
@@ -105,6 +111,7 @@ pub async fn serve(
         let got = tokio::select! {
             r = timer.bound(Some(first_by), read) => r,
             _ = shutdown.wait_for(|&s| s) => return,
+            () = ticket.evicted() => return,
         };
         match got {
             None => {
@@ -115,10 +122,11 @@ pub async fn serve(
             Some(Ok(_)) => {}
         }
     }
-    serve_h1(
-        stream, carry, &mut timer, side, w, limits, first_by, shutdown,
-    )
-    .await;
+    let first = First {
+        by: first_by,
+        ticket,
+    };
+    serve_h1(stream, carry, &mut timer, side, w, limits, first, shutdown).await;
 }
 
 /// The open streams of one HTTP/2 connection: since when it has had none, and which of them
@@ -245,12 +253,15 @@ impl Body for Tracked {
 /// finishes), or later has no open stream for `limits.idle`, is asked to go away, and closed if
 /// it has not gone within `limits.header_read` more. A stream whose response the client takes
 /// no data of for `limits.send_progress` (a zero window) closes the connection.
+// The connection's parts, each used on its own; a struct would only be taken apart again.
+#[allow(clippy::too_many_arguments)]
 async fn serve_h2(
     io: Rewind,
     side: Side,
     w: Rc<Worker>,
     limits: Limits,
     first_by: Instant,
+    ticket: Ticket,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let streams = Rc::new(Streams {
@@ -263,6 +274,9 @@ async fn serve_h2(
     });
     let counted = streams.clone();
     let admission = w.shared.admission.clone();
+    // The connection's limits go through the worker's deadline table, so a storm of them
+    // expiring together is woken in batches.
+    let mut timer = w.deadlines.timer();
     let svc = service_fn(move |req: Request<Incoming>| {
         let w = w.clone();
         let stream = StreamGuard::open(&counted);
@@ -288,6 +302,9 @@ async fn serve_h2(
     let check_every = limits.send_progress / 2;
     let mut next_check = Instant::now() + check_every;
     loop {
+        if streams.served.get() {
+            ticket.passed();
+        }
         let wake = match (streams.open.get(), limits.idle) {
             (0, _) if !streams.served.get() => Some(first_by),
             (0, Some(d)) => Some(streams.idle_since.get() + d),
@@ -303,12 +320,13 @@ async fn serve_h2(
             }
             _ = shutdown.wait_for(|&s| s) => break,
             () = streams.changed.notified() => {}
-            () = async {
-                match wake {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
+            // Evicted before its first stream: closed at once, as an HTTP/1.1 one would be.
+            () = ticket.evicted(), if !streams.served.get() => {
+                if !streams.served.get() {
+                    return;
                 }
-            } => {
+            }
+            _ = timer.bound(wake, std::future::pending::<()>()) => {
                 if streams.open.get() == 0 {
                     let now = Instant::now();
                     if !streams.served.get() {
@@ -334,6 +352,12 @@ async fn serve_h2(
     let _ = tokio::time::timeout(limits.header_read, conn).await;
 }
 
+/// A new connection's first request: when it is due, and its place on probation until then.
+struct First {
+    by: Instant,
+    ticket: Ticket,
+}
+
 /// What waiting for a head gave.
 // Returned once per request and taken apart at once; boxing the head would add an allocation
 // to every request.
@@ -355,7 +379,7 @@ async fn serve_h1(
     side: Side,
     w: Rc<Worker>,
     limits: Limits,
-    first_by: Instant,
+    first: First,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (mut rd, wr) = stream.split();
@@ -364,41 +388,52 @@ async fn serve_h1(
         limit: limits.send_progress,
         admission: &w.shared.admission,
     };
-    let mut first = Some(first_by);
+    let mut first = Some(first);
     loop {
         if carry.is_empty() {
             // Idle: give the buffer back.
             carry = BytesMut::new();
         }
         let first = first.take();
-        let head =
-            match read_head(&mut rd, &w, &mut carry, timer, limits, first, &mut shutdown).await {
-                // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused, not routed to a default.
-                HeadRead::Head(h) if h.parts.version == Version::HTTP_11 && !h.has_host => {
-                    let e = HeadError::Host("HTTP/1.1 request without a Host field".into());
-                    out.refuse(timer, e.status(), "bad-request", &e.to_string())
-                        .await;
-                    return;
-                }
-                HeadRead::Head(h) => h,
-                HeadRead::Close => return,
-                HeadRead::Refused(e) => {
-                    out.refuse(timer, e.status(), "bad-request", &e.to_string())
-                        .await;
-                    return;
-                }
-                HeadRead::TimedOut => {
-                    w.shared.admission.timed_out(ClientTimeout::Header);
-                    out.refuse(
-                        timer,
-                        StatusCode::REQUEST_TIMEOUT,
-                        "header-timeout",
-                        "request head not received in time",
-                    )
+        let head = read_head(
+            &mut rd,
+            &w,
+            &mut carry,
+            timer,
+            limits,
+            first.as_ref(),
+            &mut shutdown,
+        )
+        .await;
+        // Past its first head the connection is no longer on probation.
+        drop(first);
+        let head = match head {
+            // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused, not routed to a default.
+            HeadRead::Head(h) if h.parts.version == Version::HTTP_11 && !h.has_host => {
+                let e = HeadError::Host("HTTP/1.1 request without a Host field".into());
+                out.refuse(timer, e.status(), "bad-request", &e.to_string())
                     .await;
-                    return;
-                }
-            };
+                return;
+            }
+            HeadRead::Head(h) => h,
+            HeadRead::Close => return,
+            HeadRead::Refused(e) => {
+                out.refuse(timer, e.status(), "bad-request", &e.to_string())
+                    .await;
+                return;
+            }
+            HeadRead::TimedOut => {
+                w.shared.admission.timed_out(ClientTimeout::Header);
+                out.refuse(
+                    timer,
+                    StatusCode::REQUEST_TIMEOUT,
+                    "header-timeout",
+                    "request head not received in time",
+                )
+                .await;
+                return;
+            }
+        };
         // The exchange is boxed so an idle connection's task holds only the head reader.
         let close = *shutdown.borrow();
         let exchange = exchange(
@@ -567,18 +602,20 @@ async fn exchange(
 
 /// Waits for and parses the next head. While idle it reads into the worker's scratch buffer
 /// (borrowed only inside one poll) and keeps just the bytes after the head.
-/// `first`: the connection's first head is due by then, whether or not any of it has arrived.
+/// `first`: the connection's first head is due by then, whether or not any of it has arrived,
+/// and the connection may be evicted until it is complete.
 async fn read_head(
     rd: &mut ReadHalf<'_>,
     w: &Worker,
     carry: &mut BytesMut,
     timer: &mut Timer,
     limits: Limits,
-    first: Option<Instant>,
+    first: Option<&First>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> HeadRead {
-    let mut deadline =
-        first.or_else(|| (!carry.is_empty()).then(|| Instant::now() + limits.header_read));
+    let mut deadline = first
+        .map(|f| f.by)
+        .or_else(|| (!carry.is_empty()).then(|| Instant::now() + limits.header_read));
     loop {
         if !carry.is_empty() {
             match request::parse(carry) {
@@ -630,9 +667,16 @@ async fn read_head(
         } else {
             deadline
         };
+        let evicted = async {
+            match first {
+                Some(f) => f.ticket.evicted().await,
+                None => std::future::pending().await,
+            }
+        };
         let got = tokio::select! {
             r = timer.bound(wait, read) => r,
             _ = shutdown.wait_for(|&s| s), if idle => return HeadRead::Close,
+            () = evicted => return HeadRead::Close,
         };
         match got {
             None if idle && first.is_none() => return HeadRead::Close,

@@ -9,5 +9,7 @@
 
 mod conn;
 mod io;
+mod probation;
 
 pub use conn::{Limits, serve};
+pub use probation::{MIN_AGE, Probation};

@@ -1,7 +1,9 @@
 //! `loadshift bench attack` (hidden): the hostile clients of `loadshift bench soak`, run as
 //! child processes so that each stays under the open-file limit. Every connection is bound to
 //! one of the given loopback source addresses, does its one hostile thing, and when the proxy
-//! closes it, reconnects after a pause, until the run ends. Prints a JSON [`AttackReport`].
+//! closes it, reconnects after a pause (uniform in half to one and a half times
+//! `--reconnect-after`, so reconnects do not come in waves), until the run ends. Prints a JSON
+//! [`AttackReport`].
 //!
 //! - `h2c-idle`: the HTTP/2 preface and an empty SETTINGS frame, then nothing.
 //! - `slowloris`: an HTTP/1.1 request line and Host, then one more header line every few
@@ -13,6 +15,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
@@ -48,8 +51,8 @@ pub struct AttackArgs {
     /// How long to attack.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// Pause before reconnecting after the proxy closed a connection.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    /// Mean pause before reconnecting after the proxy closed a connection.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub reconnect_after: Duration,
     /// Slowloris: gap between header lines.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -102,6 +105,7 @@ async fn attack(args: &AttackArgs) -> AttackReport {
         let (c, kind, target) = (c.clone(), args.kind, args.target);
         let (again, trickle) = (args.reconnect_after, args.trickle);
         tasks.spawn(async move {
+            let mut rng = SmallRng::seed_from_u64(i as u64);
             while Instant::now() < end {
                 match tokio::time::timeout_at(end, hold(kind, source, target, trickle, &c)).await {
                     Err(_) => return,
@@ -112,7 +116,8 @@ async fn attack(args: &AttackArgs) -> AttackReport {
                         c.connect_errors.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                tokio::time::sleep_until(end.min(Instant::now() + again)).await;
+                let pause = again.mul_f64(rng.random_range(0.5..1.5));
+                tokio::time::sleep_until(end.min(Instant::now() + pause)).await;
             }
         });
     }

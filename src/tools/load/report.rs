@@ -187,7 +187,7 @@ impl LoadReport {
 }
 
 /// JSON form of a report (the schema `loadshift bench` and scripts read).
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Requests sent.
     pub sent: u64,
