@@ -53,8 +53,11 @@ use crate::{
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-/// Bytes asked of the socket per read while a head or body is in progress.
+/// Bytes asked of the socket per read while a body is in progress.
 const READ_CHUNK: usize = 16 * 1024;
+/// Room made for the rest of a head that arrived in parts (doubling with what is held), so a
+/// connection trickling its head a line at a time holds about a kilobyte, not a read chunk.
+const HEAD_CHUNK: usize = 1024;
 /// Response bytes gathered before a write; larger body chunks are written as they come.
 const WRITE_BATCH: usize = 16 * 1024;
 
@@ -654,7 +657,9 @@ async fn read_head(
                 })
                 .await
             } else {
-                carry.reserve(READ_CHUNK);
+                if carry.capacity() - carry.len() < HEAD_CHUNK / 4 {
+                    carry.reserve(HEAD_CHUNK.max(carry.len()));
+                }
                 match rd.read_buf(carry).await {
                     Ok(0) => Ok(None),
                     Ok(_) => Ok(Some(Err(None))),

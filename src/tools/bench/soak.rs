@@ -15,11 +15,15 @@
 //! 4. storms, each beside the normal clients: idle h2c connections (default 20,000, from two
 //!    addresses), a slowloris (default 5,000, one address), and the h2c storm again spread
 //!    over 16 addresses so the per-source cap does not hold it back (only the listener cap
-//!    and the first-request limit do); RSS and descriptors during and after each.
+//!    and the first-request limit do); RSS and descriptors during and after each. The normal
+//!    clients send `--storm-load` of the soak's rate (the attackers share their core) and get
+//!    their own unattacked baseline at that rate (the quieter of two slices). Each storm runs twice: first at a decoy
+//!    (a second loadshift on the load core) while the normal clients still go to the proxy
+//!    under test, which measures what the attackers cost the shared core, then at the proxy.
 //!
 //! The bars it prints: RSS flat within 10 % after the first minute of the soak; no errors at
 //! the normal clients besides configured sheds (503 with `loadshift-error: overloaded`); the
-//! normal clients' p99 during each storm within 2x of the baseline's.
+//! normal clients' p99 during each storm within 2x of the storm baseline's.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -63,6 +67,9 @@ pub struct SoakArgs {
     /// Slowloris connections.
     #[arg(long, default_value_t = 5_000)]
     pub slowloris: usize,
+    /// Normal clients' rate during the storms, as a fraction of the soak's.
+    #[arg(long, default_value_t = 0.5)]
+    pub storm_load: f64,
     /// `limits.max_connections_per_source` of the proxy under test.
     #[arg(long, default_value_t = 2_500)]
     pub per_source_cap: usize,
@@ -104,6 +111,8 @@ pub struct Slice {
 pub struct Storm {
     /// What it was.
     pub name: String,
+    /// Normal clients while the same attack hit the decoy on the load core.
+    pub control: Vec<Slice>,
     /// Normal clients during it.
     pub slices: Vec<Slice>,
     /// Each attacking process's report.
@@ -131,6 +140,10 @@ pub struct SoakResult {
     pub baseline: Slice,
     /// The soak's slices.
     pub soak: Vec<Slice>,
+    /// Normal clients' rate during the storms.
+    pub storm_rate: f64,
+    /// Normal clients alone at the storm rate (the quieter of two slices).
+    pub storm_baseline: Slice,
     /// The storms.
     pub storms: Vec<Storm>,
 }
@@ -160,7 +173,13 @@ struct Proxy {
     admin: SocketAddr,
 }
 
-fn start_proxy(args: &SoakArgs, dir: &Path, upstream: SocketAddr) -> anyhow::Result<Proxy> {
+fn start_proxy(
+    args: &SoakArgs,
+    dir: &Path,
+    upstream: SocketAddr,
+    name: &str,
+    core: u32,
+) -> anyhow::Result<Proxy> {
     let me = std::env::current_exe().context("locate the loadshift binary")?;
     let (port, admin) = (free_port()?, free_port()?);
     let yaml = format!(
@@ -170,16 +189,10 @@ fn start_proxy(args: &SoakArgs, dir: &Path, upstream: SocketAddr) -> anyhow::Res
          services:\n  - name: web\n    endpoints:\n      - {{ addr: \"{upstream}\" }}\n",
         args.per_source_cap
     );
-    let path = dir.join("loadshift-soak.yaml");
+    let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, yaml)?;
     let p = path.display().to_string();
-    let mut guard = Guard::spawn_pinned(
-        "loadshift-proxy",
-        args.proxy_core,
-        &me,
-        &["proxy", "--config", &p],
-        dir,
-    )?;
+    let mut guard = Guard::spawn_pinned(name, core, &me, &["proxy", "--config", &p], dir)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     guard.wait_ready(addr)?;
     Ok(Proxy {
@@ -204,7 +217,7 @@ fn measure(args: &SoakArgs, dir: &Path) -> anyhow::Result<SoakResult> {
     eprintln!("starting upstream nginx on core {}", args.load_core);
     let upstream = peers::upstream(dir, args.load_core)?;
     eprintln!("starting loadshift on core {}", args.proxy_core);
-    let proxy = start_proxy(args, dir, upstream.addr)?;
+    let proxy = start_proxy(args, dir, upstream.addr, "loadshift-proxy", args.proxy_core)?;
     let pid = proxy.guard.pid();
     let rss_start_kib = rss_kib(pid)?;
 
@@ -281,12 +294,43 @@ fn measure(args: &SoakArgs, dir: &Path) -> anyhow::Result<SoakResult> {
             loopback(10, 16),
         ),
     ];
+    let storm_rate = (rate * args.storm_load).round();
+    let during_storm = |len: Duration| normal_load(&me, args, proxy.addr, storm_rate, len);
+    // Two unattacked slices; the quieter one is the bar's reference, so one slow slice cannot
+    // make the storms look better than they are.
+    eprintln!("storm baseline: normal clients alone at {storm_rate:.0} req/s");
+    let storm_baseline = [0.0, SLICE.as_secs_f64()]
+        .into_iter()
+        .map(|at| slice(Ok(during_storm(SLICE)?), at, pid))
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .min_by(|a, b| a.load.p99_ms.total_cmp(&b.load.p99_ms))
+        .context("a storm baseline")?;
+    let decoy = start_proxy(args, dir, upstream.addr, "loadshift-decoy", args.load_core)?;
     let mut storms = Vec::new();
     for (name, kind, n, sources) in plans {
+        let attack = Attack {
+            kind,
+            connections: n,
+            sources: &sources,
+            len: storm_len,
+        };
+        eprintln!("storm at the decoy: {name} for {} s", storm_len.as_secs());
+        let (control, ..) = storm(&me, args, dir, &decoy, &attack, pid, &during_storm)?;
         eprintln!("storm: {name} for {} s", storm_len.as_secs());
-        storms.push(storm(
-            &me, args, dir, &proxy, &name, kind, n, &sources, storm_len, &normal,
-        )?);
+        let (slices, attackers) = storm(&me, args, dir, &proxy, &attack, pid, &during_storm)?;
+        std::thread::sleep(Duration::from_secs(10));
+        storms.push(Storm {
+            name,
+            control,
+            slices,
+            attackers,
+            rss_after_kib: rss_kib(pid)?,
+            fds_after: fds(pid)?,
+            admission: admin_stats(proxy.admin)
+                .map(|s| s["admission"].clone())
+                .unwrap_or_default(),
+        });
     }
     Ok(SoakResult {
         saturation_rps,
@@ -295,25 +339,37 @@ fn measure(args: &SoakArgs, dir: &Path) -> anyhow::Result<SoakResult> {
         rss_start_kib,
         baseline,
         soak,
+        storm_rate,
+        storm_baseline,
         storms,
     })
 }
 
-// Each argument is one knob of the storm; a struct would only be taken apart again.
-#[allow(clippy::too_many_arguments)]
+/// One storm's attackers.
+struct Attack<'a> {
+    kind: Kind,
+    connections: usize,
+    sources: &'a [String],
+    len: Duration,
+}
+
+/// Runs `attack` at `target` with the normal clients beside it; their slices (with the state of
+/// the proxy `pid`) and the attackers' reports.
 fn storm(
     me: &Path,
     args: &SoakArgs,
     dir: &Path,
-    proxy: &Proxy,
-    name: &str,
-    kind: Kind,
-    connections: usize,
-    sources: &[String],
-    len: Duration,
+    target: &Proxy,
+    attack: &Attack<'_>,
+    pid: u32,
     normal: &dyn Fn(Duration) -> anyhow::Result<Summary>,
-) -> anyhow::Result<Storm> {
-    let pid = proxy.guard.pid();
+) -> anyhow::Result<(Vec<Slice>, Vec<AttackReport>)> {
+    let &Attack {
+        kind,
+        connections,
+        sources,
+        len,
+    } = attack;
     let kind_arg = match kind {
         Kind::H2cIdle => "h2c-idle",
         Kind::Slowloris => "slowloris",
@@ -332,20 +388,21 @@ fn storm(
             .filter(|(j, _)| sources.len() < procs || j % procs == i)
             .map(|(_, s)| s.as_str())
             .collect();
-        let out = dir.join(format!("attack-{kind_arg}-{i}.json"));
+        let out = dir.join(format!("attack-{kind_arg}-{}-{i}.json", target.addr.port()));
         let mut cmd = Command::new("taskset");
         cmd.arg("-c")
             .arg(args.load_core.to_string())
             .arg(me)
             .args(["bench", "attack", "--kind", kind_arg])
-            .args(["--target", &proxy.addr.to_string()])
+            .args(["--target", &target.addr.to_string()])
             .args(["--sources", &mine.join(",")])
             .args(["--connections", &n.to_string()])
             .args(["--duration", &format!("{}ms", attack_len.as_millis())])
             .stdout(std::fs::File::create(&out)?)
-            .stderr(std::fs::File::create(
-                dir.join(format!("attack-{kind_arg}-{i}.log")),
-            )?);
+            .stderr(std::fs::File::create(dir.join(format!(
+                "attack-{kind_arg}-{}-{i}.log",
+                target.addr.port()
+            )))?);
         children.push((cmd.spawn().context("start an attacker")?, out));
     }
     // Let the attackers connect before measuring.
@@ -374,17 +431,7 @@ fn storm(
         let text = std::fs::read_to_string(&out)?;
         attackers.push(serde_json::from_str(text.trim()).context("attacker report")?);
     }
-    std::thread::sleep(Duration::from_secs(10));
-    Ok(Storm {
-        name: name.to_string(),
-        slices,
-        attackers,
-        rss_after_kib: rss_kib(pid)?,
-        fds_after: fds(pid)?,
-        admission: admin_stats(proxy.admin)
-            .map(|s| s["admission"].clone())
-            .unwrap_or_default(),
-    })
+    Ok((slices, attackers))
 }
 
 fn slice(load: anyhow::Result<Summary>, at_s: f64, pid: u32) -> anyhow::Result<Slice> {
@@ -557,15 +604,29 @@ fn print(r: &SoakResult) {
         "errors during the soak besides 503s: {soak_errors} (bar: 0) -> {}; 503s: {soak_503}",
         if soak_errors == 0 { "met" } else { "NOT met" }
     );
+    println!(
+        "\n## Storms\n\nnormal clients at {:.0} req/s; their unattacked baseline:\n",
+        r.storm_rate
+    );
+    println!("| t s | achieved req/s | p50 ms | p99 ms | errors (kind: n) | RSS MiB | fds |");
+    println!("|---|---|---|---|---|---|---|");
+    row(&r.storm_baseline);
+    let base = r.storm_baseline.load.p99_ms;
     for st in &r.storms {
         println!("\n## Storm: {}\n", st.name);
         println!("| t s | achieved req/s | p50 ms | p99 ms | errors (kind: n) | RSS MiB | fds |");
         println!("|---|---|---|---|---|---|---|");
+        println!("control, the attack at the decoy on the load core:");
+        for s in &st.control {
+            row(s);
+        }
+        println!("the attack at the proxy:");
         for s in &st.slices {
             row(s);
         }
-        let worst = st.slices.iter().map(|s| s.load.p99_ms).fold(0.0, f64::max);
-        let ratio = worst / r.baseline.load.p99_ms;
+        let worst_of = |v: &[Slice]| v.iter().map(|s| s.load.p99_ms).fold(0.0, f64::max);
+        let (worst, control) = (worst_of(&st.slices), worst_of(&st.control));
+        let ratio = worst / base;
         let errors: u64 = st.slices.iter().map(unexpected_errors).sum();
         let peak: usize = st.attackers.iter().map(|a| a.peak_open).sum();
         let connected: u64 = st.attackers.iter().map(|a| a.connected).sum();
@@ -574,14 +635,18 @@ fn print(r: &SoakResult) {
             "\nattackers: {connected} connections made, at most {peak} open at once, {closed} closed by the proxy"
         );
         println!(
-            "normal clients' p99 {worst:.3} ms = {ratio:.2}x the baseline's {:.3} ms (bar: <= 2x) -> {}; errors besides 503s: {errors} -> {}",
-            r.baseline.load.p99_ms,
+            "normal clients' p99 {worst:.3} ms = {ratio:.2}x the storm baseline's {base:.3} ms (bar: <= 2x) -> {}; errors besides 503s: {errors} -> {}",
             if ratio <= 2.0 && st.slices.iter().all(|s| s.failure.is_none()) {
                 "met"
             } else {
                 "NOT met"
             },
             if errors == 0 { "met" } else { "NOT met" }
+        );
+        println!(
+            "with the attack at the decoy the p99 was {control:.3} ms ({:.2}x the baseline): the attackers' share of the shared core; at the proxy it is {:.2}x that",
+            control / base,
+            worst / control
         );
         let peak_rss = st.slices.iter().map(|s| s.rss_kib).max().unwrap_or(0);
         println!(
