@@ -1,5 +1,6 @@
 //! `loadshift sim` end to end: the real binary on a shipped scenario writes the three report
-//! files, is deterministic for a seed, and refuses bad input with exit code 64.
+//! files, is deterministic for a seed, compares scalers (`--scalers`, `hpa-best`, `--sla-scale`)
+//! and refuses bad input with exit code 64.
 
 use std::{path::PathBuf, process::Command};
 
@@ -155,4 +156,118 @@ fn bad_input_exits_64_naming_the_problem() {
     assert_eq!(o.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-planner"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The figures a scaler comparison reads, per policy.
+const SCALER_FIELDS: [&str; 5] = [
+    "mean_ms",
+    "p90_ms",
+    "p95_ms",
+    "container_seconds",
+    "sla_violation_pct",
+];
+
+#[test]
+fn scalers_run_under_one_planner_keyed_planner_plus_scaler() {
+    let out = tmp("scalers");
+    let o = sim(
+        &out,
+        &[
+            "--scalers",
+            "hpa,none,hpa-best",
+            "--seeds",
+            "2",
+            "--seed",
+            "7",
+            "--sla-scale",
+            "0.8",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let keys = [
+        "round-robin+hpa",
+        "round-robin+none",
+        "round-robin+hpa-best",
+    ];
+    for seed in [7, 8] {
+        assert!(
+            stdout.contains(&format!("round-robin+hpa-best on seed {seed}: target "))
+                && stdout.contains("candidates: 0.4 ("),
+            "{stdout}"
+        );
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join(format!("seed-{seed}/summary.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(v["sla_scale"], 0.8);
+        let policies = v["policies"].as_object().unwrap();
+        assert_eq!(policies.len(), 3, "{v}");
+        for k in keys {
+            for f in SCALER_FIELDS {
+                assert!(policies[k][f].is_number(), "seed {seed} {k}.{f}: {v}");
+            }
+        }
+        let target = policies["round-robin+hpa-best"]["hpa_target"]
+            .as_f64()
+            .unwrap();
+        assert!([0.4, 0.5, 0.6, 0.7, 0.8].contains(&target), "{target}");
+        assert!(policies["round-robin+hpa"].get("hpa_target").is_none());
+    }
+    let top: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(top["sla_scale"], 0.8);
+    let names: Vec<&str> = top["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["policy"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, keys);
+    for p in top["policies"].as_array().unwrap() {
+        for f in SCALER_FIELDS {
+            assert_eq!(p[f]["values"].as_array().unwrap().len(), 2, "{f}: {p}");
+        }
+    }
+    assert_eq!(
+        top["policies"][2]["hpa_target"]["values"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn bad_scalers_and_sla_scales_exit_64_before_simulating() {
+    let out = tmp("bad-scalers");
+    for (extra, want) in [
+        (&["--scalers", "hpa,bogus"][..], "unknown scaler \"bogus\""),
+        (&["--scalers", "hpa,hpa"][..], "\"hpa\" is listed twice"),
+        (&["--compare", "round-robin+bogus"][..], "\"bogus\""),
+        (
+            &["--sla-scale", "0"][..],
+            "--sla-scale 0: must be a finite number > 0",
+        ),
+        (&["--sla-scale=-1"][..], "--sla-scale -1"),
+        (&["--sla-scale", "NaN"][..], "--sla-scale NaN"),
+    ] {
+        let o = sim(&out, extra);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(64), "{extra:?}: {err}");
+        assert!(err.contains(want), "{extra:?}: {err}");
+        assert!(!out.exists(), "{extra:?} wrote a report");
+    }
+    // The message lists the scalers there are, `hpa-best` included.
+    let o = sim(&out, &["--scalers", "bogus"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("known scalers: ") && err.contains("hpa-best"),
+        "{err}"
+    );
 }

@@ -237,6 +237,7 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
     let mut report = Report {
         scenario: s.name.clone(),
         seed: s.seed,
+        sla_scale: 1.0,
         source: "lab".into(),
         notes: vec![
             layout.describe(),

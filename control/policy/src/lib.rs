@@ -147,7 +147,7 @@ pub trait Planner: Send {
 
 /// Turns telemetry into scale decisions. Called every `interval()`.
 pub trait Scaler: Send {
-    /// Registry name (`none`, `hpa`, ...).
+    /// Registry name (`none`, `hpa`, `imbres`, ...).
     fn name(&self) -> &str;
     /// How often the control loop calls `scale` (default 60 s).
     fn interval(&self) -> Duration {
@@ -155,4 +155,18 @@ pub trait Scaler: Send {
     }
     /// Decisions for the services this scaler owns.
     fn scale(&mut self, snap: &Snapshot) -> Vec<ScaleDecision>;
+    /// The services this instance owns (its scope's `owns`), told once by the schedule when it
+    /// adds the instance; ignored by default. An application-scoped scaler that budgets
+    /// containers over its services needs them: its view also holds the application's services
+    /// that chose another scaler.
+    fn set_owned(&mut self, _services: &BTreeSet<String>) {}
+    /// Whether the scaler learns from every snapshot, not only those of its own rounds (default
+    /// false). When true, the schedule calls [`Scaler::observe`] with the task's view at every
+    /// round the scaler is not due in, so it sees snapshots at the planners' rate.
+    fn observes(&self) -> bool {
+        false
+    }
+    /// Folds in a snapshot of a round the scaler is not due in (see [`Scaler::observes`]); a
+    /// due scaler observes inside `scale`. Default: nothing.
+    fn observe(&mut self, _snap: &Snapshot) {}
 }

@@ -4,7 +4,8 @@
 //! update speaks for gets exactly its plans (validated like a proxy validates them: an invalid
 //! plan is refused and the last good one stays), every other service keeps its own. Scale
 //! decisions go through [`actuate`] to the simulated actuator, which starts and stops containers
-//! and refuses CPU / memory limits and brownout (the twin does not model them yet).
+//! (on the hosts the scenario's `placement` picks) and refuses CPU / memory limits and brownout
+//! (the twin does not model them yet).
 //!
 //! [`Schedule`]: loadshift_policy::schedule::Schedule
 
@@ -19,6 +20,7 @@ use super::{
     engine::{Engine, Refusal},
     world::NONE,
 };
+use crate::scenario::Placement;
 
 /// The simulator as an actuator: replica changes only.
 struct Containers<'a>(&'a mut Engine);
@@ -132,8 +134,10 @@ impl Engine {
         ok
     }
 
-    /// Starts containers on the hosts with the most free cores, or stops the newest ones (never
-    /// the last one). Stopped containers finish the work already queued at them.
+    /// Starts containers on the hosts [`Engine::place`] picks, or stops the newest ones (never the
+    /// last one). Stopped containers finish the work already queued at them. A new container's
+    /// service times follow its host's interference schedules like every other container there
+    /// (the request path reads them through the container's host).
     fn apply_scale(&mut self, d: &ScaleDecision) {
         let Some(s) = self.svc_index(&d.service) else {
             return;
@@ -147,7 +151,7 @@ impl Engine {
         let now = Duration::from_nanos(self.now);
         if want > cur {
             for _ in cur..want {
-                let host = self.roomiest_host();
+                let host = self.place();
                 let mut svcs = std::mem::take(&mut self.w.svcs);
                 let c = self.w.new_container(&mut svcs, s as u32, host as u32);
                 svcs[s].members.push(c);
@@ -200,6 +204,18 @@ impl Engine {
             .collect()
     }
 
+    /// The host of the next container a scaler adds, by the scenario's `placement`.
+    fn place(&mut self) -> usize {
+        match self.placement {
+            Placement::RoundRobin => {
+                let h = self.next_host % self.w.hosts.len().max(1);
+                self.next_host = h + 1;
+                h
+            }
+            Placement::MostFreeCores => self.roomiest_host(),
+        }
+    }
+
     /// Host with the most cores not yet taken by container servers; ties to the first.
     fn roomiest_host(&self) -> usize {
         let mut used = vec![0i64; self.w.hosts.len()];
@@ -216,5 +232,103 @@ impl Engine {
                 )
             })
             .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use loadshift_policy::{ScaleDecision, Scaler, Snapshot};
+
+    use crate::{Policies, SimOptions, engine::Engine, scenario::Scenario};
+
+    /// Asks for five containers of every service, every 10 s.
+    struct Five;
+
+    impl Scaler for Five {
+        fn name(&self) -> &str {
+            "five"
+        }
+        fn interval(&self) -> Duration {
+            Duration::from_secs(10)
+        }
+        fn scale(&mut self, snap: &Snapshot) -> Vec<ScaleDecision> {
+            snap.services
+                .values()
+                .map(|s| ScaleDecision {
+                    service: s.name.clone(),
+                    from: s.containers.len() as u32,
+                    to: 5,
+                    reason: "test".into(),
+                    ..Default::default()
+                })
+                .collect()
+        }
+    }
+
+    /// Runs one container on `small` scaled to five, and returns the engine after the run.
+    fn scaled_out(placement: &str) -> Engine {
+        let yaml = format!(
+            "name: place
+duration_s: 30
+placement: {placement}
+hosts:
+  - {{name: small, cores: 2}}
+  - {{name: big, cores: 16}}
+  - {{name: noisy, cores: 8, interference: {{cpu: 0.9}}}}
+services:
+  - {{name: q, service_time: {{dist: constant, mean_ms: 5}}, replicas: {{small: 1}}}}
+flows:
+  - {{name: f, entry: q, arrival: {{process: constant, rate: 20}}, sla: {{latency_ms: 100}}}}
+policy: {{planner: even}}
+"
+        );
+        let s = Scenario::parse(&yaml, None).unwrap();
+        let p = Policies::resolve(&s, &SimOptions::default())
+            .unwrap()
+            .with_scaler(&s, Box::new(Five));
+        let mut e = Engine::new(&s, 1, p.schedule);
+        e.run(&mut |_| {});
+        e
+    }
+
+    fn hosts(e: &Engine) -> Vec<&str> {
+        e.w.svcs[0]
+            .members
+            .iter()
+            .map(|&c| e.w.hosts[e.w.ctrs[c as usize].host as usize].name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn round_robin_places_over_the_hosts_in_order() {
+        let mut e = scaled_out("round-robin");
+        assert_eq!(hosts(&e), ["small", "small", "big", "noisy", "small"]);
+        // The container started on the noisy host runs under that host's interference
+        // (1 + 0.5 * 0.9 / 0.1 = 5.5x the 5 ms of work); the others run at 5 ms. At 4 requests
+        // per second each, queueing adds little.
+        e.now = e.duration_ns;
+        let snap = e.snapshot();
+        for c in &snap.services["q"].containers {
+            let mean = c.inbound.map_or(0.0, |w| w.mean_ms);
+            let work = if c.endpoint.host == "noisy" {
+                27.5
+            } else {
+                5.0
+            };
+            assert!(
+                mean >= work && mean < 1.15 * work,
+                "{}: {mean} ms, work {work} ms",
+                c.endpoint.host
+            );
+        }
+    }
+
+    #[test]
+    fn most_free_cores_fills_the_roomiest_host() {
+        // big: 16 free cores, then 15, 14, 13; noisy never has more than 8, small 1.
+        let e = scaled_out("most-free-cores");
+        assert_eq!(hosts(&e), ["small", "big", "big", "big", "big"]);
     }
 }

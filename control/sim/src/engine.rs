@@ -18,7 +18,7 @@ use super::{
     summary::{self, Recorder},
     world::World,
 };
-use crate::scenario::{ArrivalState, InterferenceModel, Scenario, dist::Normals};
+use crate::scenario::{ArrivalState, InterferenceModel, Placement, Scenario, dist::Normals};
 
 /// A decision the simulated actuator refused, and why.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,6 +55,9 @@ pub(super) struct Engine {
     pub(super) report_ns: u64,
     pub(super) next_report: u64,
     pub(super) interference: InterferenceModel,
+    /// Where scaled-out containers start, and the host the next round-robin placement tries.
+    pub(super) placement: Placement,
+    pub(super) next_host: usize,
     pub(super) outlier: OutlierParams,
     pub(super) timeout_ns: Vec<u64>,
     pub(super) sla_ns: Vec<u64>,
@@ -128,6 +131,8 @@ impl Engine {
             report_ns: ns(s.report_interval_s).max(1),
             next_report: ns(s.report_interval_s).max(1),
             interference: s.interference.clone(),
+            placement: s.placement,
+            next_host: 0,
             outlier: OutlierParams::default(),
             timeout_ns: s.flows.iter().map(|f| ns(f.timeout_ms / 1e3)).collect(),
             sla_ns: s.flows.iter().map(|f| ns(f.sla.latency_ms / 1e3)).collect(),

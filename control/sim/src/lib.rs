@@ -19,9 +19,11 @@
 #![deny(rust_2018_idioms)]
 
 mod calls;
+mod compare;
 mod control;
 mod engine;
 mod events;
+pub mod hpa_best;
 pub mod oracle;
 pub mod report;
 mod request;
@@ -33,6 +35,7 @@ mod summary;
 mod tests;
 mod world;
 
+pub use compare::{check_scaler, compare, known_scalers, run_count};
 pub use engine::Refusal;
 pub use summary::{CONVERGE_POOL, converged_after, onset_s};
 
@@ -48,10 +51,7 @@ use loadshift_policy::{
     },
 };
 
-use crate::{
-    report::{PolicyRun, Report},
-    scenario::Scenario,
-};
+use crate::{hpa_best::HpaBest, report::PolicyRun, scenario::Scenario};
 
 /// Why a simulation could not start.
 #[derive(Debug, thiserror::Error)]
@@ -60,10 +60,14 @@ pub enum SimError {
     Build(#[from] BuildError),
     #[error(transparent)]
     Assign(#[from] AssignError),
+    #[error("unknown scaler {name:?}; known scalers: {known}")]
+    UnknownScaler { name: String, known: String },
+    #[error("sla_scale {0}: must be a finite number > 0")]
+    SlaScale(f64),
 }
 
 /// Command-line overrides of the scenario's choices.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SimOptions {
     /// Planner for every service (overrides the scenario).
     pub planner: Option<String>,
@@ -77,6 +81,22 @@ pub struct SimOptions {
     pub scaler_settings: Option<ScalerSettings>,
     /// Keep every control round with the snapshot it read ([`Outcome::rounds`]).
     pub trace: bool,
+    /// Factor on every flow's SLA latency ([`Scenario::scale_sla`]), finite and > 0. Default 1.
+    pub sla_scale: f64,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            planner: None,
+            scaler: None,
+            seed: None,
+            planner_settings: None,
+            scaler_settings: None,
+            trace: false,
+            sla_scale: 1.0,
+        }
+    }
 }
 
 /// The policies of one run: a schedule built as of time 0.
@@ -100,8 +120,6 @@ pub struct Outcome {
     /// CPU seconds the simulating thread used (Linux `/proc/thread-self/schedstat`); `None` where
     /// unavailable. Unlike wall time it does not grow when other processes share the core.
     pub cpu_s: Option<f64>,
-    /// Mean counted end-to-end latency, ms.
-    pub mean_ms: f64,
     /// Plans refused by validation (kept the last good plan).
     pub plan_rejections: u64,
     pub scale_decisions: Vec<ScaleDecision>,
@@ -112,6 +130,8 @@ pub struct Outcome {
     pub connections: BTreeMap<String, u64>,
     /// Every control round and the snapshot it read, with [`SimOptions::trace`].
     pub rounds: Vec<(Snapshot, Round)>,
+    /// `hpa-best` runs: every target tried on this seed and the one kept.
+    pub hpa_best: Option<HpaBest>,
 }
 
 impl Outcome {
@@ -241,12 +261,14 @@ impl Policies {
 }
 
 /// Runs one policy on a scenario. `progress` gets the simulated seconds reached, once per report
-/// interval.
+/// interval. `hpa-best` is a comparison of several runs: see [`compare`].
 pub fn run(
     s: &Scenario,
     o: &SimOptions,
     progress: &mut dyn FnMut(f64),
 ) -> Result<Outcome, SimError> {
+    let s_scaled = compare::scaled(s, o)?;
+    let s: &Scenario = &s_scaled;
     let policies = Policies::resolve(s, o)?;
     Ok(run_traced(
         s,
@@ -293,83 +315,12 @@ fn run_traced(
         arrivals: e.rec.arrivals,
         wall_s: start.elapsed().as_secs_f64(),
         cpu_s,
-        mean_ms: e.rec.mean_ms(),
         plan_rejections: e.plan_rejections,
         scale_decisions: std::mem::take(&mut e.scale_decisions),
         refusals: std::mem::take(&mut e.refusals),
         rounds: e.trace.take().unwrap_or_default(),
+        hpa_best: None,
     }
-}
-
-/// Runs several policies on the same seed into one report (`--compare`). Each entry is a planner
-/// name or `planner+scaler`; `None` is the scenario's own choice (with its per-service overrides).
-pub fn compare(
-    s: &Scenario,
-    planners: &[Option<String>],
-    o: &SimOptions,
-    progress: &mut dyn FnMut(&str, f64),
-) -> Result<(Report, Vec<Outcome>), SimError> {
-    let seed = o.seed.unwrap_or(s.seed);
-    // Resolve everything first so a typo fails before minutes of simulation.
-    let resolved = planners
-        .iter()
-        .map(|p| {
-            // `planner+scaler` picks both for that run.
-            let (planner, scaler) = match p.as_deref().and_then(|p| p.split_once('+')) {
-                Some((pl, sc)) => (Some(pl.to_string()), Some(sc.to_string())),
-                None => (p.clone().or_else(|| o.planner.clone()), o.scaler.clone()),
-            };
-            Policies::resolve(
-                s,
-                &SimOptions {
-                    planner,
-                    scaler,
-                    ..o.clone()
-                },
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut outcomes = Vec::new();
-    for p in resolved {
-        let name = p.name.clone();
-        outcomes.push(run_with(s, seed, p, &mut |t| progress(&name, t)));
-    }
-    let mut report = Report {
-        scenario: s.name.clone(),
-        seed,
-        source: "sim".into(),
-        notes: vec![format!(
-            "Simulated {} s (warm-up {} s), {} services, {} containers, {} hosts.",
-            s.duration_s,
-            s.warmup_s,
-            s.services.len(),
-            s.container_count(),
-            s.hosts.len()
-        )],
-        runs: Vec::new(),
-    };
-    if !s.description.is_empty() {
-        report.notes.insert(0, s.description.clone());
-    }
-    for o in &outcomes {
-        report.notes.push(o.connections_note());
-        if o.plan_rejections > 0 {
-            report.notes.push(format!(
-                "{}: {} plans refused by validation",
-                o.run.policy, o.plan_rejections
-            ));
-        }
-        if let Some(r) = o.refusals.first() {
-            report.notes.push(format!(
-                "{}: {} scale decisions refused by the simulated actuator, the first: {}",
-                o.run.policy,
-                o.refusals.len(),
-                r.error
-            ));
-        }
-        report.runs.push(o.run.clone());
-    }
-    Ok((report, outcomes))
 }
 
 /// CPU time of the calling thread in nanoseconds: the first field of

@@ -50,15 +50,24 @@ impl Stat {
 #[serde(deny_unknown_fields)]
 pub struct PolicySeeds {
     pub policy: String,
+    #[serde(default)]
+    pub mean_ms: Stat,
     pub p50_ms: Stat,
+    #[serde(default)]
+    pub p90_ms: Stat,
     pub p95_ms: Stat,
     pub p99_ms: Stat,
     pub sla_violation_pct: Stat,
+    #[serde(default)]
+    pub container_seconds: Stat,
     /// Over the seeds where it settled.
     pub converge_iterations: Stat,
     /// Seeds where the p95 never settled (`converge_iterations` null).
     pub never_converged: u32,
     pub plan_pushes: Stat,
+    /// `hpa-best` only: the target utilisation it chose per seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hpa_target: Option<Stat>,
 }
 
 /// `p95(policy) / p95(baseline)` per seed.
@@ -76,10 +85,17 @@ pub struct Ratio {
 pub struct MultiSeed {
     pub scenario: String,
     pub seeds: Vec<u64>,
+    /// Factor on every flow's SLA latency (`--sla-scale`).
+    #[serde(default = "one")]
+    pub sla_scale: f64,
     pub notes: Vec<String>,
     pub policies: Vec<PolicySeeds>,
     /// Every ordered pair of distinct policies.
     pub ratios: Vec<Ratio>,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl MultiSeed {
@@ -87,7 +103,10 @@ impl MultiSeed {
     /// first report.
     pub fn from_reports(reports: &[Report]) -> Self {
         let Some(first) = reports.first() else {
-            return Self::default();
+            return Self {
+                sla_scale: 1.0,
+                ..Self::default()
+            };
         };
         let names: Vec<String> = first.runs.iter().map(|r| r.policy.clone()).collect();
         // policy -> per-seed summaries (a policy missing from a seed's report is skipped there).
@@ -110,15 +129,20 @@ impl MultiSeed {
                     .iter()
                     .filter_map(|x| x.converge_iterations.map(f64::from))
                     .collect();
+                let targets: Vec<f64> = s.iter().filter_map(|x| x.hpa_target).collect();
                 PolicySeeds {
                     policy: name.clone(),
+                    mean_ms: f(&|x| x.mean_ms),
                     p50_ms: f(&|x| x.p50_ms),
+                    p90_ms: f(&|x| x.p90_ms),
                     p95_ms: f(&|x| x.p95_ms),
                     p99_ms: f(&|x| x.p99_ms),
                     sla_violation_pct: f(&|x| x.sla_violation_pct),
+                    container_seconds: f(&|x| x.container_seconds),
                     converge_iterations: Stat::of(&conv),
                     never_converged: (s.len() - conv.len()) as u32,
                     plan_pushes: f(&|x| x.plan_pushes as f64),
+                    hpa_target: (!targets.is_empty()).then(|| Stat::of(&targets)),
                 }
             })
             .collect();
@@ -151,6 +175,7 @@ impl MultiSeed {
         Self {
             scenario: first.scenario.clone(),
             seeds: reports.iter().map(|r| r.seed).collect(),
+            sla_scale: first.sla_scale,
             notes: first.notes.clone(),
             policies,
             ratios,
@@ -167,14 +192,20 @@ impl MultiSeed {
 
     /// A plain-text table: one row per policy, `mean ± sd [min, max]`.
     pub fn table(&self) -> String {
+        let scale = if self.sla_scale == 1.0 {
+            String::new()
+        } else {
+            format!(", SLA x{}", self.sla_scale)
+        };
         let mut t = format!(
-            "{} (sim, seeds {:?})\n{:<20} {:>22} {:>22} {:>16} {:>18}\n",
+            "{} (sim, seeds {:?}{scale})\n{:<20} {:>22} {:>22} {:>16} {:>20} {:>18}\n",
             self.scenario,
             self.seeds,
             "policy",
             "p95 ms mean±sd",
             "p99 ms mean±sd",
             "SLA viol %",
+            "container-s",
             "converge iters"
         );
         for p in &self.policies {
@@ -191,13 +222,17 @@ impl MultiSeed {
             };
             let _ = writeln!(
                 t,
-                "{:<20} {:>22} {:>22} {:>16} {:>18}",
+                "{:<20} {:>22} {:>22} {:>16} {:>20} {:>18}",
                 p.policy,
                 format!("{:.2}±{:.2}", p.p95_ms.mean, p.p95_ms.sd),
                 format!("{:.2}±{:.2}", p.p99_ms.mean, p.p99_ms.sd),
                 format!(
                     "{:.2}±{:.2}",
                     p.sla_violation_pct.mean, p.sla_violation_pct.sd
+                ),
+                format!(
+                    "{:.0}±{:.0}",
+                    p.container_seconds.mean, p.container_seconds.sd
                 ),
                 conv
             );
@@ -218,13 +253,21 @@ impl MultiSeed {
             esc(&self.scenario),
             self.seeds.len()
         );
+        if self.sla_scale != 1.0 {
+            let _ = writeln!(
+                h,
+                "<p>Every flow's SLA latency multiplied by {} (--sla-scale).</p>",
+                self.sla_scale
+            );
+        }
         for n in &self.notes {
             let _ = writeln!(h, "<p>{}</p>", esc(n));
         }
         h.push_str(
             "<h2>Per policy: mean &plusmn; sd [min, max] over seeds</h2>\n<table><tr><th>policy</th>\
-             <th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>SLA violations %</th>\
-             <th>converge iterations</th><th>never converged</th><th>plan pushes</th></tr>\n",
+             <th>mean ms</th><th>p50 ms</th><th>p90 ms</th><th>p95 ms</th><th>p99 ms</th>\
+             <th>SLA violations %</th><th>container-seconds</th><th>converge iterations</th>\
+             <th>never converged</th><th>plan pushes</th><th>hpa-best target</th></tr>\n",
         );
         let cell = |s: &Stat| {
             format!(
@@ -235,15 +278,21 @@ impl MultiSeed {
         for p in &self.policies {
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td>{}{}{}{}{}<td>{}</td>{}</tr>",
+                "<tr><td>{}</td>{}{}{}{}{}{}{}{}<td>{}</td>{}{}</tr>",
                 esc(&p.policy),
+                cell(&p.mean_ms),
                 cell(&p.p50_ms),
+                cell(&p.p90_ms),
                 cell(&p.p95_ms),
                 cell(&p.p99_ms),
                 cell(&p.sla_violation_pct),
+                cell(&p.container_seconds),
                 cell(&p.converge_iterations),
                 p.never_converged,
-                cell(&p.plan_pushes)
+                cell(&p.plan_pushes),
+                p.hpa_target
+                    .as_ref()
+                    .map_or_else(|| "<td>-</td>".into(), cell)
             );
         }
         h.push_str(
@@ -356,6 +405,37 @@ mod tests {
         // JSON keeps floats to within an ulp, not bit for bit.
         assert_eq!((back.seeds, back.policies.len()), (m.seeds.clone(), 2));
         assert!((back.policies[0].p95_ms.sd - a.p95_ms.sd).abs() < 1e-9);
+    }
+
+    #[test]
+    fn scaler_figures_and_the_hpa_best_target_are_summarised() {
+        let mut a = report(1, &[("p+hpa-best", 100.0, None), ("p+none", 90.0, None)]);
+        let mut b = report(2, &[("p+hpa-best", 100.0, None), ("p+none", 90.0, None)]);
+        for (r, cs, t) in [(&mut a, 300.0, 0.6), (&mut b, 500.0, 0.8)] {
+            r.sla_scale = 0.5;
+            let s = &mut r.runs[0].summary;
+            (s.container_seconds, s.mean_ms, s.p90_ms, s.hpa_target) = (cs, 40.0, 80.0, Some(t));
+        }
+        let m = MultiSeed::from_reports(&[a, b]);
+        assert_eq!(m.sla_scale, 0.5);
+        let p = &m.policies[0];
+        assert_eq!(p.container_seconds.values, [300.0, 500.0]);
+        assert_eq!((p.mean_ms.mean, p.p90_ms.mean), (40.0, 80.0));
+        assert_eq!(p.hpa_target.as_ref().unwrap().values, [0.6, 0.8]);
+        assert!(m.policies[1].hpa_target.is_none());
+        let v: serde_json::Value = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["sla_scale"], 0.5);
+        for k in [
+            "mean_ms",
+            "p90_ms",
+            "p95_ms",
+            "container_seconds",
+            "sla_violation_pct",
+        ] {
+            assert!(v["policies"][1][k]["mean"].is_number(), "{k}");
+        }
+        assert!(v["policies"][1].get("hpa_target").is_none());
+        assert!(m.table().contains("400±141") && m.table().contains("SLA x0.5"));
     }
 
     #[test]

@@ -274,7 +274,7 @@ impl Recorder {
     }
 
     pub fn summary(&self) -> PolicySummary {
-        let q = self.total.quantiles(&[0.50, 0.95, 0.99]);
+        let q = self.total.quantiles(&[0.50, 0.90, 0.95, 0.99]);
         let pct = |a: u64, b: u64| {
             if b == 0 {
                 0.0
@@ -283,15 +283,18 @@ impl Recorder {
             }
         };
         PolicySummary {
+            mean_ms: self.mean_ms(),
             p50_ms: q[0] / 1000.0,
-            p95_ms: q[1] / 1000.0,
-            p99_ms: q[2] / 1000.0,
+            p90_ms: q[1] / 1000.0,
+            p95_ms: q[2] / 1000.0,
+            p99_ms: q[3] / 1000.0,
             sla_violation_pct: pct(self.violations, self.answered),
             blocked_pct: pct(self.counts.blocked, self.counts.offered),
             container_seconds: self.container_seconds,
             converge_iterations: self.converge_iterations(),
             plan_pushes: self.plan_pushes,
             requests: self.counts.offered,
+            hpa_target: None,
         }
     }
 

@@ -36,6 +36,14 @@ pub struct SimArgs {
     /// Run several planners on the same seed into one report, e.g. `round-robin,p2c-ewma`.
     #[arg(long, value_delimiter = ',')]
     pub compare: Vec<String>,
+    /// Compare scalers: one run per scaler with the scenario's planner (or --planner), reported
+    /// as `<planner>+<scaler>`, e.g. `hpa,hpa-best,none`; `hpa-best` is the HPA at the target
+    /// utilisation (0.4-0.8) with the fewest container-seconds within the SLA, chosen per seed.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["compare", "scaler", "oracle_host_split"])]
+    pub scalers: Vec<String>,
+    /// Multiply every flow's SLA latency by this factor (< 1 stricter, > 1 slacker); finite, > 0.
+    #[arg(long, default_value_t = 1.0, conflicts_with = "oracle_host_split")]
+    pub sla_scale: f64,
     /// Simulated seconds (overrides the scenario's duration_s).
     #[arg(long)]
     pub duration: Option<f64>,

@@ -2,7 +2,8 @@
 //! policies, writes `summary.json`, `timeseries.csv` and `report.html`, and prints a summary table.
 //! With `--seeds N` it repeats the comparison on N consecutive seeds, one report per seed under
 //! `seed-S/`, and summarises mean and spread per policy in the top-level `summary.json` and
-//! `report.html`.
+//! `report.html`. `--scalers a,b` compares scalers under one planner (`hpa-best` tunes the HPA's
+//! target per seed); `--sla-scale F` tightens or loosens every flow's SLA.
 
 mod args;
 mod oracle;
@@ -38,6 +39,10 @@ pub fn main(args: SimArgs) -> ExitCode {
         }
         scn.duration_s = d;
     }
+    if let Err(e) = check_comparison(&args) {
+        eprintln!("error: {e}");
+        return ExitCode::from(crate::EXIT_CONFIG);
+    }
     let settings = match Settings::read(&args) {
         Ok(s) => s,
         Err(e) => {
@@ -61,6 +66,37 @@ pub fn main(args: SimArgs) -> ExitCode {
     }
 }
 
+/// `--sla-scale` and `--scalers`, checked before anything runs.
+fn check_comparison(args: &SimArgs) -> Result<(), String> {
+    let f = args.sla_scale;
+    if !(f.is_finite() && f > 0.0) {
+        return Err(format!("--sla-scale {f}: must be a finite number > 0"));
+    }
+    for (i, name) in args.scalers.iter().enumerate() {
+        sim::check_scaler(name).map_err(|e| format!("--scalers: {e}"))?;
+        if args.scalers[..i].contains(name) {
+            return Err(format!("--scalers: {name:?} is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+/// The runs of one seed: the `--scalers` under one planner, the `--compare` entries, or the
+/// scenario's own policy.
+fn entries(args: &SimArgs, scn: &Scenario) -> Vec<Option<String>> {
+    if !args.scalers.is_empty() {
+        let planner = args.planner.as_deref().unwrap_or(&scn.policy.planner);
+        args.scalers
+            .iter()
+            .map(|s| Some(format!("{planner}+{s}")))
+            .collect()
+    } else if args.compare.is_empty() {
+        vec![None]
+    } else {
+        args.compare.iter().map(|p| Some(p.clone())).collect()
+    }
+}
+
 fn run(args: &SimArgs, scn: &Scenario, settings: Settings) -> anyhow::Result<()> {
     let out = args
         .out
@@ -74,6 +110,7 @@ fn run(args: &SimArgs, scn: &Scenario, settings: Settings) -> anyhow::Result<()>
             planner_settings: settings.planner,
             scaler_settings: settings.scaler,
             trace: false,
+            sla_scale: args.sla_scale,
         };
         let (report, outcomes) = run_seed(args, scn, &opts, "")?;
         report
@@ -94,6 +131,7 @@ fn run(args: &SimArgs, scn: &Scenario, settings: Settings) -> anyhow::Result<()>
             planner_settings: settings.planner.clone(),
             scaler_settings: settings.scaler.clone(),
             trace: false,
+            sla_scale: args.sla_scale,
         };
         let (report, outcomes) = run_seed(args, scn, &opts, &format!("seed {seed} "))?;
         let dir = out.join(format!("seed-{seed}"));
@@ -127,12 +165,9 @@ fn run_seed(
     opts: &SimOptions,
     label: &str,
 ) -> anyhow::Result<(Report, Vec<Outcome>)> {
-    let planners: Vec<Option<String>> = if args.compare.is_empty() {
-        vec![None]
-    } else {
-        args.compare.iter().map(|p| Some(p.clone())).collect()
-    };
-    let bar = ProgressBar::new((scn.duration_s * planners.len() as f64).ceil() as u64);
+    let planners = entries(args, scn);
+    let runs = sim::run_count(scn, &planners, opts);
+    let bar = ProgressBar::new((scn.duration_s * runs as f64).ceil() as u64);
     bar.set_style(
         ProgressStyle::with_template("{prefix:>24} [{bar:40}] {pos}/{len} simulated s ({elapsed})")
             .context("progress bar template")?
@@ -167,6 +202,9 @@ fn print_run(args: &SimArgs, scn: &Scenario, report: &Report, outcomes: &[Outcom
     }
     for o in outcomes {
         println!("{}", o.connections_note());
+    }
+    for h in outcomes.iter().filter_map(|o| o.hpa_best.as_ref()) {
+        println!("{}", h.line());
     }
     if args.bench {
         for o in outcomes {

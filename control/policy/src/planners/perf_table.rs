@@ -360,6 +360,49 @@ impl PerfTable {
         Some((pm + (pn - pm) * (load_rps - wm) / (wn - wm)).max(0.0))
     }
 
+    /// `phi(I, w)` as one piecewise-linear curve through the centres of every present load bucket
+    /// of the nearest interference key (extending the first or last segment outside them, clamped
+    /// at 0), for callers that compare two loads: [`PerfTable::lookup`] answers a present bucket
+    /// with its one value, so two loads in the same bucket (a container more or less on a
+    /// service, Alg. 3's eq. 5-6) would differ by nothing. With one present bucket, its value;
+    /// `None` when the service has no data or the load is not finite.
+    pub fn lookup_linear(&self, service: &str, i: Interference, load_rps: f64) -> Option<f64> {
+        if !load_rps.is_finite() {
+            return None;
+        }
+        let t = self.services.get(service)?;
+        let loads = self.nearest(t, self.interference_key(i))?;
+        let width = self.load_width(t)?;
+        let points: Vec<(f64, f64)> = loads
+            .iter()
+            .map(|(&k, c)| ((f64::from(k) + 0.5) * width, c.p95_ms))
+            .collect();
+        match points.as_slice() {
+            [] => None,
+            [(_, only)] => Some(*only),
+            _ => {
+                // The segment whose right end is the first centre above `w`; below the first
+                // centre the first segment, above the last the last one.
+                let right = points
+                    .iter()
+                    .position(|&(w, _)| w > load_rps)
+                    .unwrap_or(points.len())
+                    .clamp(1, points.len() - 1);
+                let ((wm, pm), (wn, pn)) = (points[right - 1], points[right]);
+                Some((pm + (pn - pm) * (load_rps - wm) / (wn - wm)).max(0.0))
+            }
+        }
+    }
+
+    /// Load cells of `service` under the interference key [`PerfTable::lookup`] would use for
+    /// `i` (0 without data): how many points [`PerfTable::lookup_linear`] has.
+    pub fn load_cells(&self, service: &str, i: Interference) -> usize {
+        self.services
+            .get(service)
+            .and_then(|t| self.nearest(t, self.interference_key(i)))
+            .map_or(0, BTreeMap::len)
+    }
+
     /// The present interference key nearest to `want` (see the module doc), with its load cells.
     fn nearest<'a>(
         &self,

@@ -5,9 +5,11 @@
 //! - A **service-scoped** policy (every planner and scaler but those below) gets one instance per
 //!   service that chose it. It owns that service and sees it: the service, the edges into it,
 //!   its flows, and the mesh-wide placement of hosts and proxies ([`crate::Snapshot::view`]).
-//! - An **application-scoped** policy (`imbres-connect`, which reads the performance tables and
-//!   shares of the callers' own services) gets one instance per application and settings. It owns
-//!   the services of the application that chose it and sees the whole application.
+//! - An **application-scoped** policy (the planner `imbres-connect`, which reads the performance
+//!   tables and shares of the callers' own services; the scalers `imbres`, `queueflower` and
+//!   `avg`, which budget containers over an application) gets one instance per application and
+//!   settings. It owns the services of the application that chose it and sees the whole
+//!   application.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -278,6 +280,47 @@ mod tests {
                 .filter(|s| s.name == "imbres-connect")
                 .count(),
             3
+        );
+    }
+
+    #[test]
+    fn application_scalers_get_one_instance_per_application() {
+        let a = Assignment {
+            applications: [
+                ("shop".to_string(), ["a", "b", "c"].map(String::from).into()),
+                ("blog".to_string(), ["d", "e"].map(String::from).into()),
+            ]
+            .into(),
+            services: [
+                ("a".to_string(), choice("even", "imbres")),
+                ("b".to_string(), choice("even", "imbres")),
+                ("c".to_string(), choice("even", "hpa")),
+                ("d".to_string(), choice("even", "queueflower")),
+                ("e".to_string(), choice("even", "avg")),
+            ]
+            .into(),
+        };
+        let t = a.tasks().unwrap();
+        let scalers: Vec<(&str, &str, Vec<&str>, usize)> = t
+            .iter()
+            .filter(|s| s.role == Role::Scaler)
+            .map(|s| {
+                (
+                    s.name.as_str(),
+                    s.scope.label.as_str(),
+                    s.scope.owns.iter().map(String::as_str).collect(),
+                    s.scope.sees.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            scalers,
+            vec![
+                ("hpa", "service c", vec!["c"], 1),
+                ("imbres", "application shop", vec!["a", "b"], 3),
+                ("queueflower", "application blog", vec!["d"], 2),
+                ("avg", "application blog", vec!["e"], 2),
+            ]
         );
     }
 

@@ -19,11 +19,14 @@
 //! every overdue task once and schedules it one interval after the call, never in a burst.
 //!
 //! Each task sees [`Snapshot::view`] of its scope and may only change the services it owns:
-//! plans and decisions for other services are dropped and counted in [`Output::foreign`].
+//! plans and decisions for other services are dropped and counted in [`Output::foreign`]. A
+//! scaler that [observes](Scaler::observes) also reads its view at every round it is not due in
+//! (the planners' rounds), and every scaler is told the services it owns when it is added
+//! ([`Scaler::set_owned`]).
 
 mod assign;
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
 pub use crate::ScopeKind;
 pub use assign::{AssignError, Assignment, Choice, DEFAULT_APPLICATION, Role, Scope, TaskSpec};
@@ -31,6 +34,7 @@ pub use assign::{AssignError, Assignment, Choice, DEFAULT_APPLICATION, Role, Sco
 use crate::{
     PlanUpdate, Planner, ScaleDecision, Scaler, Snapshot,
     planners::perf_table::{PerfTable, StoredTable},
+    snapshot::ViewIndex,
 };
 
 /// A built policy instance.
@@ -159,9 +163,12 @@ impl Schedule {
                 self.tasks.push(t);
                 continue;
             }
-            let Some(policy) = built.next() else {
+            let Some(mut policy) = built.next() else {
                 unreachable!("one policy was built per unmatched spec");
             };
+            if let PolicyBox::Scaler(s) = &mut policy {
+                s.set_owned(&spec.scope.owns);
+            }
             let own = match &policy {
                 PolicyBox::Planner(p) => p.interval(),
                 PolicyBox::Scaler(s) => s.interval(),
@@ -206,20 +213,23 @@ impl Schedule {
             ..Default::default()
         };
         let mut index = None;
+        // Scalers that learn from every snapshot and are not due now read this one too (a due
+        // one observes inside `scale`); for the others this costs one call per task.
+        for t in &mut self.tasks {
+            if t.next <= now {
+                continue;
+            }
+            if let PolicyBox::Scaler(s) = &mut t.policy
+                && s.observes()
+            {
+                let view = view_of(snap, &mut index, &t.spec.scope.sees);
+                s.observe(view.as_ref().unwrap_or(snap));
+            }
+        }
         for i in due {
             let t = &mut self.tasks[i];
-            // A task that sees every service reads the snapshot itself (a superset of a set is at
-            // least as large, so most tasks are told apart by size alone).
-            let sees = &t.spec.scope.sees;
-            let sees_all =
-                sees.len() >= snap.services.len() && snap.services.keys().all(|s| sees.contains(s));
-            let view;
-            let input = if sees_all {
-                snap
-            } else {
-                view = snap.view_indexed(index.get_or_insert_with(|| snap.index()), sees);
-                &view
-            };
+            let view = view_of(snap, &mut index, &t.spec.scope.sees);
+            let input = view.as_ref().unwrap_or(snap);
             let owns = &t.spec.scope.owns;
             let (action, foreign) = match &mut t.policy {
                 PolicyBox::Planner(p) => {
@@ -283,6 +293,19 @@ impl Schedule {
             PolicyBox::Scaler(_) => None,
         }
     }
+}
+
+/// The view of `snap` a task that sees `sees` reads; `None` when it sees every service and so
+/// reads the snapshot itself (a superset of a set is at least as large, so most tasks are told
+/// apart by size alone). `index` is built on first use and shared by the round's views.
+fn view_of<'s>(
+    snap: &'s Snapshot,
+    index: &mut Option<ViewIndex<'s>>,
+    sees: &BTreeSet<String>,
+) -> Option<Snapshot> {
+    let sees_all =
+        sees.len() >= snap.services.len() && snap.services.keys().all(|s| sees.contains(s));
+    (!sees_all).then(|| snap.view_indexed(index.get_or_insert_with(|| snap.index()), sees))
 }
 
 #[cfg(test)]

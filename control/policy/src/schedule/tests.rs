@@ -218,3 +218,109 @@ fn learned_tables_reach_the_host_and_can_be_restored() {
     }
     assert!(!table.is_empty());
 }
+
+/// A scaler that records the rounds it observed and scaled in, and the services it was told it
+/// owns.
+struct Watcher {
+    observed: Seen,
+    scaled: Arc<Mutex<Vec<Duration>>>,
+    owned: Arc<Mutex<Vec<Vec<String>>>>,
+    observes: bool,
+}
+
+impl Scaler for Watcher {
+    fn name(&self) -> &str {
+        "watcher"
+    }
+    fn interval(&self) -> Duration {
+        Duration::from_secs(15)
+    }
+    fn set_owned(&mut self, services: &std::collections::BTreeSet<String>) {
+        self.owned
+            .lock()
+            .unwrap()
+            .push(services.iter().cloned().collect());
+    }
+    fn observes(&self) -> bool {
+        self.observes
+    }
+    fn observe(&mut self, snap: &Snapshot) {
+        self.observed
+            .lock()
+            .unwrap()
+            .push((snap.now, snap.services.keys().cloned().collect()));
+    }
+    fn scale(&mut self, snap: &Snapshot) -> Vec<ScaleDecision> {
+        self.scaled.lock().unwrap().push(snap.now);
+        Vec::new()
+    }
+}
+
+#[test]
+fn an_observing_scaler_sees_every_round_it_is_not_due_in() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let observed = Arc::new(Mutex::new(Vec::new()));
+    let scaled = Arc::new(Mutex::new(Vec::new()));
+    let owned = Arc::new(Mutex::new(Vec::new()));
+    let quiet_observed = Arc::new(Mutex::new(Vec::new()));
+    let mut sch = Schedule::new();
+    sch.sync(
+        vec![
+            spec(Role::Planner, "probe", &["a", "b"], &["a", "b"]),
+            spec(Role::Scaler, "watcher", &["a"], &["a"]),
+            spec(Role::Scaler, "quiet", &["b"], &["b"]),
+        ],
+        Duration::ZERO,
+        |s| -> Result<PolicyBox, registry::BuildError> {
+            Ok(match (s.role, s.name.as_str()) {
+                (Role::Planner, _) => PolicyBox::Planner(Box::new(Probe {
+                    seen: seen.clone(),
+                    interval: Duration::from_secs(5),
+                })),
+                (_, name) => PolicyBox::Scaler(Box::new(Watcher {
+                    observed: if name == "watcher" {
+                        observed.clone()
+                    } else {
+                        quiet_observed.clone()
+                    },
+                    scaled: scaled.clone(),
+                    owned: owned.clone(),
+                    observes: name == "watcher",
+                })),
+            })
+        },
+    )
+    .unwrap();
+    for t in [0, 5, 10, 15, 20, 25, 30] {
+        sch.run_due(&snap_at(t));
+    }
+    // Planner rounds at 0..30 every 5 s; the scaler is due at 15 and 30 and observes the rest,
+    // each time through its own view.
+    let got: Vec<(u64, Vec<String>)> = observed
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(t, v)| (t.as_secs(), v.clone()))
+        .collect();
+    let a = vec!["a".to_string()];
+    assert_eq!(
+        got,
+        [0, 5, 10, 20, 25].map(|t| (t, a.clone())).to_vec(),
+        "observed between its own rounds"
+    );
+    assert_eq!(
+        *scaled.lock().unwrap(),
+        [15, 15, 30, 30].map(Duration::from_secs).to_vec(),
+        "both scalers scale at their own rounds"
+    );
+    assert!(
+        quiet_observed.lock().unwrap().is_empty(),
+        "a scaler that does not observe is not called between rounds"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 7);
+    // The schedule told each scaler, once, which services it owns.
+    assert_eq!(
+        *owned.lock().unwrap(),
+        [vec!["a".to_string()], vec!["b".to_string()]]
+    );
+}

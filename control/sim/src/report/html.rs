@@ -81,16 +81,18 @@ pub(super) fn render(r: &Report, beside: Option<&Report>) -> Result<String, Repo
 
 /// The comparison table of one report.
 fn comparison(h: &mut String, r: &Report) {
-    h.push_str("<table><tr><th>policy</th><th>requests</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>SLA violations %</th><th>blocked %</th><th>container-seconds</th><th>converge iterations</th><th>plan pushes</th><th>completed / failed / blocked</th></tr>\n");
+    h.push_str("<table><tr><th>policy</th><th>requests</th><th>mean ms</th><th>p50 ms</th><th>p90 ms</th><th>p95 ms</th><th>p99 ms</th><th>SLA violations %</th><th>blocked %</th><th>container-seconds</th><th>converge iterations</th><th>plan pushes</th><th>completed / failed / blocked</th></tr>\n");
     for run in &r.runs {
         let s = &run.summary;
         let c = &run.counts;
         let _ = writeln!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{} / {} / {}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{} / {} / {}</td></tr>",
             esc(&run.policy),
             s.requests,
+            s.mean_ms,
             s.p50_ms,
+            s.p90_ms,
             s.p95_ms,
             s.p99_ms,
             s.sla_violation_pct,

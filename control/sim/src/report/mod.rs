@@ -14,16 +14,32 @@ use serde::{Deserialize, Serialize};
 pub use table::terminal_table;
 
 /// Everything one `sim` or `lab` invocation measured.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Report {
     /// Scenario name.
     pub scenario: String,
     pub seed: u64,
+    /// Factor every flow's SLA latency was multiplied by (`loadshift sim --sla-scale`; 1 when
+    /// the SLAs are as the scenario wrote them).
+    pub sla_scale: f64,
     /// `sim` or `lab`, and anything the reader must know (scale factor, duration).
     pub source: String,
     pub notes: Vec<String>,
     /// One run per policy, in the order they ran.
     pub runs: Vec<PolicyRun>,
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Self {
+            scenario: String::new(),
+            seed: 0,
+            sla_scale: 1.0,
+            source: String::new(),
+            notes: Vec::new(),
+            runs: Vec::new(),
+        }
+    }
 }
 
 /// One policy's run.
@@ -41,8 +57,13 @@ pub struct PolicyRun {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySummary {
-    /// End-to-end latency percentiles of counted (post-warm-up, not blocked) requests.
+    /// Mean end-to-end latency of counted (post-warm-up, not blocked) requests.
+    #[serde(default)]
+    pub mean_ms: f64,
+    /// End-to-end latency percentiles of the same requests.
     pub p50_ms: f64,
+    #[serde(default)]
+    pub p90_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
     /// Requests slower than their flow's SLA latency or failed, over requests not blocked, %.
@@ -58,6 +79,9 @@ pub struct PolicySummary {
     pub plan_pushes: u64,
     /// Offered requests after warm-up.
     pub requests: u64,
+    /// `hpa-best` only: the HPA target utilisation it chose for this seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hpa_target: Option<f64>,
 }
 
 /// Where every offered request ended up. `completed + failed + blocked == offered`.
@@ -121,6 +145,7 @@ pub enum ReportError {
 struct SummaryFile<'a> {
     scenario: &'a str,
     seed: u64,
+    sla_scale: f64,
     policies: BTreeMap<&'a str, &'a PolicySummary>,
 }
 
@@ -130,6 +155,7 @@ impl Report {
         let file = SummaryFile {
             scenario: &self.scenario,
             seed: self.seed,
+            sla_scale: self.sla_scale,
             policies: self
                 .runs
                 .iter()
@@ -175,7 +201,9 @@ pub(crate) mod tests {
         let run = |name: &str, p95: f64| PolicyRun {
             policy: name.into(),
             summary: PolicySummary {
+                mean_ms: 12.0,
                 p50_ms: 10.0,
+                p90_ms: p95 * 0.8,
                 p95_ms: p95,
                 p99_ms: p95 * 1.5,
                 sla_violation_pct: 1.0,
@@ -184,6 +212,7 @@ pub(crate) mod tests {
                 converge_iterations: Some(3),
                 plan_pushes: 12,
                 requests: 1000,
+                hpa_target: None,
             },
             counts: Counts {
                 offered: 1000,
@@ -212,6 +241,7 @@ pub(crate) mod tests {
         Report {
             scenario: "t".into(),
             seed: 7,
+            sla_scale: 1.0,
             source: "sim".into(),
             notes: vec!["note".into()],
             runs: vec![run("even", 40.0), run("p2c-ewma", 30.0)],
@@ -223,9 +253,12 @@ pub(crate) mod tests {
         let v: serde_json::Value = serde_json::from_str(&sample().summary_json().unwrap()).unwrap();
         assert_eq!(v["scenario"], "t");
         assert_eq!(v["seed"], 7);
+        assert_eq!(v["sla_scale"], 1.0);
         let p = &v["policies"]["even"];
         for k in [
+            "mean_ms",
             "p50_ms",
+            "p90_ms",
             "p95_ms",
             "p99_ms",
             "sla_violation_pct",
@@ -237,7 +270,12 @@ pub(crate) mod tests {
         ] {
             assert!(p.get(k).is_some(), "missing {k}");
         }
-        assert_eq!(p.as_object().unwrap().len(), 9);
+        // `hpa_target` only appears on `hpa-best` runs.
+        assert_eq!(p.as_object().unwrap().len(), 11);
+        let mut r = sample();
+        r.runs[0].summary.hpa_target = Some(0.6);
+        let v: serde_json::Value = serde_json::from_str(&r.summary_json().unwrap()).unwrap();
+        assert_eq!(v["policies"]["even"]["hpa_target"], 0.6);
     }
 
     #[test]

@@ -56,7 +56,12 @@ pub fn terminal_table(r: &Report) -> String {
         }
         out.push('\n');
     };
-    let _ = writeln!(out, "{} ({}, seed {})", r.scenario, r.source, r.seed);
+    let scale = if r.sla_scale == 1.0 {
+        String::new()
+    } else {
+        format!(", SLA x{}", r.sla_scale)
+    };
+    let _ = writeln!(out, "{} ({}, seed {}{scale})", r.scenario, r.source, r.seed);
     line(&mut out, &head);
     line(
         &mut out,

@@ -67,6 +67,9 @@ pub struct Scenario {
     /// Planner and scaler, globally and per service.
     #[serde(default)]
     pub policy: PolicySpec,
+    /// Where the simulator starts a container a scaler adds. Default `round-robin`.
+    #[serde(default)]
+    pub placement: Placement,
     #[serde(default)]
     pub interference: InterferenceModel,
     #[serde(default)]
@@ -81,6 +84,19 @@ fn d_seed() -> u64 {
 }
 fn d_interval() -> f64 {
     5.0
+}
+
+/// Where the simulated actuator starts a container a scaler adds (the initial containers are
+/// where `replicas` puts them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// Over the hosts in scenario order, each placement continuing after the previous one (of any
+    /// service): spreads containers the way a scheduler unaware of interference does.
+    #[default]
+    RoundRobin,
+    /// The host with the most cores not yet taken by container servers; ties to the first.
+    MostFreeCores,
 }
 
 /// A zone, region or cloud.
@@ -454,6 +470,15 @@ impl Scenario {
             .get(service)
             .and_then(|p| p.scaler.as_deref())
             .unwrap_or(&self.policy.scaler)
+    }
+
+    /// Multiplies every flow's SLA latency by `factor` (`--sla-scale`: < 1 stricter, > 1 slacker).
+    /// Explicit `services[].objective` and management bounds are left as written; services
+    /// without an objective take their entry flow's scaled SLA.
+    pub fn scale_sla(&mut self, factor: f64) {
+        for f in &mut self.flows {
+            f.sla.latency_ms *= factor;
+        }
     }
 
     /// Initial containers over all services.

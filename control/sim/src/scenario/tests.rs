@@ -148,12 +148,70 @@ fn every_shipped_scenario_loads() {
         names,
         [
             "hotel",
+            "hotel-diurnal",
             "imbalance",
             "large",
             "mesh-two-services",
             "multicloud"
         ]
     );
+}
+
+#[test]
+fn placement_defaults_to_round_robin_and_refuses_other_names() {
+    assert_eq!(
+        Scenario::parse(BASE, None).unwrap().placement,
+        Placement::RoundRobin
+    );
+    let s = Scenario::parse(&format!("{BASE}placement: most-free-cores\n"), None).unwrap();
+    assert_eq!(s.placement, Placement::MostFreeCores);
+    let e = err(&format!("{BASE}placement: random\n"));
+    assert!(
+        e.contains("placement") && e.contains("random") && e.contains("most-free-cores"),
+        "{e}"
+    );
+}
+
+#[test]
+fn sla_scale_multiplies_every_flows_sla_only() {
+    let mut s = Scenario::parse(
+        &BASE.replace(
+            "    calls: [{service: b}]",
+            "    calls: [{service: b}]\n    objective: {latency_ms: 20}",
+        ),
+        None,
+    )
+    .unwrap();
+    s.scale_sla(0.5);
+    assert_eq!(s.flows[0].sla.latency_ms, 25.0);
+    assert_eq!(s.services[0].objective.as_ref().unwrap().latency_ms, 20.0);
+}
+
+/// `hotel-diurnal` is `hotel` with diurnal arrivals: the same graph, hosts and policy, each
+/// flow a sinusoid around `hotel`'s rate, half of it in amplitude, one period over the run.
+#[test]
+fn hotel_diurnal_is_hotel_with_sinusoidal_flows() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+    let hotel = Scenario::load(&dir.join("hotel.yaml")).unwrap();
+    let diurnal = Scenario::load(&dir.join("hotel-diurnal.yaml")).unwrap();
+    assert_eq!(diurnal.services, hotel.services);
+    assert_eq!(diurnal.hosts, hotel.hosts);
+    assert_eq!(diurnal.policy, hotel.policy);
+    assert_eq!(diurnal.flows.len(), hotel.flows.len());
+    assert!(diurnal.duration_s >= 600.0);
+    for (d, h) in diurnal.flows.iter().zip(&hotel.flows) {
+        assert_eq!((&d.name, &d.entry, &d.sla), (&h.name, &h.entry, &h.sla));
+        let Arrival::Poisson { rate } = h.arrival else {
+            panic!("hotel's {} is no longer Poisson", h.name)
+        };
+        let Arrival::Sinusoid { a, b, period_s, .. } = d.arrival else {
+            panic!("{}: {:?}", d.name, d.arrival)
+        };
+        assert_eq!((a, b, period_s), (rate, rate / 2.0, diurnal.duration_s));
+        // One whole period: the mean over the run is hotel's rate.
+        let mean = d.arrival.mean_rate(diurnal.duration_s);
+        assert!((mean - rate).abs() < 0.01 * rate, "{}: {mean}", d.name);
+    }
 }
 
 proptest::proptest! {

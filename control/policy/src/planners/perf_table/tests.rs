@@ -65,6 +65,37 @@ fn outside_the_present_buckets_the_closest_line_extends() {
 }
 
 #[test]
+fn linear_lookup_moves_within_a_bucket_and_extends_the_nearest_segment() {
+    let mut t = table();
+    t.record("s", cpu(0.1), 12.5, 10.0, 5); // bucket 0, centre 12.5
+    t.record("s", cpu(0.1), 37.5, 20.0, 5); // bucket 1, centre 37.5
+    t.record("s", cpu(0.1), 87.5, 60.0, 5); // bucket 3, centre 87.5
+    let at = |w: f64| t.lookup_linear("s", cpu(0.1), w).unwrap();
+    // 30 and 35 rps share bucket 1: `lookup` cannot tell them apart, the line can.
+    assert_eq!(t.lookup("s", cpu(0.1), 30.0), t.lookup("s", cpu(0.1), 35.0));
+    assert!((at(30.0) - 17.0).abs() < 1e-9, "10 + 10 * 17.5 / 25");
+    assert!((at(35.0) - 19.0).abs() < 1e-9, "10 + 10 * 22.5 / 25");
+    // Between 37.5 and 87.5 (bucket 2 absent): 20 + 40 * 25 / 50.
+    assert!((at(62.5) - 40.0).abs() < 1e-9);
+    // Above the last centre the last segment goes on; below the first, the first, clamped at 0.
+    assert!((at(100.0) - 70.0).abs() < 1e-9, "60 + 40 * 12.5 / 50");
+    assert!((at(5.0) - 7.0).abs() < 1e-9, "10 - 10 * 7.5 / 25");
+    let mut falling = table();
+    falling.record("s", cpu(0.1), 12.5, 10.0, 5);
+    falling.record("s", cpu(0.1), 37.5, 1.0, 5);
+    assert_eq!(falling.lookup_linear("s", cpu(0.1), 80.0), Some(0.0));
+    assert_eq!(t.load_cells("s", cpu(0.1)), 3);
+    // One cell: its value everywhere; no data: nothing.
+    let mut one = table();
+    one.record("s", cpu(0.1), 12.5, 7.0, 5);
+    assert_eq!(one.lookup_linear("s", cpu(0.1), 80.0), Some(7.0));
+    assert_eq!(one.load_cells("s", cpu(0.1)), 1);
+    assert_eq!(one.lookup_linear("other", cpu(0.1), 80.0), None);
+    assert_eq!(one.load_cells("other", cpu(0.1)), 0);
+    assert_eq!(one.lookup_linear("s", cpu(0.1), f64::NAN), None);
+}
+
+#[test]
 fn missing_interference_key_uses_the_nearest() {
     let mut t = table();
     t.record("s", cpu(0.05), 10.0, 5.0, 10); // cpu bucket 0

@@ -1,0 +1,481 @@
+//! `imbres`: Imbres' dynamic resource scaling (seed 002 §4.3), per-application scaling (Alg. 2)
+//! feeding per-microservice scaling (Alg. 3, `per_service`). Application-scoped: one instance
+//! per application, budgeting the containers of the services it owns.
+//!
+//! **Alg. 2, every round (default 60 s).** The load-resource ratio `P_t = W_t / R_t`, with `W`
+//! the application's entry load (its flows' offered requests per second; without flows, the entry
+//! edges into its services) and `R` its owned containers. The paper's feedback is one flow's tail
+//! latency `L` against its `SLA`; an application with several flows is read through the
+//! normalised tail `l = max over flows (tail at the flow objective's percentile / its sla_ms)`
+//! (p50, p95 or p99, whichever is nearest), with the SLA 1. For one flow the step is the paper's
+//! exactly: `dP` is scale-free in `L` (`(SLA - L) / (L - L')` and `(SLA - L) / L` are unchanged
+//! when `L`, `L'` and `SLA` are divided by `sla_ms`). Then
+//! - Newton (`eta1` 0.5) when `(l_t - l_{t-1})(P_t - P_{t-1}) > 0` and
+//!   `|l_t - l_{t-1}| / l_t >= beta` (0.1): `dP = eta1 (P_t - P_{t-1})(1 - l_t) / (l_t - l_{t-1})`;
+//! - otherwise first order (`eta2` 0.2): `dP = eta2 (1 - l_t) P_t / l_t`;
+//!
+//! and `R* = W / (P_t + dP)`, `dR = round(R* - R)`. A tail above the SLA lowers `P` and adds
+//! containers; below, it removes them. A Newton step can overshoot to `P_t + dP <= 0` (no
+//! container count serves that); it is taken as the largest step up.
+//!
+//! **Operator guards** (not in the paper; the paper's scaler acts every round on whatever
+//! latency it reads): `dR` is capped at `max_step` containers per round (default half the
+//! application, at least 1) and to what `[min_replicas, max_replicas]` per service allow; no
+//! scale-down within `cooldown_ms` of a scale-up (the new containers' latency is not measured yet);
+//! and no scale-down while Alg. 1 load shifting has not converged: each snapshot the scaler sees
+//! (every planner round, through [`Scaler::observe`]) records each owned service's host shares
+//! `D_j / sum D`, and while any service's shares moved by more than `converged_shift` (half the L1
+//! distance) between its last two observations, a lower latency may be the shift's doing, not
+//! spare capacity. Scale-up is never held. And no removal takes a service below the containers
+//! that keep each one's busy fraction (load x service time / `servers_per_container`) at or
+//! under `max_busy` (0.7): the table cannot predict past its top load bucket, and without this
+//! guard Alg. 3 took `url-shorten` on `imbalance` from 6 containers to 1 in one round (p95 17 s).
+//!
+//! **`phi` for Alg. 3** is the scaler's own performance hash table
+//! ([`crate::planners::perf_table`], default shape), fed from every snapshot it sees and read
+//! with [`PerfTable::lookup_linear`] (the table's 4 load buckets would make the gain of one
+//! container 0 whenever both loads share a bucket). While a service's table has fewer than two
+//! load points, a queueing model stands in (`per_service::queueing_p95_ms`).
+//!
+//! A service without containers is not scaled (bringing a service back from zero is brownout's
+//! job); a service outside `[min_replicas, max_replicas]` is left where it is, only moved towards
+//! the range.
+
+mod per_service;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+use self::per_service::{Candidate, busy_floor, distribute, imbalance, queueing_p95_ms};
+use super::app::{self, Group};
+use crate::{
+    ScaleDecision, Scaler, Snapshot,
+    planners::perf_table::{Interference, PerfTable, TableParams},
+};
+
+/// Tunables: the paper's Alg. 2 values and the operator guards described in the module doc.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImbresParams {
+    /// Newton learning rate `eta1` (paper: 0.5).
+    pub eta1: f64,
+    /// First-order learning rate `eta2` (paper: 0.2).
+    pub eta2: f64,
+    /// Relative latency change that allows a Newton step, `beta` (paper: 0.1).
+    pub beta: f64,
+    /// Fewest containers per service. Default 1.
+    pub min_replicas: u32,
+    /// Most containers per service. Default 20.
+    pub max_replicas: u32,
+    /// Most containers added or removed per round over the application; 0 (default): half the
+    /// application's containers, at least 1.
+    pub max_step: u32,
+    /// No scale-down within this long after a scale-up, milliseconds. Default 120000.
+    pub cooldown_ms: u64,
+    /// Largest movement of a service's host shares (half the L1 distance between two
+    /// observations) at which load shifting counts as converged; above it no scale-down.
+    /// Default 0.05.
+    pub converged_shift: f64,
+    /// Busy fraction per container a removal may not pass: a service keeps at least
+    /// `ceil(load * service time / (servers_per_container * max_busy))` containers. Default 0.7.
+    pub max_busy: f64,
+    /// Requests a container serves at once, for that guard (the analogue of the HPA's
+    /// `capacity`). Default 1.
+    pub servers_per_container: f64,
+    /// Round period, milliseconds (paper: 60000).
+    pub interval_ms: u64,
+}
+
+impl Default for ImbresParams {
+    fn default() -> Self {
+        Self {
+            eta1: 0.5,
+            eta2: 0.2,
+            beta: 0.1,
+            min_replicas: 1,
+            max_replicas: 20,
+            max_step: 0,
+            cooldown_ms: 120_000,
+            converged_shift: 0.05,
+            max_busy: 0.7,
+            servers_per_container: 1.0,
+            interval_ms: 60_000,
+        }
+    }
+}
+
+impl ImbresParams {
+    /// The first field that cannot work, as `(field, value, reason)`.
+    pub fn check(&self) -> Result<(), (&'static str, String, &'static str)> {
+        let pos = |v: f64| v.is_finite() && v > 0.0;
+        for (field, v) in [("eta1", self.eta1), ("eta2", self.eta2)] {
+            if !pos(v) {
+                return Err((field, v.to_string(), "must be finite and > 0"));
+            }
+        }
+        if !(self.beta.is_finite() && self.beta >= 0.0) {
+            return Err(("beta", self.beta.to_string(), "must be finite and >= 0"));
+        }
+        if self.min_replicas == 0 {
+            return Err((
+                "min_replicas",
+                "0".into(),
+                "must be >= 1 (a service without containers cannot serve)",
+            ));
+        }
+        if !(self.max_busy.is_finite() && self.max_busy > 0.0 && self.max_busy <= 1.0) {
+            return Err(("max_busy", self.max_busy.to_string(), "must be in (0, 1]"));
+        }
+        if !pos(self.servers_per_container) {
+            return Err((
+                "servers_per_container",
+                self.servers_per_container.to_string(),
+                "must be finite and > 0",
+            ));
+        }
+        if self.max_replicas < self.min_replicas {
+            return Err((
+                "max_replicas",
+                self.max_replicas.to_string(),
+                "must be >= min_replicas",
+            ));
+        }
+        if !(self.converged_shift.is_finite() && (0.0..=1.0).contains(&self.converged_shift)) {
+            return Err((
+                "converged_shift",
+                self.converged_shift.to_string(),
+                "must be in [0, 1]",
+            ));
+        }
+        if self.interval_ms == 0 {
+            return Err(("interval_ms", "0".into(), "must be > 0"));
+        }
+        Ok(())
+    }
+}
+
+/// `(l, P)` of one round.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Point {
+    l: f64,
+    p: f64,
+}
+
+/// The ratio change Alg. 2 asks for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Step {
+    dp: f64,
+    newton: bool,
+}
+
+/// Alg. 2 lines 5-8: the change of `P` from this round's `now` and the last round's `prev`.
+fn alg2(params: &ImbresParams, prev: Option<Point>, now: Point) -> Step {
+    if let Some(prev) = prev {
+        let (dl, dp) = (now.l - prev.l, now.p - prev.p);
+        if dl * dp > 0.0 && dl.abs() / now.l >= params.beta {
+            return Step {
+                dp: params.eta1 * dp * (1.0 - now.l) / dl,
+                newton: true,
+            };
+        }
+    }
+    Step {
+        dp: params.eta2 * (1.0 - now.l) * now.p / now.l,
+        newton: false,
+    }
+}
+
+/// A service's host shares `D_j / sum D`.
+type Shares = BTreeMap<String, f64>;
+
+/// Half the L1 distance between two share vectors (0: the same split, 1: disjoint hosts).
+fn moved(a: &Shares, b: &Shares) -> f64 {
+    let hosts: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    hosts
+        .into_iter()
+        .map(|h| (a.get(h).unwrap_or(&0.0) - b.get(h).unwrap_or(&0.0)).abs())
+        .sum::<f64>()
+        / 2.0
+}
+
+/// Imbres' scaler over the applications of the services it owns.
+#[derive(Clone, Debug)]
+pub struct Imbres {
+    params: ImbresParams,
+    /// `None` until the schedule says: every service of the view.
+    owned: Option<BTreeSet<String>>,
+    table: PerfTable,
+    /// Per application: the last round's `(l, P)`.
+    last: BTreeMap<String, Point>,
+    /// Per application: when it was last scaled up.
+    last_up: BTreeMap<String, Duration>,
+    /// Per service: host shares of its last two observations with load, older first.
+    shares: BTreeMap<String, (Option<Shares>, Shares)>,
+}
+
+impl Imbres {
+    pub fn new(params: ImbresParams) -> Self {
+        Self {
+            params,
+            owned: None,
+            table: PerfTable::new(TableParams::default()),
+            last: BTreeMap::new(),
+            last_up: BTreeMap::new(),
+            shares: BTreeMap::new(),
+        }
+    }
+
+    pub fn params(&self) -> &ImbresParams {
+        &self.params
+    }
+
+    /// The performance hash table Alg. 3 reads.
+    pub fn table(&self) -> &PerfTable {
+        &self.table
+    }
+
+    /// Folds a snapshot into the table and the share history.
+    fn learn(&mut self, snap: &Snapshot) {
+        self.table.observe(snap);
+        for (name, svc) in &snap.services {
+            if self.owned.as_ref().is_some_and(|o| !o.contains(name)) {
+                continue;
+            }
+            let d = app::host_loads(svc);
+            let total: f64 = d.values().sum();
+            if !(total.is_finite() && total > 0.0) {
+                continue;
+            }
+            let now: Shares = d
+                .into_iter()
+                .map(|(h, v)| (h.to_string(), v / total))
+                .collect();
+            match self.shares.get_mut(name) {
+                Some((older, newer)) => *older = Some(std::mem::replace(newer, now)),
+                None => {
+                    self.shares.insert(name.clone(), (None, now));
+                }
+            }
+        }
+    }
+
+    /// The first owned service of `g` whose shares still move, with how far.
+    fn shifting(&self, g: &Group<'_>) -> Option<(String, f64)> {
+        g.owned.iter().find_map(|(name, _)| {
+            let (Some(older), newer) = self.shares.get(*name)? else {
+                return None;
+            };
+            let m = moved(older, newer);
+            (m > self.params.converged_shift).then(|| (name.to_string(), m))
+        })
+    }
+
+    /// `phi_i(I, w)`: the table's line through its load points, or the queueing model while it
+    /// has fewer than two.
+    fn phi(&self, c: &Candidate<'_>, w: f64) -> Option<f64> {
+        if self.table.load_cells(c.name, c.interference) >= 2 {
+            self.table.lookup_linear(c.name, c.interference, w)
+        } else {
+            queueing_p95_ms(c.service_time_ms?, w)
+        }
+    }
+
+    /// Alg. 2 and Alg. 3 for one application.
+    fn scale_group(&mut self, snap: &Snapshot, g: &Group<'_>) -> Vec<ScaleDecision> {
+        let p = self.params;
+        let owned: Vec<_> = g
+            .owned
+            .iter()
+            .filter(|(_, s)| !s.containers.is_empty())
+            .collect();
+        let r: u32 = owned.iter().map(|(_, s)| app::count(s)).sum();
+        let from_flows: f64 = g.flows(snap).map(|(_, f)| f.offered_rps).sum();
+        let w = if from_flows > 0.0 {
+            from_flows
+        } else {
+            snap.edges
+                .iter()
+                .filter(|e| e.caller.is_none() && g.members.contains(e.callee.as_str()))
+                .map(|e| e.rps)
+                .sum()
+        };
+        // The normalised tail and the flow that sets it.
+        let worst = g
+            .flows(snap)
+            .filter_map(|(n, f)| Some((n, app::flow_ratios(f)?.1, f.sla.as_ref()?.percentile)))
+            .filter(|(_, l, _)| l.is_finite() && *l > 0.0)
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let (Some((flow, l, pct)), true) = (worst, r > 0 && w.is_finite() && w > 0.0) else {
+            // Nothing to steer by; the next round with data starts afresh (first order).
+            self.last.remove(g.name);
+            return Vec::new();
+        };
+        let now = Point {
+            l,
+            p: w / f64::from(r),
+        };
+        let step = alg2(&p, self.last.insert(g.name.to_string(), now), now);
+        let target = now.p + step.dp;
+        let max_step = i64::from(if p.max_step == 0 {
+            (r / 2).max(1)
+        } else {
+            p.max_step
+        });
+        // `round(R* - R)`, saturated to i64; `None` for the largest step up.
+        let asked = (target.is_finite() && target > 0.0)
+            .then(|| (w / target - f64::from(r)).round() as i64);
+        let capped = asked.map_or(max_step, |a| a.clamp(-max_step, max_step));
+        let room_up: i64 = owned
+            .iter()
+            .map(|(_, s)| i64::from(p.max_replicas.saturating_sub(app::count(s))))
+            .sum();
+        let room_down: i64 = owned
+            .iter()
+            .map(|(_, s)| i64::from(app::count(s).saturating_sub(p.min_replicas)))
+            .sum();
+        let dr = capped.clamp(-room_down, room_up);
+        if dr == 0 {
+            return Vec::new();
+        }
+        if dr < 0 {
+            let cooling = self.last_up.get(g.name).is_some_and(|&t| {
+                snap.now.saturating_sub(t) < Duration::from_millis(p.cooldown_ms)
+            });
+            if cooling || self.shifting(g).is_some() {
+                return Vec::new();
+            }
+        }
+
+        let cands: Vec<Candidate<'_>> = owned
+            .iter()
+            .map(|(n, s)| candidate(snap, &p, n, s))
+            .collect();
+        let picks = distribute(dr, &cands, p.min_replicas, p.max_replicas, |c, w| {
+            self.phi(c, w)
+        });
+        if picks.is_empty() {
+            return Vec::new();
+        }
+        if dr > 0 {
+            self.last_up.insert(g.name.to_string(), snap.now);
+        }
+        let f: i64 = if dr > 0 { 1 } else { -1 };
+        let mut to: BTreeMap<&str, (i64, f64)> = BTreeMap::new();
+        for pick in &picks {
+            let c = &cands[pick.service];
+            to.entry(c.name)
+                .or_insert((i64::from(c.containers), pick.g))
+                .0 += f;
+        }
+        let how = match (asked, step.newton) {
+            (None, _) => "P* <= 0, largest step up".to_string(),
+            (Some(_), true) => format!("{target:.1} req/s per container, newton"),
+            (Some(_), false) => format!("{target:.1} req/s per container, first order"),
+        };
+        let done = i64::try_from(picks.len()).unwrap_or(i64::MAX) * f;
+        let note = match asked {
+            Some(a) if a != done => format!(" (R* - R = {a:+}, capped)"),
+            _ => String::new(),
+        };
+        cands
+            .iter()
+            .filter_map(|c| {
+                let &(n, g_first) = to.get(c.name)?;
+                Some(ScaleDecision {
+                    service: c.name.to_string(),
+                    from: c.containers,
+                    to: u32::try_from(n).unwrap_or(0),
+                    reason: format!(
+                        "imbres: tail/SLA {l:.2} (flow {flow} at p{pct}; P {:.1} -> {how}), dR {done:+}{note}, G {g_first:.2}",
+                        now.p,
+                    ),
+                    ..Default::default()
+                })
+            })
+            .collect()
+    }
+}
+
+/// What Alg. 3 reads of service `name`: its containers, its load `rho` and imbalance `alpha`
+/// from its per-host loads, the mean interference `I` over the hosts holding it (hosts without a
+/// pressure report left out) and the lowest mean inbound latency as the service time.
+fn candidate<'a>(
+    snap: &Snapshot,
+    p: &ImbresParams,
+    name: &'a str,
+    svc: &crate::ServiceState,
+) -> Candidate<'a> {
+    let d = app::host_loads(svc);
+    let loads: Vec<f64> = d.values().copied().collect();
+    let pressures: Vec<Interference> = d
+        .keys()
+        .filter_map(|h| snap.hosts.get(*h))
+        .map(Interference::from_pressure)
+        .collect();
+    let n = pressures.len().max(1) as f64;
+    let interference = Interference {
+        cpu: pressures.iter().map(|i| i.cpu).sum::<f64>() / n,
+        membw: pressures.iter().map(|i| i.membw).sum::<f64>() / n,
+        net: pressures.iter().map(|i| i.net).sum::<f64>() / n,
+    };
+    let service_time_ms = svc
+        .containers
+        .iter()
+        .filter_map(|c| c.inbound.filter(|w| w.count > 0))
+        .map(|w| w.mean_ms)
+        .filter(|m| m.is_finite() && *m > 0.0)
+        .min_by(f64::total_cmp);
+    let load_rps = loads.iter().sum();
+    Candidate {
+        name,
+        containers: app::count(svc),
+        load_rps,
+        alpha: imbalance(&loads),
+        interference,
+        service_time_ms,
+        floor: busy_floor(
+            load_rps,
+            service_time_ms,
+            p.servers_per_container,
+            p.max_busy,
+        ),
+    }
+}
+
+impl Scaler for Imbres {
+    fn name(&self) -> &str {
+        "imbres"
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_millis(self.params.interval_ms)
+    }
+
+    fn set_owned(&mut self, services: &BTreeSet<String>) {
+        self.owned = Some(services.clone());
+    }
+
+    fn observes(&self) -> bool {
+        true
+    }
+
+    fn observe(&mut self, snap: &Snapshot) {
+        self.learn(snap);
+    }
+
+    fn scale(&mut self, snap: &Snapshot) -> Vec<ScaleDecision> {
+        self.learn(snap);
+        let groups = app::groups(snap, self.owned.as_ref());
+        groups
+            .iter()
+            .flat_map(|g| self.scale_group(snap, g))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
