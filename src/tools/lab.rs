@@ -66,7 +66,8 @@ pub struct LabArgs {
     /// the simulator's numbers beside the lab's; its full report goes to `OUT/sim/`.
     #[arg(long)]
     pub with_sim: bool,
-    /// Scaler for every service, overriding the scenario's (`none`, `hpa`).
+    /// Scaler for every service, overriding the scenario's (`none`, `hpa`, `imbres`,
+    /// `queueflower`, `avg`).
     #[arg(long)]
     pub scaler: Option<String>,
     /// Scale loop period of the lab's control plane, seconds.

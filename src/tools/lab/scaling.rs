@@ -11,7 +11,10 @@
 //!   every [`POLL`], so callers learn about new replicas and stop sending to leaving ones before
 //!   they stop;
 //! - `scale_interval_ms` from `--scale-interval-s` and, for `hpa`, `scaler_settings` with the
-//!   container's capacity (the scenario's `concurrency`) and `max_replicas` (`--max-replicas`).
+//!   container's capacity (the scenario's `concurrency`) and `max_replicas` (`--max-replicas`);
+//!   for `imbres`, `queueflower` and `avg` their `interval_ms` from `--scale-interval-s` too, and
+//!   for `imbres` `max_replicas` and `servers_per_container` (the lowest `concurrency` of the
+//!   scenario's services: its settings are per application).
 //!
 //! The fleet never goes below one container per service, nor above `--max-replicas` per service
 //! or `--max-containers` in all. Replicas' served requests are polled here every report interval
@@ -170,6 +173,12 @@ impl Scaling {
     /// each service's scaler, the HPA's tunables from the lab's options.
     pub fn control_edit(&self, s: &Scenario) -> ControlEdit {
         let names = self.opts.scalers(s);
+        let min_concurrency = s
+            .services
+            .iter()
+            .map(|svc| svc.concurrency.max(1))
+            .min()
+            .unwrap_or(1);
         let scalers = s
             .services
             .iter()
@@ -181,6 +190,18 @@ impl Scaling {
                     .get(&svc.name)
                     .and_then(|p| p.scaler_settings.clone())
                     .unwrap_or_else(|| s.policy.scaler_settings.clone());
+                let interval_ms = self.opts.interval.as_millis().max(1) as u64;
+                // The application-wide scalers take one settings block per application (the
+                // first of its services'); every service gets the same values here.
+                settings.imbres.max_replicas = self.opts.max_replicas.max(1);
+                settings.imbres.min_replicas = settings
+                    .imbres
+                    .min_replicas
+                    .min(settings.imbres.max_replicas);
+                settings.imbres.servers_per_container = f64::from(min_concurrency);
+                settings.imbres.interval_ms = interval_ms;
+                settings.queueflower.interval_ms = interval_ms;
+                settings.avg.interval_ms = interval_ms;
                 if name == "hpa" {
                     let hpa = &mut settings.hpa;
                     hpa.capacity = f64::from(svc.concurrency.max(1));
