@@ -1,6 +1,6 @@
 //! `loadshift sim` end to end: the real binary on a shipped scenario writes the three report
-//! files, is deterministic for a seed, compares scalers (`--scalers`, `hpa-best`, `--sla-scale`)
-//! and refuses bad input with exit code 64.
+//! files, is deterministic for a seed, reports from when the SLA is met, compares scalers
+//! (`--scalers`, `hpa-best`, `--sla-scale`) and refuses bad input with exit code 64.
 
 use std::{path::PathBuf, process::Command};
 
@@ -118,6 +118,11 @@ fn seeds_summarise_mean_and_spread_per_policy() {
     assert_eq!(summary["policies"][1]["policy"], "imbres-shift");
     assert_eq!(p95["values"].as_array().unwrap().len(), 2);
     assert!(p95["mean"].as_f64().unwrap() > 0.0);
+    for p in summary["policies"].as_array().unwrap() {
+        let met = &p["sla_met_at_s"]["values"].as_array().unwrap().len();
+        let never = p["sla_never_met"].as_u64().unwrap() as usize;
+        assert_eq!(met + never, 2, "{p}");
+    }
     for seed in [7, 8] {
         let d = out.join(format!("seed-{seed}"));
         assert!(d.join("summary.json").exists() && d.join("report.html").exists());
@@ -156,6 +161,43 @@ fn bad_input_exits_64_naming_the_problem() {
     assert_eq!(o.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-planner"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `sla_met_at_s` in summary.json and the table: `null` (`-`) for the cold start left at one
+/// container per service, a time within the run for `imbalance` at its 60 containers.
+#[test]
+fn summary_says_from_when_the_sla_is_met() {
+    let out = tmp("cold");
+    let o = bin()
+        .arg("sim")
+        .arg(scenario("imbalance-cold.yaml"))
+        .args(["--duration", "30", "--out"])
+        .arg(&out)
+        .output()
+        .expect("loadshift sim runs");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("SLA met s"), "{stdout}");
+    let read = |d: &PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap()
+    };
+    let cold = read(&out);
+    assert_eq!(cold["scenario"], "imbalance-cold");
+    let p = &cold["policies"]["round-robin"];
+    assert!(p.get("sla_met_at_s").is_some_and(|v| v.is_null()), "{p}");
+
+    let warm_out = tmp("warm");
+    assert!(sim(&warm_out, &[]).status.success());
+    let warm = read(&warm_out);
+    let p = &warm["policies"]["round-robin"];
+    let t = p["sla_met_at_s"].as_f64().unwrap_or_else(|| panic!("{p}"));
+    assert!((0.0..30.0).contains(&t), "{p}");
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::remove_dir_all(&warm_out).unwrap();
 }
 
 /// The figures a scaler comparison reads, per policy.

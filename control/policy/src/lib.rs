@@ -44,6 +44,9 @@ pub use snapshot::{
     ServiceState, Snapshot,
 };
 
+/// The application every service outside the configured ones belongs to.
+pub const DEFAULT_APPLICATION: &str = "default";
+
 /// How far a policy sees, as its registry declares ([`planners::scope_kind`],
 /// [`scalers::scope_kind`]); the schedule makes one instance per service or per application.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -96,7 +96,8 @@ impl Engine {
             .min()
             .unwrap_or(5_000_000_000)
             .max(1);
-        let mut rec = Recorder::new(w.svcs.len(), w.hosts.len(), control_ns);
+        let percentiles: Vec<f64> = s.flows.iter().map(|f| f.sla.percentile).collect();
+        let mut rec = Recorder::new(w.svcs.len(), w.hosts.len(), control_ns, &percentiles);
         rec.full_control_intervals = (ns(s.duration_s) / control_ns.max(1)) as usize;
         // Changes inside the last quarter would be judged against a tail they are part of.
         rec.onset_interval =

@@ -294,6 +294,6 @@ impl Engine {
             }
         }
         let violated = failed || latency > self.sla_ns[f];
-        self.rec.answered(self.now, latency, r.counted, violated);
+        self.rec.answered(f, self.now, latency, r.counted, violated);
     }
 }

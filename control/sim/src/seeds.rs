@@ -64,6 +64,12 @@ pub struct PolicySeeds {
     pub converge_iterations: Stat,
     /// Seeds where the p95 never settled (`converge_iterations` null).
     pub never_converged: u32,
+    /// Over the seeds where the SLA was met through to the end.
+    #[serde(default)]
+    pub sla_met_at_s: Stat,
+    /// Seeds where it was not (`sla_met_at_s` null).
+    #[serde(default)]
+    pub sla_never_met: u32,
     pub plan_pushes: Stat,
     /// `hpa-best` only: the target utilisation it chose per seed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +135,7 @@ impl MultiSeed {
                     .iter()
                     .filter_map(|x| x.converge_iterations.map(f64::from))
                     .collect();
+                let met: Vec<f64> = s.iter().filter_map(|x| x.sla_met_at_s).collect();
                 let targets: Vec<f64> = s.iter().filter_map(|x| x.hpa_target).collect();
                 PolicySeeds {
                     policy: name.clone(),
@@ -141,6 +148,8 @@ impl MultiSeed {
                     container_seconds: f(&|x| x.container_seconds),
                     converge_iterations: Stat::of(&conv),
                     never_converged: (s.len() - conv.len()) as u32,
+                    sla_met_at_s: Stat::of(&met),
+                    sla_never_met: (s.len() - met.len()) as u32,
                     plan_pushes: f(&|x| x.plan_pushes as f64),
                     hpa_target: (!targets.is_empty()).then(|| Stat::of(&targets)),
                 }
@@ -198,7 +207,7 @@ impl MultiSeed {
             format!(", SLA x{}", self.sla_scale)
         };
         let mut t = format!(
-            "{} (sim, seeds {:?}{scale})\n{:<20} {:>22} {:>22} {:>16} {:>20} {:>18}\n",
+            "{} (sim, seeds {:?}{scale})\n{:<20} {:>22} {:>22} {:>16} {:>20} {:>18} {:>18}\n",
             self.scenario,
             self.seeds,
             "policy",
@@ -206,7 +215,8 @@ impl MultiSeed {
             "p99 ms mean±sd",
             "SLA viol %",
             "container-s",
-            "converge iters"
+            "converge iters",
+            "SLA met s"
         );
         for p in &self.policies {
             let conv = if p.never_converged > 0 {
@@ -220,9 +230,18 @@ impl MultiSeed {
                     p.converge_iterations.mean, p.converge_iterations.sd
                 )
             };
+            // With no seed meeting the SLA there is no figure to show, only the count.
+            let met = match (p.sla_met_at_s.values.is_empty(), p.sla_never_met) {
+                (true, n) => format!("- ({n} never)"),
+                (false, 0) => format!("{:.1}±{:.1}", p.sla_met_at_s.mean, p.sla_met_at_s.sd),
+                (false, n) => format!(
+                    "{:.1}±{:.1} ({n} never)",
+                    p.sla_met_at_s.mean, p.sla_met_at_s.sd
+                ),
+            };
             let _ = writeln!(
                 t,
-                "{:<20} {:>22} {:>22} {:>16} {:>20} {:>18}",
+                "{:<20} {:>22} {:>22} {:>16} {:>20} {:>18} {:>18}",
                 p.policy,
                 format!("{:.2}±{:.2}", p.p95_ms.mean, p.p95_ms.sd),
                 format!("{:.2}±{:.2}", p.p99_ms.mean, p.p99_ms.sd),
@@ -234,7 +253,8 @@ impl MultiSeed {
                     "{:.0}±{:.0}",
                     p.container_seconds.mean, p.container_seconds.sd
                 ),
-                conv
+                conv,
+                met
             );
         }
         t
@@ -267,7 +287,8 @@ impl MultiSeed {
             "<h2>Per policy: mean &plusmn; sd [min, max] over seeds</h2>\n<table><tr><th>policy</th>\
              <th>mean ms</th><th>p50 ms</th><th>p90 ms</th><th>p95 ms</th><th>p99 ms</th>\
              <th>SLA violations %</th><th>container-seconds</th><th>converge iterations</th>\
-             <th>never converged</th><th>plan pushes</th><th>hpa-best target</th></tr>\n",
+             <th>never converged</th><th>SLA met at s</th><th>SLA never met</th><th>plan pushes</th>\
+             <th>hpa-best target</th></tr>\n",
         );
         let cell = |s: &Stat| {
             format!(
@@ -278,7 +299,7 @@ impl MultiSeed {
         for p in &self.policies {
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td>{}{}{}{}{}{}{}{}<td>{}</td>{}{}</tr>",
+                "<tr><td>{}</td>{}{}{}{}{}{}{}{}<td>{}</td>{}<td>{}</td>{}{}</tr>",
                 esc(&p.policy),
                 cell(&p.mean_ms),
                 cell(&p.p50_ms),
@@ -289,6 +310,12 @@ impl MultiSeed {
                 cell(&p.container_seconds),
                 cell(&p.converge_iterations),
                 p.never_converged,
+                if p.sla_met_at_s.values.is_empty() {
+                    "<td>-</td>".into()
+                } else {
+                    cell(&p.sla_met_at_s)
+                },
+                p.sla_never_met,
                 cell(&p.plan_pushes),
                 p.hpa_target
                     .as_ref()
@@ -436,6 +463,38 @@ mod tests {
         }
         assert!(v["policies"][1].get("hpa_target").is_none());
         assert!(m.table().contains("400±141") && m.table().contains("SLA x0.5"));
+    }
+
+    #[test]
+    fn sla_met_at_is_summarised_over_the_seeds_that_met_it() {
+        let reports: Vec<Report> = [(Some(40.0), None), (Some(60.0), None), (None, None)]
+            .into_iter()
+            .zip(1..)
+            .map(|((a, b), seed)| {
+                let mut r = report(seed, &[("a", 100.0, Some(1)), ("b", 100.0, Some(1))]);
+                r.runs[0].summary.sla_met_at_s = a;
+                r.runs[1].summary.sla_met_at_s = b;
+                r
+            })
+            .collect();
+        let m = MultiSeed::from_reports(&reports);
+        let (a, b) = (&m.policies[0], &m.policies[1]);
+        assert_eq!(a.sla_met_at_s.values, [40.0, 60.0]);
+        assert_eq!((a.sla_met_at_s.mean, a.sla_never_met), (50.0, 1));
+        assert!(b.sla_met_at_s.values.is_empty());
+        assert_eq!(b.sla_never_met, 3);
+        let t = m.table();
+        assert!(t.contains("SLA met s"), "{t}");
+        assert!(t.contains("50.0±14.1 (1 never)"), "{t}");
+        assert!(t.contains("- (3 never)"), "{t}");
+        let v: serde_json::Value = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            v["policies"][0]["sla_met_at_s"]["values"],
+            serde_json::json!([40.0, 60.0])
+        );
+        assert_eq!(v["policies"][0]["sla_never_met"], 1);
+        assert_eq!(v["policies"][1]["sla_never_met"], 3);
+        assert!(m.html().contains("<th>SLA met at s</th>"));
     }
 
     #[test]

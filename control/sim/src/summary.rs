@@ -7,7 +7,10 @@
 //! the 5% convergence tolerance and would make every seed of a run report the same bucket.
 //!
 //! Convergence is counted from the scenario's last change (see [`onset_s`]): iterations before
-//! the imbalance exists say nothing about how fast a planner reacts to it.
+//! the imbalance exists say nothing about how fast a planner reacts to it. `sla_met_at_s` (see
+//! [`sla`]) is counted from the start of the run instead.
+
+mod sla;
 
 use std::collections::BTreeMap;
 
@@ -15,6 +18,7 @@ use crate::{
     report::{Counts, Interval, PolicySummary},
     scenario::{Arrival, Scenario, Schedule, schedule::Shape},
 };
+use sla::SlaRecord;
 
 /// Tolerance of the convergence criterion: within 5% of the final p95.
 const CONVERGE_TOL: f64 = 0.05;
@@ -59,12 +63,15 @@ impl Samples {
         v.sort_unstable();
         let n = v.len();
         qs.iter()
-            .map(|q| {
-                let rank = ((q.clamp(0.0, 1.0) * n as f64).ceil() as usize).clamp(1, n);
-                f64::from(v[rank - 1])
-            })
+            .map(|&q| f64::from(v[nearest_rank(q, n) - 1]))
             .collect()
     }
+}
+
+/// Nearest rank of quantile `q` among `n >= 1` sorted values, 1-based: `ceil(q n)` within
+/// `[1, n]`.
+fn nearest_rank(q: f64, n: usize) -> usize {
+    ((q.clamp(0.0, 1.0) * n as f64).ceil() as usize).clamp(1, n)
 }
 
 /// When the scenario last changed what the hosts or the arrivals look like (a step of an
@@ -145,10 +152,13 @@ pub(super) struct Recorder {
     pub sum_latency_ms: f64,
     /// Control intervals that lie wholly inside the run (the drain's partial one is left out).
     pub full_control_intervals: usize,
+    /// Per report interval, whether every flow met its SLA (for `sla_met_at_s`).
+    sla: SlaRecord,
 }
 
 impl Recorder {
-    pub fn new(n_svcs: usize, n_hosts: usize, control_ns: u64) -> Self {
+    /// `sla_percentiles`: per flow, the percentile its SLA is stated at.
+    pub fn new(n_svcs: usize, n_hosts: usize, control_ns: u64, sla_percentiles: &[f64]) -> Self {
         Self {
             counts: Counts::default(),
             arrivals: 0,
@@ -167,11 +177,20 @@ impl Recorder {
             container_seconds: 0.0,
             sum_latency_ms: 0.0,
             full_control_intervals: usize::MAX,
+            sla: SlaRecord::new(sla_percentiles),
         }
     }
 
-    /// A request that got an answer (successful or not) after `latency_ns`.
-    pub fn answered(&mut self, now_ns: u64, latency_ns: u64, counted: bool, violated: bool) {
+    /// A request of `flow` that got an answer (successful or not) after `latency_ns`; `violated`:
+    /// it failed or took longer than its flow's SLA latency.
+    pub fn answered(
+        &mut self,
+        flow: usize,
+        now_ns: u64,
+        latency_ns: u64,
+        counted: bool,
+        violated: bool,
+    ) {
         let us = latency_ns / 1000;
         let k = (now_ns / self.control_ns) as usize;
         if self.control.len() <= k {
@@ -181,6 +200,7 @@ impl Recorder {
         // The time series shows the warm-up too; the summary counts only what follows it.
         self.interval.record(us);
         self.interval_requests += 1;
+        self.sla.record(flow, violated);
         if counted {
             self.total.record(us);
             self.answered += 1;
@@ -231,6 +251,7 @@ impl Recorder {
             }
         }
         self.intervals.push(iv);
+        self.sla.close(t_s);
         self.interval.clear();
         self.interval_requests = 0;
         self.calls.fill(0);
@@ -292,6 +313,7 @@ impl Recorder {
             blocked_pct: pct(self.counts.blocked, self.counts.offered),
             container_seconds: self.container_seconds,
             converge_iterations: self.converge_iterations(),
+            sla_met_at_s: self.sla.met_at_s(),
             plan_pushes: self.plan_pushes,
             requests: self.counts.offered,
             hpa_target: None,
@@ -313,10 +335,10 @@ mod tests {
     use super::*;
 
     fn rec_with(p95s: &[u64]) -> Recorder {
-        let mut r = Recorder::new(1, 1, 1_000_000_000);
+        let mut r = Recorder::new(1, 1, 1_000_000_000, &[95.0]);
         for (k, &ms) in p95s.iter().enumerate() {
             for _ in 0..100 {
-                r.answered(k as u64 * 1_000_000_000, ms * 1_000_000, true, false);
+                r.answered(0, k as u64 * 1_000_000_000, ms * 1_000_000, true, false);
             }
         }
         r
@@ -335,7 +357,7 @@ mod tests {
             rec_with(&[40, 40, 40, 40, 40, 40, 40, 40, 40, 80, 40, 40, 40]).converge_iterations(),
             None
         );
-        assert_eq!(Recorder::new(1, 1, 1).converge_iterations(), None);
+        assert_eq!(Recorder::new(1, 1, 1, &[]).converge_iterations(), None);
         // Counted from the onset: iterations before the change do not count, however far off.
         let mut r = rec_with(&[20, 20, 90, 70, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40]);
         r.onset_interval = 2;
@@ -349,11 +371,11 @@ mod tests {
     fn one_noisy_iteration_among_calm_ones_does_not_reset_convergence() {
         // 100 requests per iteration; one iteration has 8 slow ones: alone its p95 is 2x off,
         // pooled with its two predecessors 3% of 300 are slow, below the 5% tail.
-        let mut r = Recorder::new(1, 1, 1_000_000_000);
+        let mut r = Recorder::new(1, 1, 1_000_000_000, &[95.0]);
         for k in 0..12u64 {
             for j in 0..100 {
                 let ms = if k == 9 && j < 8 { 200 } else { 100 };
-                r.answered(k * 1_000_000_000, ms * 1_000_000, true, false);
+                r.answered(0, k * 1_000_000_000, ms * 1_000_000, true, false);
             }
         }
         assert_eq!(r.converge_iterations(), Some(0));

@@ -194,6 +194,7 @@ impl Scaler for Fixed {
 #[test]
 fn scaler_decisions_start_and_stop_containers() {
     let mut s = mm1(150.0);
+    s.flows[0].sla.latency_ms = 300.0;
     s.duration_s = 100.0;
     s.warmup_s = 0.0;
     s.report_interval_s = 10.0;
@@ -221,6 +222,18 @@ fn scaler_decisions_start_and_stop_containers() {
     // One container at rho = 1.5 would diverge; three keep the queue short.
     assert!(o.run.summary.p50_ms < 100.0, "{:?}", o.run.summary);
     assert_eq!(o.scale_decisions.len(), 10);
+    // The 10 s of backlog (p95 3.4 s) drain early in the second interval, whose p95 (5 s) still
+    // holds them; after that each of the three containers is an M/M/1 queue at rho = 0.5, p95
+    // about 60 ms, up to 140 ms in an unlucky 10 s. At 300 ms the SLA is met from 20 s on; left at
+    // one container it never is.
+    assert_eq!(
+        o.run.summary.sla_met_at_s,
+        Some(20.0),
+        "{:?}",
+        o.run.summary
+    );
+    let unscaled = run(&s, &SimOptions::default(), &mut quiet).unwrap();
+    assert_eq!(unscaled.run.summary.sla_met_at_s, None);
 }
 
 #[test]
@@ -285,6 +298,7 @@ fn unknown_policy_names_are_refused() {
 fn every_shipped_scenario_runs() {
     for name in [
         "imbalance",
+        "imbalance-cold",
         "multicloud",
         "mesh-two-services",
         "hotel",

@@ -19,3 +19,10 @@ for s in imbalance hotel hotel-diurnal; do
 done
 run imbalance 0.75 imbalance-900s-strict 900
 run imbalance 1.5 imbalance-900s-slack 900
+# From a quarter of the containers (one per service): how long until the SLA holds to the end.
+tmp=$(mktemp -d)
+target/release/loadshift sim scenarios/imbalance-cold.yaml \
+    --compare imbres-connect+imbres,round-robin+hpa,round-robin+hpa-best --seeds 3 --out "$tmp" \
+    > "$out/imbalance-cold.txt"
+cp "$tmp/summary.json" "$out/imbalance-cold.json"
+rm -rf "$tmp"

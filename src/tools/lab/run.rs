@@ -350,6 +350,8 @@ pub fn policy_run(
         blocked_pct: pct(blocked_counted, offered_counted),
         container_seconds: f64::from(containers.values().sum::<u32>()) * counted_s,
         converge_iterations: converge,
+        // Not judged in the lab: it keeps no per-flow tallies per interval.
+        sla_met_at_s: None,
         plan_pushes: m.plan_pushes.unwrap_or(0),
         requests: offered_counted,
         hpa_target: None,

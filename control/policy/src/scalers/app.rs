@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use loadshift_core::telemetry::WindowSnapshot;
 
 use crate::{
-    ContainerState, FlowState, ScaleDecision, ServiceState, Snapshot, schedule::DEFAULT_APPLICATION,
+    ContainerState, DEFAULT_APPLICATION, FlowState, ScaleDecision, ServiceState, Snapshot,
 };
 
 /// The services one scaler decides for within one application.

@@ -19,8 +19,7 @@ use crate::{
     scalers::{self, ScalerSettings},
 };
 
-/// The application every service outside the configured ones belongs to.
-pub const DEFAULT_APPLICATION: &str = "default";
+pub use crate::DEFAULT_APPLICATION;
 
 /// Planner or scaler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -81,13 +81,13 @@ pub(super) fn render(r: &Report, beside: Option<&Report>) -> Result<String, Repo
 
 /// The comparison table of one report.
 fn comparison(h: &mut String, r: &Report) {
-    h.push_str("<table><tr><th>policy</th><th>requests</th><th>mean ms</th><th>p50 ms</th><th>p90 ms</th><th>p95 ms</th><th>p99 ms</th><th>SLA violations %</th><th>blocked %</th><th>container-seconds</th><th>converge iterations</th><th>plan pushes</th><th>completed / failed / blocked</th></tr>\n");
+    h.push_str("<table><tr><th>policy</th><th>requests</th><th>mean ms</th><th>p50 ms</th><th>p90 ms</th><th>p95 ms</th><th>p99 ms</th><th>SLA violations %</th><th>blocked %</th><th>container-seconds</th><th>converge iterations</th><th>SLA met at s</th><th>plan pushes</th><th>completed / failed / blocked</th></tr>\n");
     for run in &r.runs {
         let s = &run.summary;
         let c = &run.counts;
         let _ = writeln!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{} / {} / {}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {} / {}</td></tr>",
             esc(&run.policy),
             s.requests,
             s.mean_ms,
@@ -100,6 +100,8 @@ fn comparison(h: &mut String, r: &Report) {
             s.container_seconds,
             s.converge_iterations
                 .map_or_else(|| "-".into(), |v| v.to_string()),
+            s.sla_met_at_s
+                .map_or_else(|| "-".into(), |t| format!("{t:.1}")),
             s.plan_pushes,
             c.completed,
             c.failed,

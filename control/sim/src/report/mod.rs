@@ -75,6 +75,12 @@ pub struct PolicySummary {
     /// Planner iterations until the per-iteration p95 stays within 5% of its final value; `null`
     /// when it never settles.
     pub converge_iterations: Option<u32>,
+    /// Seconds from the start of the run (warm-up included) from which every flow met its SLA
+    /// at its percentile in every report interval to the end: the end of the last interval in
+    /// which one did not, 0 when none missed it; `null` when the last interval missed it, when
+    /// no flow has an SLA, and in the lab (not judged there). The rule: `summary::sla`.
+    #[serde(default)]
+    pub sla_met_at_s: Option<f64>,
     /// Plan changes pushed to proxies (one per service plan or per-proxy plan that changed).
     pub plan_pushes: u64,
     /// Offered requests after warm-up.
@@ -210,6 +216,7 @@ pub(crate) mod tests {
                 blocked_pct: 0.0,
                 container_seconds: 600.0,
                 converge_iterations: Some(3),
+                sla_met_at_s: Some(15.0),
                 plan_pushes: 12,
                 requests: 1000,
                 hpa_target: None,
@@ -265,13 +272,21 @@ pub(crate) mod tests {
             "blocked_pct",
             "container_seconds",
             "converge_iterations",
+            "sla_met_at_s",
             "plan_pushes",
             "requests",
         ] {
             assert!(p.get(k).is_some(), "missing {k}");
         }
+        assert_eq!(p["sla_met_at_s"], 15.0);
         // `hpa_target` only appears on `hpa-best` runs.
-        assert_eq!(p.as_object().unwrap().len(), 11);
+        assert_eq!(p.as_object().unwrap().len(), 12);
+        // Never met is written as null, not left out.
+        let mut r = sample();
+        r.runs[0].summary.sla_met_at_s = None;
+        let v: serde_json::Value = serde_json::from_str(&r.summary_json().unwrap()).unwrap();
+        assert!(v["policies"]["even"]["sla_met_at_s"].is_null());
+        assert_eq!(v["policies"]["even"].as_object().unwrap().len(), 12);
         let mut r = sample();
         r.runs[0].summary.hpa_target = Some(0.6);
         let v: serde_json::Value = serde_json::from_str(&r.summary_json().unwrap()).unwrap();

@@ -16,9 +16,10 @@ pub fn terminal_table(r: &Report) -> String {
         "blocked %",
         "container-s",
         "converge",
+        "SLA met s",
         "pushes",
     ];
-    let rows: Vec<[String; 10]> = r
+    let rows: Vec<[String; 11]> = r
         .runs
         .iter()
         .map(|run| {
@@ -34,6 +35,8 @@ pub fn terminal_table(r: &Report) -> String {
                 format!("{:.0}", s.container_seconds),
                 s.converge_iterations
                     .map_or_else(|| "-".to_string(), |c| c.to_string()),
+                s.sla_met_at_s
+                    .map_or_else(|| "-".to_string(), |t| format!("{t:.1}")),
                 s.plan_pushes.to_string(),
             ]
         })
@@ -90,5 +93,15 @@ mod tests {
         assert_eq!(lines.len(), 5);
         assert!(lines[3].starts_with("even") && lines[3].contains("40.00"));
         assert_eq!(lines[2].len(), lines[3].len());
+        assert!(lines[1].contains("converge  SLA met s  pushes"), "{t}");
+        assert!(lines[3].ends_with(" 3       15.0      12"), "{t}");
+    }
+
+    #[test]
+    fn sla_never_met_is_a_dash() {
+        let mut r = crate::report::tests::sample();
+        r.runs[0].summary.sla_met_at_s = None;
+        let t = terminal_table(&r);
+        assert!(t.lines().nth(3).unwrap().ends_with("-      12"), "{t}");
     }
 }

@@ -150,6 +150,7 @@ fn every_shipped_scenario_loads() {
             "hotel",
             "hotel-diurnal",
             "imbalance",
+            "imbalance-cold",
             "large",
             "mesh-two-services",
             "multicloud"
@@ -212,6 +213,34 @@ fn hotel_diurnal_is_hotel_with_sinusoidal_flows() {
         let mean = d.arrival.mean_rate(diurnal.duration_s);
         assert!((mean - rate).abs() < 0.01 * rate, "{}: {mean}", d.name);
     }
+}
+
+/// `imbalance-cold` is `imbalance` from a cold start: the same hosts, interference, flows and
+/// planner, every service as in `imbalance` but for its containers, one per service placed
+/// round-robin over the hosts in service order, and a longer run.
+#[test]
+fn imbalance_cold_is_imbalance_with_one_container_per_service() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+    let warm = Scenario::load(&dir.join("imbalance.yaml")).unwrap();
+    let cold = Scenario::load(&dir.join("imbalance-cold.yaml")).unwrap();
+    assert_eq!(cold.hosts, warm.hosts);
+    assert_eq!(cold.flows, warm.flows);
+    assert_eq!(cold.interference, warm.interference);
+    assert_eq!(cold.policy.planner, warm.policy.planner);
+    assert_eq!(
+        (cold.warmup_s, cold.report_interval_s, cold.duration_s),
+        (warm.warmup_s, warm.report_interval_s, 600.0)
+    );
+    assert_eq!(cold.services.len(), warm.services.len());
+    for (k, (c, w)) in cold.services.iter().zip(&warm.services).enumerate() {
+        let host = &warm.hosts[k % warm.hosts.len()].name;
+        assert_eq!(c.replicas, [(host.clone(), 1)].into(), "{}", c.name);
+        let mut c = c.clone();
+        c.replicas = w.replicas.clone();
+        assert_eq!(&c, w);
+    }
+    // A quarter or less of what `imbalance` starts with.
+    assert!(4 * cold.container_count() <= warm.container_count());
 }
 
 proptest::proptest! {

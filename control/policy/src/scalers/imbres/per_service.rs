@@ -175,14 +175,25 @@ pub(crate) fn distribute(
 /// table estimates its `w_max`), `w` the load per container in requests per second and `k = 1`
 /// server per container. The `ln(20)` turns the M/M/1 mean into its 95th percentile (response
 /// times are exponential with rate `(1 - rho) / s`), so services predicted this way compare with
-/// those the table predicts (p95 too); utilisation is capped at 0.95, where the model says 20x the
-/// service time, so an overloaded service still gets a finite (if flat) prediction.
+/// those the table predicts (p95 too); past 95 % utilisation, where the model says 20x the
+/// service time, the prediction follows the curve's tangent there (finite, and still rising with
+/// the load, so Alg. 3 sees what a container more is worth to a saturated service).
 pub(crate) fn queueing_p95_ms(service_time_ms: f64, load_rps: f64) -> Option<f64> {
     const SERVERS_PER_CONTAINER: f64 = 1.0;
+    const KNEE: f64 = 0.95;
     let s = service_time_ms;
     if !(s.is_finite() && s > 0.0 && load_rps.is_finite() && load_rps >= 0.0) {
         return None;
     }
-    let rho = (load_rps * s / 1000.0 / SERVERS_PER_CONTAINER).min(0.95);
-    Some(20f64.ln() * s / (1.0 - rho))
+    let rho = load_rps * s / 1000.0 / SERVERS_PER_CONTAINER;
+    let factor = if rho < KNEE {
+        1.0 / (1.0 - rho)
+    } else {
+        // The tangent at the knee: still rising, so a container more for a saturated service
+        // is a gain (a flat cap made every overloaded service look gainless, and Alg. 3 then
+        // fed the services that were not the bottleneck).
+        let at = 1.0 / (1.0 - KNEE);
+        at + at * at * (rho - KNEE)
+    };
+    Some(20f64.ln() * s * factor)
 }

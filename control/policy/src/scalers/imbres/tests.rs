@@ -488,8 +488,13 @@ fn the_queueing_fallback_is_an_mm1_p95() {
     let ln20 = 20f64.ln();
     // s = 10 ms at 50 rps: rho 0.5.
     assert!((queueing_p95_ms(10.0, 50.0).unwrap() - ln20 * 20.0).abs() < 1e-9);
-    // Past 95 % utilisation the prediction stays at 20 x s.
-    assert!((queueing_p95_ms(10.0, 1000.0).unwrap() - ln20 * 200.0).abs() < 1e-9);
+    // At 95 % utilisation 20 x s; past it the tangent there (slope 400 per unit of utilisation),
+    // so a saturated service still gains from a container more.
+    assert!((queueing_p95_ms(10.0, 95.0).unwrap() - ln20 * 200.0).abs() < 1e-9);
+    assert!(
+        (queueing_p95_ms(10.0, 1000.0).unwrap() - ln20 * 10.0 * (20.0 + 400.0 * 9.05)).abs() < 1e-6
+    );
+    assert!(queueing_p95_ms(10.0, 500.0).unwrap() > queueing_p95_ms(10.0, 250.0).unwrap());
     assert_eq!(queueing_p95_ms(0.0, 10.0), None);
     assert_eq!(queueing_p95_ms(10.0, f64::INFINITY), None);
 }
