@@ -13,8 +13,9 @@
 //! - `scale_interval_ms` from `--scale-interval-s` and, for `hpa`, `scaler_settings` with the
 //!   container's capacity (the scenario's `concurrency`) and `max_replicas` (`--max-replicas`);
 //!   for `imbres`, `queueflower` and `avg` their `interval_ms` from `--scale-interval-s` too, and
-//!   for `imbres` `max_replicas` and `servers_per_container` (the lowest `concurrency` of the
-//!   scenario's services: its settings are per application).
+//!   for `imbres` `max_replicas`, `cooldown_ms` (two scale intervals, as the defaults' 60 s and
+//!   120 s) and `servers_per_container` (the lowest `concurrency` of the scenario's services: its
+//!   settings are per application).
 //!
 //! The fleet never goes below one container per service, nor above `--max-replicas` per service
 //! or `--max-containers` in all. Replicas' served requests are polled here every report interval
@@ -200,6 +201,8 @@ impl Scaling {
                     .min(settings.imbres.max_replicas);
                 settings.imbres.servers_per_container = f64::from(min_concurrency);
                 settings.imbres.interval_ms = interval_ms;
+                // The lab compresses time: the cool-down keeps the defaults' two rounds.
+                settings.imbres.cooldown_ms = 2 * interval_ms;
                 settings.queueflower.interval_ms = interval_ms;
                 settings.avg.interval_ms = interval_ms;
                 if name == "hpa" {

@@ -259,6 +259,23 @@ fn no_scale_down_while_the_shares_still_move() {
     let mut s = Imbres::new(ImbresParams::default());
     s.observe(&snap(55, 2.0, even));
     assert!(total(&s.scale(&snap(60, 2.0, skewed))) > 0);
+    // Shares that never settle hold at most `max_hold_rounds` rounds in a row.
+    let mut s = Imbres::new(ImbresParams::default());
+    let mut held = 0;
+    for round in 0..4u64 {
+        let (before, after) = if round % 2 == 0 {
+            (even, skewed)
+        } else {
+            (skewed, even)
+        };
+        s.observe(&snap(55 + 60 * round, 0.5, before));
+        if s.scale(&snap(60 + 60 * round, 0.5, after)).is_empty() {
+            held += 1;
+        } else {
+            break;
+        }
+    }
+    assert_eq!(held, 2, "two rounds held, the third scales down");
     // A looser threshold lets the same movement pass.
     let loose = ImbresParams {
         converged_shift: 0.35,
