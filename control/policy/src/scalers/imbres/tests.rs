@@ -1,9 +1,6 @@
 use std::sync::Arc;
 
-use loadshift_core::{
-    endpoint::Endpoint,
-    telemetry::{WindowSnapshot, pressure::HostPressure},
-};
+use loadshift_core::telemetry::{WindowSnapshot, pressure::HostPressure};
 
 use super::per_service::Pick;
 use super::*;
@@ -11,28 +8,14 @@ use crate::{ContainerState, FlowState, Objective, ServiceState};
 
 /// A container on `host` that served `rps` over a 10 s window at a mean of 10 ms.
 fn container(port: u16, host: &str, rps: f64) -> ContainerState {
-    let w = WindowSnapshot {
-        count: (rps * 10.0).round() as u64,
-        mean_ms: 10.0,
+    let mut c = crate::testing::container(port, host, 10.0, (rps * 10.0).round() as u64);
+    c.inbound = c.inbound.map(|w| WindowSnapshot {
         p50_ms: 9.0,
-        p95_ms: 20.0,
         p99_ms: 30.0,
         window_s: 10.0,
-        ..Default::default()
-    };
-    ContainerState {
-        endpoint: Endpoint::new(
-            ([127, 0, 0, 1], port).into(),
-            host,
-            "z1",
-            format!("c{port}"),
-        ),
-        inbound: Some(w),
-        outbound: WindowSnapshot::default(),
-        in_flight: 0,
-        ewma_ms: 10.0,
-        usage: Default::default(),
-    }
+        ..w
+    });
+    c
 }
 
 /// A flow with a 100 ms p95 objective whose measured p95 is `ratio` times it.
