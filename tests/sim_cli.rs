@@ -1,6 +1,6 @@
 //! `loadshift sim` end to end: the real binary on a shipped scenario writes the three report
-//! files, is deterministic for a seed, reports from when the SLA is met, compares scalers
-//! (`--scalers`, `hpa-best`, `--sla-scale`) and refuses bad input with exit code 64.
+//! files, is deterministic for a seed, reports from when the SLA is met and per flow, compares
+//! scalers (`--scalers`, `hpa-best`, `--sla-scale`) and refuses bad input with exit code 64.
 
 use std::{path::PathBuf, process::Command};
 
@@ -122,6 +122,8 @@ fn seeds_summarise_mean_and_spread_per_policy() {
         let met = &p["sla_met_at_s"]["values"].as_array().unwrap().len();
         let never = p["sla_never_met"].as_u64().unwrap() as usize;
         assert_eq!(met + never, 2, "{p}");
+        let social = &p["flows"]["social"]["p95_ms"]["values"];
+        assert_eq!(social.as_array().map(Vec::len), Some(2), "{p}");
     }
     for seed in [7, 8] {
         let d = out.join(format!("seed-{seed}"));
@@ -198,6 +200,49 @@ fn summary_says_from_when_the_sla_is_met() {
     assert!((0.0..30.0).contains(&t), "{p}");
     std::fs::remove_dir_all(&out).unwrap();
     std::fs::remove_dir_all(&warm_out).unwrap();
+}
+
+/// `flows` in summary.json, one entry per flow of `hotel` adding up to the policy's requests,
+/// and the per-flow block after the terminal table.
+#[test]
+fn summary_reports_every_flow() {
+    let out = tmp("flows");
+    let o = bin()
+        .arg("sim")
+        .arg(scenario("hotel.yaml"))
+        .args(["--duration", "25", "--out"])
+        .arg(&out)
+        .output()
+        .expect("loadshift sim runs");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let p = &v["policies"]["p2c-ewma"];
+    let flows = p["flows"].as_object().unwrap_or_else(|| panic!("{p}"));
+    let names: Vec<&str> = flows.keys().map(String::as_str).collect();
+    assert_eq!(names, ["login", "recommend", "reserve", "search"], "{p}");
+    let mut requests = 0;
+    for (name, f) in flows {
+        for k in ["mean_ms", "p90_ms", "p95_ms", "sla_violation_pct"] {
+            assert!(f[k].is_number(), "{name}.{k}: {f}");
+        }
+        requests += f["requests"].as_u64().unwrap();
+    }
+    assert_eq!(Some(requests), p["requests"].as_u64(), "{p}");
+    assert!(stdout.contains("SLA viol %"), "{stdout}");
+    let block: Vec<&str> = stdout.lines().skip_while(|l| !l.contains("flow")).collect();
+    assert!(
+        block.len() >= 6 && block[2].starts_with("p2c-ewma  login"),
+        "{stdout}"
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<td>p2c-ewma</td><td>reserve</td>"));
+    std::fs::remove_dir_all(&out).unwrap();
 }
 
 /// The figures a scaler comparison reads, per policy.

@@ -96,8 +96,12 @@ impl Engine {
             .min()
             .unwrap_or(5_000_000_000)
             .max(1);
-        let percentiles: Vec<f64> = s.flows.iter().map(|f| f.sla.percentile).collect();
-        let mut rec = Recorder::new(w.svcs.len(), w.hosts.len(), control_ns, &percentiles);
+        let flows: Vec<(&str, f64)> = s
+            .flows
+            .iter()
+            .map(|f| (f.name.as_str(), f.sla.percentile))
+            .collect();
+        let mut rec = Recorder::new(w.svcs.len(), w.hosts.len(), control_ns, &flows);
         rec.full_control_intervals = (ns(s.duration_s) / control_ns.max(1)) as usize;
         // Changes inside the last quarter would be judged against a tail they are part of.
         rec.onset_interval =

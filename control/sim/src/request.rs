@@ -43,8 +43,7 @@ impl Engine {
                 (self.reqs.len() - 1) as u32
             }
         };
-        self.rec.counts.offered += u64::from(counted);
-        self.rec.arrivals += 1;
+        self.rec.arrived(f, counted);
         self.w.flows[f].arrivals += 1;
         self.live_reqs += 1;
         let (p, slot) = self.w.ingress[f];

@@ -1,11 +1,16 @@
 //! Several seeds of one comparison summarised per policy: mean, standard deviation, min and max of
-//! each summary figure, and the per-seed ratio of every policy's p95 to every other policy's (paired
-//! on the seed, so arrival noise common to both cancels). `loadshift sim --seeds N` writes it as
-//! `summary.json` and `report.html` next to one ordinary report per seed.
+//! each summary figure (per flow too, see [`flows`]), and the per-seed ratio of every policy's p95
+//! to every other policy's (paired on the seed, so arrival noise common to both cancels).
+//! `loadshift sim --seeds N` writes it as `summary.json` and `report.html` next to one ordinary
+//! report per seed.
+
+mod flows;
 
 use std::{collections::BTreeMap, fmt::Write as _, path::Path};
 
 use serde::{Deserialize, Serialize};
+
+pub use flows::FlowSeeds;
 
 use crate::report::{Report, ReportError};
 
@@ -74,6 +79,9 @@ pub struct PolicySeeds {
     /// `hpa-best` only: the target utilisation it chose per seed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hpa_target: Option<Stat>,
+    /// Per flow name, its figures over the seeds that reported it.
+    #[serde(default)]
+    pub flows: BTreeMap<String, FlowSeeds>,
 }
 
 /// `p95(policy) / p95(baseline)` per seed.
@@ -152,6 +160,7 @@ impl MultiSeed {
                     sla_never_met: (s.len() - met.len()) as u32,
                     plan_pushes: f(&|x| x.plan_pushes as f64),
                     hpa_target: (!targets.is_empty()).then(|| Stat::of(&targets)),
+                    flows: flows::over_seeds(&s),
                 }
             })
             .collect();
@@ -199,7 +208,8 @@ impl MultiSeed {
             .map(|r| &r.p95_ratio)
     }
 
-    /// A plain-text table: one row per policy, `mean ± sd [min, max]`.
+    /// A plain-text table: one row per policy, `mean ± sd`; then, with several flows, one per
+    /// policy and flow.
     pub fn table(&self) -> String {
         let scale = if self.sla_scale == 1.0 {
             String::new()
@@ -257,10 +267,12 @@ impl MultiSeed {
                 met
             );
         }
+        flows::table(&mut t, &self.policies);
         t
     }
 
-    /// A self-contained HTML page: the table, the p95 ratios, links to the per-seed reports.
+    /// A self-contained HTML page: the table, the per-flow table, the p95 ratios, links to the
+    /// per-seed reports.
     pub fn html(&self) -> String {
         let mut h = String::from(
             "<!doctype html><html><head><meta charset=\"utf-8\"><title>loadshift multi-seed</title>\
@@ -322,8 +334,10 @@ impl MultiSeed {
                     .map_or_else(|| "<td>-</td>".into(), cell)
             );
         }
+        h.push_str("</table>\n");
+        flows::html(&mut h, &self.policies, &cell);
         h.push_str(
-            "</table>\n<h2>p95 ratio, paired per seed (row policy / column baseline)</h2>\n<table><tr><th></th>",
+            "<h2>p95 ratio, paired per seed (row policy / column baseline)</h2>\n<table><tr><th></th>",
         );
         for p in &self.policies {
             let _ = write!(h, "<th>{}</th>", esc(&p.policy));

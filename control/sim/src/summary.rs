@@ -1,6 +1,6 @@
 //! What a run measures: end-to-end latency per report interval and per control interval, where
 //! every request ended up, calls per (service, host), containers over time; and the summary
-//! numbers of `summary.json` derived from them.
+//! numbers of `summary.json` derived from them, policy-wide and per flow (see [`flows`]).
 //!
 //! Latency quantiles here are exact (every latency is kept, 4 bytes per request): the data
 //! plane's log-linear histogram reports values within 6.25% of themselves, which is coarser than
@@ -10,6 +10,7 @@
 //! the imbalance exists say nothing about how fast a planner reacts to it. `sla_met_at_s` (see
 //! [`sla`]) is counted from the start of the run instead.
 
+mod flows;
 mod sla;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use crate::{
     report::{Counts, Interval, PolicySummary},
     scenario::{Arrival, Scenario, Schedule, schedule::Shape},
 };
+use flows::Flows;
 use sla::SlaRecord;
 
 /// Tolerance of the convergence criterion: within 5% of the final p95.
@@ -56,15 +58,28 @@ impl Samples {
 
     /// Several quantiles with one sort of a copy.
     pub fn quantiles(&self, qs: &[f64]) -> Vec<f64> {
+        self.clone().into_quantiles(qs)
+    }
+
+    /// As [`Samples::quantiles`], sorting in place: a pooled set that is not kept needs no copy.
+    pub fn into_quantiles(mut self, qs: &[f64]) -> Vec<f64> {
         if self.0.is_empty() {
             return vec![0.0; qs.len()];
         }
-        let mut v = self.0.clone();
-        v.sort_unstable();
-        let n = v.len();
+        self.0.sort_unstable();
+        let n = self.0.len();
         qs.iter()
-            .map(|&q| f64::from(v[nearest_rank(q, n) - 1]))
+            .map(|&q| f64::from(self.0[nearest_rank(q, n) - 1]))
             .collect()
+    }
+}
+
+/// `a` of `b` in %; 0 when `b` is 0.
+fn pct(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        100.0 * a as f64 / b as f64
     }
 }
 
@@ -130,11 +145,8 @@ pub(super) struct Recorder {
     pub counts: Counts,
     /// Every request that arrived, warm-up included (for speed figures).
     pub arrivals: u64,
-    /// Counted requests that missed their SLA or failed.
-    pub violations: u64,
-    /// Counted, not blocked requests.
-    pub answered: u64,
-    pub total: Samples,
+    /// Counted requests per flow; pooled, the policy-wide figures.
+    flows: Flows,
     pub interval: Samples,
     pub interval_requests: u64,
     /// Per control interval (index = t / control interval), all requests, for convergence.
@@ -149,7 +161,6 @@ pub(super) struct Recorder {
     pub plan_pushes: u64,
     /// Integrated over [warm-up, duration].
     pub container_seconds: f64,
-    pub sum_latency_ms: f64,
     /// Control intervals that lie wholly inside the run (the drain's partial one is left out).
     pub full_control_intervals: usize,
     /// Per report interval, whether every flow met its SLA (for `sla_met_at_s`).
@@ -157,14 +168,14 @@ pub(super) struct Recorder {
 }
 
 impl Recorder {
-    /// `sla_percentiles`: per flow, the percentile its SLA is stated at.
-    pub fn new(n_svcs: usize, n_hosts: usize, control_ns: u64, sla_percentiles: &[f64]) -> Self {
+    /// `flows`: per flow of the scenario, in order, its name and the percentile its SLA is
+    /// stated at.
+    pub fn new(n_svcs: usize, n_hosts: usize, control_ns: u64, flows: &[(&str, f64)]) -> Self {
+        let sla_percentiles: Vec<f64> = flows.iter().map(|&(_, p)| p).collect();
         Self {
             counts: Counts::default(),
             arrivals: 0,
-            violations: 0,
-            answered: 0,
-            total: Samples::default(),
+            flows: Flows::new(flows.iter().map(|&(n, _)| n.to_string()).collect()),
             interval: Samples::default(),
             interval_requests: 0,
             control: Vec::new(),
@@ -175,9 +186,17 @@ impl Recorder {
             intervals: Vec::new(),
             plan_pushes: 0,
             container_seconds: 0.0,
-            sum_latency_ms: 0.0,
             full_control_intervals: usize::MAX,
-            sla: SlaRecord::new(sla_percentiles),
+            sla: SlaRecord::new(&sla_percentiles),
+        }
+    }
+
+    /// A request of `flow` arrived; `counted`: after warm-up.
+    pub fn arrived(&mut self, flow: usize, counted: bool) {
+        self.arrivals += 1;
+        if counted {
+            self.counts.offered += 1;
+            self.flows.offered(flow);
         }
     }
 
@@ -202,10 +221,7 @@ impl Recorder {
         self.interval_requests += 1;
         self.sla.record(flow, violated);
         if counted {
-            self.total.record(us);
-            self.answered += 1;
-            self.sum_latency_ms += latency_ns as f64 / 1e6;
-            self.violations += u64::from(violated);
+            self.flows.answered(flow, latency_ns, violated);
         }
     }
 
@@ -295,21 +311,16 @@ impl Recorder {
     }
 
     pub fn summary(&self) -> PolicySummary {
-        let q = self.total.quantiles(&[0.50, 0.90, 0.95, 0.99]);
-        let pct = |a: u64, b: u64| {
-            if b == 0 {
-                0.0
-            } else {
-                100.0 * a as f64 / b as f64
-            }
-        };
+        let all = self.flows.pooled();
+        let (mean_ms, sla_violation_pct) = (all.mean_ms(), all.violation_pct());
+        let q = all.latencies.into_quantiles(&[0.50, 0.90, 0.95, 0.99]);
         PolicySummary {
-            mean_ms: self.mean_ms(),
+            mean_ms,
             p50_ms: q[0] / 1000.0,
             p90_ms: q[1] / 1000.0,
             p95_ms: q[2] / 1000.0,
             p99_ms: q[3] / 1000.0,
-            sla_violation_pct: pct(self.violations, self.answered),
+            sla_violation_pct,
             blocked_pct: pct(self.counts.blocked, self.counts.offered),
             container_seconds: self.container_seconds,
             converge_iterations: self.converge_iterations(),
@@ -317,15 +328,7 @@ impl Recorder {
             plan_pushes: self.plan_pushes,
             requests: self.counts.offered,
             hpa_target: None,
-        }
-    }
-
-    /// Mean counted end-to-end latency, ms.
-    pub fn mean_ms(&self) -> f64 {
-        if self.answered == 0 {
-            0.0
-        } else {
-            self.sum_latency_ms / self.answered as f64
+            flows: self.flows.summaries(),
         }
     }
 }
@@ -335,7 +338,7 @@ mod tests {
     use super::*;
 
     fn rec_with(p95s: &[u64]) -> Recorder {
-        let mut r = Recorder::new(1, 1, 1_000_000_000, &[95.0]);
+        let mut r = Recorder::new(1, 1, 1_000_000_000, &[("f", 95.0)]);
         for (k, &ms) in p95s.iter().enumerate() {
             for _ in 0..100 {
                 r.answered(0, k as u64 * 1_000_000_000, ms * 1_000_000, true, false);
@@ -371,7 +374,7 @@ mod tests {
     fn one_noisy_iteration_among_calm_ones_does_not_reset_convergence() {
         // 100 requests per iteration; one iteration has 8 slow ones: alone its p95 is 2x off,
         // pooled with its two predecessors 3% of 300 are slow, below the 5% tail.
-        let mut r = Recorder::new(1, 1, 1_000_000_000, &[95.0]);
+        let mut r = Recorder::new(1, 1, 1_000_000_000, &[("f", 95.0)]);
         for k in 0..12u64 {
             for j in 0..100 {
                 let ms = if k == 9 && j < 8 { 200 } else { 100 };

@@ -1,6 +1,8 @@
 //! Simulator behaviour: determinism, conservation, queueing theory, interference direction,
 //! blocking through the real gate, and scaling through a scaler.
 
+mod flows;
+
 use std::{path::Path, time::Duration};
 
 use super::*;

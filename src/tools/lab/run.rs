@@ -355,6 +355,8 @@ pub fn policy_run(
         plan_pushes: m.plan_pushes.unwrap_or(0),
         requests: offered_counted,
         hpa_target: None,
+        // Not split by flow in the lab yet.
+        flows: BTreeMap::new(),
     };
     PolicyRun {
         policy: policy.to_string(),

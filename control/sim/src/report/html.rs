@@ -1,5 +1,5 @@
 //! `report.html`: one self-contained page (inline SVG and CSS, no scripts, no external files) with
-//! the comparison table, latency percentiles over time per policy, load share per host over time
+//! the comparison table, the same figures per flow, latency percentiles over time per policy, load share per host over time
 //! per policy, containers over time, the inter-zone RTT calls took (lab runs with zones), and
 //! optionally another source's table and load shares on the same scenario (the simulator's
 //! beside the lab's).
@@ -32,6 +32,7 @@ pub(super) fn render(r: &Report, beside: Option<&Report>) -> Result<String, Repo
     }
     h.push_str("<h2>Comparison</h2>\n");
     comparison(&mut h, r);
+    per_flow(&mut h, r);
     if let Some(b) = beside {
         let _ = writeln!(
             h,
@@ -42,6 +43,7 @@ pub(super) fn render(r: &Report, beside: Option<&Report>) -> Result<String, Repo
             let _ = writeln!(h, "<p>{}</p>", esc(n));
         }
         comparison(&mut h, b);
+        per_flow(&mut h, b);
         let _ = writeln!(
             h,
             "<p>The {src}'s full report is in <code>{src}/report.html</code>.</p>",
@@ -107,6 +109,31 @@ fn comparison(h: &mut String, r: &Report) {
             c.failed,
             c.blocked
         );
+    }
+    h.push_str("</table>\n");
+}
+
+/// One row per policy and flow; nothing when no summary is split by flow (the lab's).
+fn per_flow(h: &mut String, r: &Report) {
+    if r.runs.iter().all(|run| run.summary.flows.is_empty()) {
+        return;
+    }
+    h.push_str("<h3>Per flow</h3>\n<p>The same figures over each flow's requests, against its own SLA.</p>\n\
+                <table><tr><th>policy</th><th>flow</th><th>requests</th><th>mean ms</th><th>p90 ms</th><th>p95 ms</th><th>SLA violations %</th></tr>\n");
+    for run in &r.runs {
+        for (name, f) in &run.summary.flows {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr>",
+                esc(&run.policy),
+                esc(name),
+                f.requests,
+                f.mean_ms,
+                f.p90_ms,
+                f.p95_ms,
+                f.sla_violation_pct
+            );
+        }
     }
     h.push_str("</table>\n");
 }
@@ -264,13 +291,29 @@ mod tests {
         assert!(!page.contains("Inter-zone"));
         let mut lab = crate::report::tests::sample();
         lab.source = "lab".into();
+        for run in &mut lab.runs {
+            run.summary.flows.clear();
+        }
         lab.runs[0].intervals[0]
             .zone_rtt_ms
             .insert("us->eu".into(), 20.5);
         let page = render(&lab, Some(&crate::report::tests::sample())).unwrap();
-        assert_eq!(page.matches("<table>").count(), 2);
+        // The lab's comparison, the simulator's and the simulator's per-flow table.
+        assert_eq!(page.matches("<table>").count(), 3);
+        assert_eq!(page.matches("<h3>Per flow</h3>").count(), 1);
         assert!(page.contains("Beside it: sim") && page.contains("Inter-zone"));
         assert!(page.contains("load share per host: even (sim)"));
         assert!(!page.contains("<script") && !page.contains("src=\"http"));
+    }
+
+    #[test]
+    fn one_row_per_policy_and_flow() {
+        let page = render(&crate::report::tests::sample(), None).unwrap();
+        assert_eq!(page.matches("<table>").count(), 2);
+        assert!(page.contains("<th>flow</th>"));
+        assert!(page.contains(
+            "<tr><td>even</td><td>login</td><td>400</td><td>5.00</td><td>8.00</td><td>10.00</td><td>1.00</td></tr>"
+        ), "{page}");
+        assert_eq!(page.matches("<td>search</td>").count(), 2);
     }
 }

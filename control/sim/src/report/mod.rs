@@ -88,6 +88,26 @@ pub struct PolicySummary {
     /// `hpa-best` only: the HPA target utilisation it chose for this seed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hpa_target: Option<f64>,
+    /// `requests`, `mean_ms`, `p90_ms`, `p95_ms` and `sla_violation_pct` per flow (request
+    /// type), keyed by flow name: where a policy wins or loses by request type. Empty in the lab, which does not split its summary by flow.
+    #[serde(default)]
+    pub flows: BTreeMap<String, FlowSummary>,
+}
+
+/// One flow's part of a [`PolicySummary`]: its figures computed exactly like the policy-wide
+/// ones, over its own requests.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSummary {
+    /// Offered requests of the flow after warm-up; the flows' sum is the policy's `requests`.
+    pub requests: u64,
+    /// Mean end-to-end latency of the flow's counted (post-warm-up, not blocked) requests.
+    pub mean_ms: f64,
+    /// Nearest-rank percentiles of the same latencies.
+    pub p90_ms: f64,
+    pub p95_ms: f64,
+    /// Of those, slower than the flow's own SLA latency (times `--sla-scale`) or failed, %.
+    pub sla_violation_pct: f64,
 }
 
 /// Where every offered request ended up. `completed + failed + blocked == offered`.
@@ -202,8 +222,15 @@ impl Report {
 pub(crate) mod tests {
     use super::*;
 
-    /// A small two-policy report for the writers' tests.
+    /// A small two-policy, two-flow report for the writers' tests.
     pub(crate) fn sample() -> Report {
+        let flow = |requests: u64, p95_ms: f64| FlowSummary {
+            requests,
+            mean_ms: p95_ms / 2.0,
+            p90_ms: p95_ms * 0.8,
+            p95_ms,
+            sla_violation_pct: 1.0,
+        };
         let run = |name: &str, p95: f64| PolicyRun {
             policy: name.into(),
             summary: PolicySummary {
@@ -220,6 +247,11 @@ pub(crate) mod tests {
                 plan_pushes: 12,
                 requests: 1000,
                 hpa_target: None,
+                flows: [
+                    ("login".into(), flow(400, p95 / 4.0)),
+                    ("search".into(), flow(600, p95)),
+                ]
+                .into(),
             },
             counts: Counts {
                 offered: 1000,
@@ -275,22 +307,49 @@ pub(crate) mod tests {
             "sla_met_at_s",
             "plan_pushes",
             "requests",
+            "flows",
         ] {
             assert!(p.get(k).is_some(), "missing {k}");
         }
         assert_eq!(p["sla_met_at_s"], 15.0);
         // `hpa_target` only appears on `hpa-best` runs.
-        assert_eq!(p.as_object().unwrap().len(), 12);
+        assert_eq!(p.as_object().unwrap().len(), 13);
+        let login = &p["flows"]["login"];
+        assert_eq!(login.as_object().unwrap().len(), 5, "{login}");
+        assert_eq!(
+            (&login["requests"], &login["p95_ms"], &login["p90_ms"]),
+            (
+                &serde_json::json!(400),
+                &serde_json::json!(10.0),
+                &serde_json::json!(8.0)
+            )
+        );
+        for k in ["mean_ms", "sla_violation_pct"] {
+            assert!(login[k].is_number(), "{k}: {login}");
+        }
         // Never met is written as null, not left out.
         let mut r = sample();
         r.runs[0].summary.sla_met_at_s = None;
         let v: serde_json::Value = serde_json::from_str(&r.summary_json().unwrap()).unwrap();
         assert!(v["policies"]["even"]["sla_met_at_s"].is_null());
-        assert_eq!(v["policies"]["even"].as_object().unwrap().len(), 12);
+        assert_eq!(v["policies"]["even"].as_object().unwrap().len(), 13);
         let mut r = sample();
         r.runs[0].summary.hpa_target = Some(0.6);
         let v: serde_json::Value = serde_json::from_str(&r.summary_json().unwrap()).unwrap();
         assert_eq!(v["policies"]["even"]["hpa_target"], 0.6);
+    }
+
+    #[test]
+    fn policy_summaries_read_back_with_or_without_flows() {
+        let s = &sample().runs[0].summary;
+        let text = serde_json::to_string(s).unwrap();
+        let back: PolicySummary = serde_json::from_str(&text).unwrap();
+        assert_eq!(&back, s);
+        // A summary written before `flows` existed still reads, with no flows.
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v.as_object_mut().unwrap().remove("flows");
+        let old: PolicySummary = serde_json::from_value(v).unwrap();
+        assert!(old.flows.is_empty());
     }
 
     #[test]
