@@ -281,6 +281,19 @@ fn open_loop(
     duration: Duration,
     core: u32,
 ) -> anyhow::Result<Summary> {
+    run_load(me, core, addr, rate, duration, &["--connections", "64"])
+}
+
+/// `loadshift load` at `rate` for `duration` with `extra` arguments, pinned to `core`; its JSON
+/// summary.
+pub(super) fn run_load(
+    me: &Path,
+    core: u32,
+    addr: SocketAddr,
+    rate: f64,
+    duration: Duration,
+    extra: &[&str],
+) -> anyhow::Result<Summary> {
     let out = Command::new("taskset")
         .arg("-c")
         .arg(core.to_string())
@@ -291,13 +304,9 @@ fn open_loop(
             "--rate",
             &rate.to_string(),
         ])
-        .args([
-            "--duration",
-            &format!("{}s", duration.as_secs()),
-            "--connections",
-            "64",
-            "--json",
-        ])
+        .args(["--duration", &format!("{}ms", duration.as_millis())])
+        .args(extra)
+        .arg("--json")
         .output()
         .context("run loadshift load")?;
     if !out.status.success() {

@@ -256,20 +256,7 @@ fn measure(args: &SoakArgs, dir: &Path) -> anyhow::Result<SoakResult> {
     eprintln!("baseline: normal clients alone for {} s", SLICE.as_secs());
     let baseline = slice(Ok(normal(SLICE)?), 0.0, pid)?;
 
-    let mut soak = Vec::new();
-    let start = Instant::now();
-    while start.elapsed() + SLICE / 2 < soak_len {
-        let s = slice(normal(SLICE), start.elapsed().as_secs_f64(), pid)?;
-        eprintln!(
-            "soak {:>4.0} s: p99 {:.3} ms, errors {}, RSS {:.1} MiB, fds {}",
-            s.at_s,
-            s.load.p99_ms,
-            s.load.errors.values().sum::<u64>(),
-            s.rss_kib as f64 / 1024.0,
-            s.fds
-        );
-        soak.push(s);
-    }
+    let soak = slices(&normal, soak_len, SLICE, pid, "soak ")?;
 
     let loopback = |first: u8, n: u8| -> Vec<String> {
         (0..n).map(|i| format!("127.0.0.{}", first + i)).collect()
@@ -407,21 +394,7 @@ fn storm(
     }
     // Let the attackers connect before measuring.
     std::thread::sleep(Duration::from_secs(2));
-    let mut slices = Vec::new();
-    let start = Instant::now();
-    let slice_len = len.min(SLICE);
-    while start.elapsed() + slice_len / 2 < len {
-        let s = slice(normal(slice_len), start.elapsed().as_secs_f64(), pid)?;
-        eprintln!(
-            "  {:>3.0} s: p99 {:.3} ms, errors {}, RSS {:.1} MiB, fds {}",
-            s.at_s,
-            s.load.p99_ms,
-            s.load.errors.values().sum::<u64>(),
-            s.rss_kib as f64 / 1024.0,
-            s.fds
-        );
-        slices.push(s);
-    }
+    let slices = slices(normal, len, len.min(SLICE), pid, "  ")?;
     let mut attackers = Vec::new();
     for (mut child, out) in children {
         let status = child.wait().context("wait for an attacker")?;
@@ -432,6 +405,31 @@ fn storm(
         attackers.push(serde_json::from_str(text.trim()).context("attacker report")?);
     }
     Ok((slices, attackers))
+}
+
+/// Normal clients in slices of `slice_len` for about `len`, each printed as it ends.
+fn slices(
+    normal: &dyn Fn(Duration) -> anyhow::Result<Summary>,
+    len: Duration,
+    slice_len: Duration,
+    pid: u32,
+    label: &str,
+) -> anyhow::Result<Vec<Slice>> {
+    let mut out = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() + slice_len / 2 < len {
+        let s = slice(normal(slice_len), start.elapsed().as_secs_f64(), pid)?;
+        eprintln!(
+            "{label}{:>4.0} s: p99 {:.3} ms, errors {}, RSS {:.1} MiB, fds {}",
+            s.at_s,
+            s.load.p99_ms,
+            s.load.errors.values().sum::<u64>(),
+            s.rss_kib as f64 / 1024.0,
+            s.fds
+        );
+        out.push(s);
+    }
+    Ok(out)
 }
 
 fn slice(load: anyhow::Result<Summary>, at_s: f64, pid: u32) -> anyhow::Result<Slice> {
@@ -456,34 +454,25 @@ fn normal_load(
     rate: f64,
     len: Duration,
 ) -> anyhow::Result<Summary> {
-    let out = Command::new("taskset")
-        .arg("-c")
-        .arg(args.load_core.to_string())
-        .arg(me)
-        .args([
-            "load",
-            &format!("http://{addr}/"),
-            "--rate",
-            &rate.to_string(),
-        ])
-        .args(["--duration", &format!("{}ms", len.as_millis())])
-        .args(["--connections", &args.connections.to_string()])
-        .args(["--max-connections", &args.connections.to_string()])
-        .args([
+    let connections = args.connections.to_string();
+    let per_connection = args.requests_per_connection.to_string();
+    super::proxy::run_load(
+        me,
+        args.load_core,
+        addr,
+        rate,
+        len,
+        &[
+            "--connections",
+            &connections,
+            "--max-connections",
+            &connections,
             "--requests-per-connection",
-            &args.requests_per_connection.to_string(),
-        ])
-        .args(["--timeout", "5s", "--json"])
-        .output()
-        .context("run loadshift load")?;
-    if !out.status.success() {
-        bail!(
-            "loadshift load failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    serde_json::from_slice(&out.stdout).context("parse loadshift load output")
+            &per_connection,
+            "--timeout",
+            "5s",
+        ],
+    )
 }
 
 /// Open descriptors of `pid`.
