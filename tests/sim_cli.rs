@@ -114,11 +114,12 @@ fn seeds_summarise_mean_and_spread_per_policy() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["seeds"], serde_json::json!([7, 8]));
-    let p95 = &summary["policies"][1]["p95_ms"];
-    assert_eq!(summary["policies"][1]["policy"], "imbres-shift");
+    let policies = summary["policies"].as_object().unwrap();
+    assert_eq!(policies.len(), 2, "{summary}");
+    let p95 = &policies["imbres-shift"]["p95_ms"];
     assert_eq!(p95["values"].as_array().unwrap().len(), 2);
     assert!(p95["mean"].as_f64().unwrap() > 0.0);
-    for p in summary["policies"].as_array().unwrap() {
+    for p in policies.values() {
         let met = &p["sla_met_at_s"]["values"].as_array().unwrap().len();
         let never = p["sla_never_met"].as_u64().unwrap() as usize;
         assert_eq!(met + never, 2, "{p}");
@@ -261,7 +262,7 @@ fn scalers_run_under_one_planner_keyed_planner_plus_scaler() {
         &out,
         &[
             "--scalers",
-            "hpa,none,hpa-best",
+            "hpa,none,hpa-best,imbres",
             "--seeds",
             "2",
             "--seed",
@@ -276,10 +277,12 @@ fn scalers_run_under_one_planner_keyed_planner_plus_scaler() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // Each with its source's balancer: imbres with its own shifting and grouping.
     let keys = [
         "round-robin+hpa",
         "round-robin+none",
         "round-robin+hpa-best",
+        "imbres-connect+imbres",
     ];
     for seed in [7, 8] {
         assert!(
@@ -293,7 +296,7 @@ fn scalers_run_under_one_planner_keyed_planner_plus_scaler() {
         .unwrap();
         assert_eq!(v["sla_scale"], 0.8);
         let policies = v["policies"].as_object().unwrap();
-        assert_eq!(policies.len(), 3, "{v}");
+        assert_eq!(policies.len(), 4, "{v}");
         for k in keys {
             for f in SCALER_FIELDS {
                 assert!(policies[k][f].is_number(), "seed {seed} {k}.{f}: {v}");
@@ -308,20 +311,23 @@ fn scalers_run_under_one_planner_keyed_planner_plus_scaler() {
     let top: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(top["sla_scale"], 0.8);
-    let names: Vec<&str> = top["policies"]
-        .as_array()
-        .unwrap()
+    // Keyed `<planner>+<scaler>` as on each seed, in the order they ran.
+    let text = std::fs::read_to_string(out.join("summary.json")).unwrap();
+    let at: Vec<usize> = keys
         .iter()
-        .map(|p| p["policy"].as_str().unwrap())
+        .map(|k| text.find(&format!("\"{k}\": {{")).unwrap())
         .collect();
-    assert_eq!(names, keys);
-    for p in top["policies"].as_array().unwrap() {
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
+    let policies = top["policies"].as_object().unwrap();
+    assert_eq!(policies.len(), 4, "{top}");
+    for k in keys {
         for f in SCALER_FIELDS {
-            assert_eq!(p[f]["values"].as_array().unwrap().len(), 2, "{f}: {p}");
+            let p = &policies[k];
+            assert_eq!(p[f]["values"].as_array().unwrap().len(), 2, "{k}.{f}: {p}");
         }
     }
     assert_eq!(
-        top["policies"][2]["hpa_target"]["values"]
+        policies["round-robin+hpa-best"]["hpa_target"]["values"]
             .as_array()
             .unwrap()
             .len(),

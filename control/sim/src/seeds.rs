@@ -54,6 +54,8 @@ impl Stat {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySeeds {
+    /// The policy's name: the key of its entry in `summary.json`.
+    #[serde(skip)]
     pub policy: String,
     #[serde(default)]
     pub mean_ms: Stat,
@@ -103,6 +105,9 @@ pub struct MultiSeed {
     #[serde(default = "one")]
     pub sla_scale: f64,
     pub notes: Vec<String>,
+    /// In the order the policies ran; written as an object keyed by each policy's name
+    /// (`<planner>` or `<planner>+<scaler>`), as in a single seed's `summary.json`.
+    #[serde(with = "keyed")]
     pub policies: Vec<PolicySeeds>,
     /// Every ordered pair of distinct policies.
     pub ratios: Vec<Ratio>,
@@ -110,6 +115,50 @@ pub struct MultiSeed {
 
 fn one() -> f64 {
     1.0
+}
+
+/// `policies` as a JSON object keyed by name that keeps the order the policies ran in.
+mod keyed {
+    use std::fmt;
+
+    use serde::{
+        Deserializer, Serializer,
+        de::{MapAccess, Visitor},
+        ser::SerializeMap,
+    };
+
+    use super::PolicySeeds;
+
+    pub fn serialize<S: Serializer>(policies: &[PolicySeeds], s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(policies.len()))?;
+        for p in policies {
+            map.serialize_entry(&p.policy, p)?;
+        }
+        map.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PolicySeeds>, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = Vec<PolicySeeds>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of policies keyed by name")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some((policy, p)) = map.next_entry::<String, PolicySeeds>()? {
+                    if out.iter().any(|q: &PolicySeeds| q.policy == policy) {
+                        return Err(serde::de::Error::custom(format!(
+                            "policy {policy:?} appears twice"
+                        )));
+                    }
+                    out.push(PolicySeeds { policy, ..p });
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Entries)
+    }
 }
 
 impl MultiSeed {
@@ -216,8 +265,13 @@ impl MultiSeed {
         } else {
             format!(", SLA x{}", self.sla_scale)
         };
+        let w = self
+            .policies
+            .iter()
+            .map(|p| p.policy.len())
+            .fold(20, usize::max);
         let mut t = format!(
-            "{} (sim, seeds {:?}{scale})\n{:<20} {:>22} {:>22} {:>16} {:>20} {:>18} {:>18}\n",
+            "{} (sim, seeds {:?}{scale})\n{:<w$} {:>22} {:>22} {:>16} {:>20} {:>18} {:>18}\n",
             self.scenario,
             self.seeds,
             "policy",
@@ -251,7 +305,7 @@ impl MultiSeed {
             };
             let _ = writeln!(
                 t,
-                "{:<20} {:>22} {:>22} {:>16} {:>20} {:>18} {:>18}",
+                "{:<w$} {:>22} {:>22} {:>16} {:>20} {:>18} {:>18}",
                 p.policy,
                 format!("{:.2}±{:.2}", p.p95_ms.mean, p.p95_ms.sd),
                 format!("{:.2}±{:.2}", p.p99_ms.mean, p.p99_ms.sd),
@@ -445,6 +499,19 @@ mod tests {
         .unwrap();
         // JSON keeps floats to within an ulp, not bit for bit.
         assert_eq!((back.seeds, back.policies.len()), (m.seeds.clone(), 2));
+        // Keyed by name, in the order the policies ran.
+        assert_eq!(
+            (
+                back.policies[0].policy.as_str(),
+                back.policies[1].policy.as_str()
+            ),
+            ("a", "b")
+        );
+        let text = std::fs::read_to_string(dir.path().join("summary.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["policies"]["b"]["never_converged"], 1);
+        assert!(v["policies"]["a"].get("policy").is_none());
+        assert!(text.find("\"a\"").unwrap() < text.find("\"b\"").unwrap());
         assert!((back.policies[0].p95_ms.sd - a.p95_ms.sd).abs() < 1e-9);
     }
 
@@ -473,9 +540,9 @@ mod tests {
             "container_seconds",
             "sla_violation_pct",
         ] {
-            assert!(v["policies"][1][k]["mean"].is_number(), "{k}");
+            assert!(v["policies"]["p+none"][k]["mean"].is_number(), "{k}");
         }
-        assert!(v["policies"][1].get("hpa_target").is_none());
+        assert!(v["policies"]["p+none"].get("hpa_target").is_none());
         assert!(m.table().contains("400±141") && m.table().contains("SLA x0.5"));
     }
 
@@ -503,11 +570,11 @@ mod tests {
         assert!(t.contains("- (3 never)"), "{t}");
         let v: serde_json::Value = serde_json::to_value(&m).unwrap();
         assert_eq!(
-            v["policies"][0]["sla_met_at_s"]["values"],
+            v["policies"]["a"]["sla_met_at_s"]["values"],
             serde_json::json!([40.0, 60.0])
         );
-        assert_eq!(v["policies"][0]["sla_never_met"], 1);
-        assert_eq!(v["policies"][1]["sla_never_met"], 3);
+        assert_eq!(v["policies"]["a"]["sla_never_met"], 1);
+        assert_eq!(v["policies"]["b"]["sla_never_met"], 3);
         assert!(m.html().contains("<th>SLA met at s</th>"));
     }
 

@@ -36,9 +36,11 @@ pub struct SimArgs {
     /// Run several planners on the same seed into one report, e.g. `round-robin,p2c-ewma`.
     #[arg(long, value_delimiter = ',')]
     pub compare: Vec<String>,
-    /// Compare scalers: one run per scaler with the scenario's planner (or --planner), reported
-    /// as `<planner>+<scaler>`, e.g. `hpa,hpa-best,none`; `hpa-best` is the HPA at the target
-    /// utilisation (0.4-0.8) with the fewest container-seconds within the SLA, chosen per seed.
+    /// Compare scalers: one run per scaler, reported as `<planner>+<scaler>`, e.g.
+    /// `imbres,hpa,hpa-best`; each with the balancer its source used (`imbres` with
+    /// `imbres-connect`, the others with `round-robin`) unless --planner names one for all.
+    /// `hpa-best` is the HPA at the target utilisation (0.4-0.8) with the fewest
+    /// container-seconds within the SLA, chosen per seed.
     #[arg(long, value_delimiter = ',', conflicts_with_all = ["compare", "scaler", "oracle_host_split"])]
     pub scalers: Vec<String>,
     /// Multiply every flow's SLA latency by this factor (< 1 stricter, > 1 slacker); finite, > 0.

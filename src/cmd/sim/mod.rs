@@ -2,8 +2,8 @@
 //! policies, writes `summary.json`, `timeseries.csv` and `report.html`, and prints a summary table.
 //! With `--seeds N` it repeats the comparison on N consecutive seeds, one report per seed under
 //! `seed-S/`, and summarises mean and spread per policy in the top-level `summary.json` and
-//! `report.html`. `--scalers a,b` compares scalers under one planner (`hpa-best` tunes the HPA's
-//! target per seed); `--sla-scale F` tightens or loosens every flow's SLA.
+//! `report.html`. `--scalers a,b` compares scalers, each with its source's balancer (`hpa-best`
+//! tunes the HPA's target per seed); `--sla-scale F` tightens or loosens every flow's SLA.
 
 mod args;
 mod oracle;
@@ -14,6 +14,7 @@ use anyhow::Context;
 use args::Settings;
 pub use args::SimArgs;
 use indicatif::{ProgressBar, ProgressStyle};
+use loadshift_policy::scalers;
 use loadshift_sim::{
     self as sim, Outcome, SimOptions,
     report::{Report, terminal_table},
@@ -81,14 +82,20 @@ fn check_comparison(args: &SimArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The runs of one seed: the `--scalers` under one planner, the `--compare` entries, or the
+/// The runs of one seed: the `--scalers`, the `--compare` entries, or the
 /// scenario's own policy.
-fn entries(args: &SimArgs, scn: &Scenario) -> Vec<Option<String>> {
+fn entries(args: &SimArgs) -> Vec<Option<String>> {
     if !args.scalers.is_empty() {
-        let planner = args.planner.as_deref().unwrap_or(&scn.policy.planner);
+        // `hpa-best` is the HPA tuned per seed: Kubernetes' balancer, as for `hpa`.
+        let paper = |s: &str| scalers::paper_planner(s.strip_suffix("-best").unwrap_or(s));
         args.scalers
             .iter()
-            .map(|s| Some(format!("{planner}+{s}")))
+            .map(|s| {
+                Some(format!(
+                    "{}+{s}",
+                    args.planner.as_deref().unwrap_or(paper(s))
+                ))
+            })
             .collect()
     } else if args.compare.is_empty() {
         vec![None]
@@ -165,7 +172,7 @@ fn run_seed(
     opts: &SimOptions,
     label: &str,
 ) -> anyhow::Result<(Report, Vec<Outcome>)> {
-    let planners = entries(args, scn);
+    let planners = entries(args);
     let runs = sim::run_count(scn, &planners, opts);
     let bar = ProgressBar::new((scn.duration_s * runs as f64).ceil() as u64);
     bar.set_style(

@@ -90,6 +90,16 @@ pub fn scope_kind(name: &str) -> Option<ScopeKind> {
     }
 }
 
+/// The balancer scaler `name`'s source ran it with, for comparisons that do not name one:
+/// `imbres` with its own shifting and connection grouping (`imbres-connect`), the others with
+/// round robin (QueueFlower's and AVG's evaluation, Kubernetes' service proxy for the HPA).
+pub fn paper_planner(name: &str) -> &'static str {
+    match name {
+        "imbres" => "imbres-connect",
+        _ => "round-robin",
+    }
+}
+
 /// Builds a scaler with its source's defaults.
 pub fn build(name: &str) -> Result<Box<dyn Scaler>, UnknownScaler> {
     build_with(name, &ScalerSettings::default())

@@ -58,9 +58,10 @@ pub(super) fn table(t: &mut String, policies: &[PolicySeeds]) {
     if flow_count(policies) < 2 {
         return;
     }
+    let w = policies.iter().map(|p| p.policy.len()).fold(20, usize::max);
     let _ = writeln!(
         t,
-        "\n{:<20} {:<16} {:>16} {:>18} {:>18} {:>18} {:>16}",
+        "\n{:<w$} {:<16} {:>16} {:>18} {:>18} {:>18} {:>16}",
         "policy", "flow", "requests", "mean ms", "p90 ms", "p95 ms", "SLA viol %"
     );
     let pm = |s: &Stat, digits: usize| format!("{:.digits$}±{:.digits$}", s.mean, s.sd);
@@ -68,7 +69,7 @@ pub(super) fn table(t: &mut String, policies: &[PolicySeeds]) {
         for (name, f) in &p.flows {
             let _ = writeln!(
                 t,
-                "{:<20} {:<16} {:>16} {:>18} {:>18} {:>18} {:>16}",
+                "{:<w$} {:<16} {:>16} {:>18} {:>18} {:>18} {:>16}",
                 p.policy,
                 name,
                 pm(&f.requests, 0),
@@ -165,7 +166,7 @@ mod tests {
         assert_eq!(short.p95_ms.sd, 0.0);
 
         let v: serde_json::Value = serde_json::to_value(&m).unwrap();
-        let long = &v["policies"][0]["flows"]["long"];
+        let long = &v["policies"]["a"]["flows"]["long"];
         for k in [
             "requests",
             "mean_ms",
