@@ -97,6 +97,86 @@ pub(crate) fn container_rps(c: &ContainerState) -> f64 {
     }
 }
 
+/// Requests per second each member of `g` would be offered if nothing in front of it were
+/// throttled.
+///
+/// First what it is offered now: at an entry service the offered load of the flows entering
+/// there (blocked requests included), elsewhere the calls its callers sent (`offered_rps`, queued
+/// and blocked ones included), never less than what it completed. A saturated service completes
+/// only what it can; what it is offered is what it would need to serve. A service behind a
+/// saturated one is offered only what that one passes on, so the demand is then carried down the
+/// call graph by visit ratios: each edge's calls per request its caller completed (the callee's
+/// offered calls split over its callers by their completed calls), times the caller's demand.
+/// A saturated caller completes fewer requests, but each still makes the same calls, so the
+/// ratio holds where throughput does not. A member keeps the larger of the two; the relaxation
+/// runs at most once per member, so an acyclic graph settles and a cycle stops.
+pub(crate) fn demand<'a>(snap: &'a Snapshot, g: &Group<'a>) -> BTreeMap<&'a str, f64> {
+    let served = |s: &ServiceState| -> f64 { s.containers.iter().map(container_rps).sum() };
+    let mut entry: BTreeMap<&str, f64> = BTreeMap::new();
+    for (_, f) in g.flows(snap) {
+        if f.offered_rps.is_finite() && f.offered_rps > 0.0 {
+            *entry.entry(f.entry.as_str()).or_default() += f.offered_rps;
+        }
+    }
+    let base: BTreeMap<&str, f64> = g
+        .members
+        .iter()
+        .filter_map(|&m| {
+            let s = snap.services.get(m)?;
+            let offered = entry.get(m).copied().unwrap_or(s.offered_rps);
+            let done = served(s);
+            Some((
+                m,
+                if offered.is_finite() {
+                    offered.max(done)
+                } else {
+                    done
+                },
+            ))
+        })
+        .collect();
+    let inside = |e: &&crate::CallEdge| {
+        e.caller
+            .as_deref()
+            .is_some_and(|c| base.contains_key(c) && base.contains_key(e.callee.as_str()))
+            && e.rps.is_finite()
+            && e.rps > 0.0
+    };
+    let mut into: BTreeMap<&str, f64> = BTreeMap::new();
+    for e in snap.edges.iter().filter(inside) {
+        *into.entry(e.callee.as_str()).or_default() += e.rps;
+    }
+    // (caller, callee, calls offered per completed caller request).
+    let ratios: Vec<(&str, &str, f64)> = snap
+        .edges
+        .iter()
+        .filter(inside)
+        .filter_map(|e| {
+            let caller = e.caller.as_deref()?;
+            let callee = snap.services.get(&e.callee)?;
+            let sent = callee.offered_rps * e.rps / into.get(e.callee.as_str())?;
+            let r = sent / served(snap.services.get(caller)?);
+            (r.is_finite() && r > 0.0).then_some((caller, e.callee.as_str(), r))
+        })
+        .collect();
+    let mut d = base.clone();
+    for _ in 0..g.members.len() {
+        let mut carried: BTreeMap<&str, f64> = BTreeMap::new();
+        for &(caller, callee, r) in &ratios {
+            *carried.entry(callee).or_default() += d[caller] * r;
+        }
+        let next: BTreeMap<&str, f64> = base
+            .iter()
+            .map(|(&m, &b)| (m, b.max(carried.get(m).copied().unwrap_or(0.0))))
+            .collect();
+        if next == d {
+            break;
+        }
+        d = next;
+    }
+    d
+}
+
 /// A service's load per host, requests per second: every host with one of its containers, 0
 /// where they served nothing.
 pub(crate) fn host_loads(svc: &ServiceState) -> BTreeMap<&str, f64> {

@@ -14,8 +14,10 @@
 //! carries no per-container CPU, so the busy fraction comes from what the container's inbound
 //! sidecar measures: by Little's law the mean number of requests inside the container over the
 //! report window is `L = count / window_s * mean_ms / 1000`, and utilisation is `L / capacity`,
-//! where `capacity` (default 1) is the requests the container serves at once at 100 % (the
-//! analogue of the CPU request; a `loadshift app` with `--concurrency c` has capacity `c`).
+//! where `capacity` is the requests the container serves at once at 100 % (the analogue of the
+//! CPU request; a `loadshift app` with `--concurrency c` has capacity `c`): the setting when > 0,
+//! else (default 0) the CPU limit in cores the container's sidecar reports (the simulator reports
+//! each container's `concurrency`), else 1.
 //! Without an inbound report the callers' merged outbound window stands in (it includes the
 //! network, so it reads slightly high). Queued requests count too, so a saturated container
 //! reads above 1, which scales up faster than CPU (capped at 100 % of a limit) would. For a
@@ -49,7 +51,8 @@ pub struct HpaParams {
     /// Scale-up stabilisation window: the lowest recommendation of this long is used.
     /// Milliseconds; default 0 (scale up at once, as the HPA).
     pub scale_up_stabilization_ms: u64,
-    /// Requests one container serves at once at 100 % utilisation. Default 1.
+    /// Requests one container serves at once at 100 % utilisation; 0 (default): the CPU limit
+    /// in cores its sidecar reports, else 1.
     pub capacity: f64,
     /// Round period, milliseconds (the simulator's tick; the control plane's scale loop has its
     /// own `scale_interval_ms`). Default 15000 (the HPA's sync period).
@@ -65,7 +68,7 @@ impl Default for HpaParams {
             max_replicas: 10,
             scale_down_stabilization_ms: 300_000,
             scale_up_stabilization_ms: 0,
-            capacity: 1.0,
+            capacity: 0.0,
             interval_ms: 15_000,
         }
     }
@@ -99,11 +102,11 @@ impl HpaParams {
                 "must be >= min_replicas",
             ));
         }
-        if !pos(self.capacity) {
+        if !(self.capacity.is_finite() && self.capacity >= 0.0) {
             return Err((
                 "capacity",
                 self.capacity.to_string(),
-                "must be finite and > 0",
+                "must be finite and >= 0 (0: the container's reported CPU limit, else 1)",
             ));
         }
         if self.interval_ms == 0 {
@@ -140,7 +143,7 @@ fn utilisation(c: &ContainerState, capacity: f64) -> Option<f64> {
         return None;
     }
     let in_container = w.count as f64 / w.window_s * w.mean_ms.max(0.0) / 1000.0;
-    Some(in_container / capacity)
+    Some(in_container / super::servers(c, capacity))
 }
 
 fn usage(svc: &ServiceState, capacity: f64) -> Usage {

@@ -33,6 +33,25 @@
 //! under `max_busy` (0.7): the table cannot predict past its top load bucket, and without this
 //! guard Alg. 3 took `url-shorten` on `imbalance` from 6 containers to 1 in one round (p95 17 s).
 //!
+//! **Capacity floor on the way up** (not in the paper either). While the tail misses the SLA
+//! (`l > 1`), every owned service is brought at least to that same busy floor, measured against
+//! its demand rather than its throughput, and `dR` is at least the sum of the shortfalls (not
+//! capped by `max_step`; Alg. 3 hands out what Alg. 2 asks beyond them). From far below the
+//! containers needed (a cold start, a load step) Alg. 2 alone grows `R` by at most `1 / (1 -
+//! eta2)` = 1.25x a round, while a backlog builds that keeps the tail high after capacity has
+//! caught up; on `imbalance-cold` it never met the SLA in 600 s. Both inputs are read so that
+//! they survive overload:
+//! - demand: what the service is offered (the calls its callers sent, queued and blocked ones
+//!   included; the flows' offered load at an entry), not what it completed, and at least its
+//!   callers' demand carried down the call graph by visit ratios (`app::demand`), so a service
+//!   behind a saturated one is sized in the same round;
+//! - service time: the lowest over its containers of `min(mean inbound latency, k / completion
+//!   rate)`, with `k` the requests a container serves at once: a saturated container completes
+//!   `k / s` per second however long its queue, while an idle one's mean latency is `s`.
+//!
+//! `k` is `servers_per_container` when set, else (default 0) each container's reported CPU limit
+//! in cores (the simulator reports its `concurrency`), else 1.
+//!
 //! **`phi` for Alg. 3** is the scaler's own performance hash table
 //! ([`crate::planners::perf_table`], default shape), fed from every snapshot it sees and read
 //! with [`PerfTable::lookup_linear`] (the table's 4 load buckets would make the gain of one
@@ -86,11 +105,12 @@ pub struct ImbresParams {
     /// never settle, from noisy windows or connection plans regrouped every round, would
     /// otherwise hold it for ever). Default 2.
     pub max_hold_rounds: u32,
-    /// Busy fraction per container a removal may not pass: a service keeps at least
-    /// `ceil(load * service time / (servers_per_container * max_busy))` containers. Default 0.7.
+    /// Busy fraction per container a removal may not pass, and a scale-up that misses the SLA
+    /// reaches: a service keeps at least `ceil(demand * service time / (servers_per_container *
+    /// max_busy))` containers. Default 0.7.
     pub max_busy: f64,
-    /// Requests a container serves at once, for that guard (the analogue of the HPA's
-    /// `capacity`). Default 1.
+    /// Requests a container serves at once, for that guard and the queueing model (the analogue
+    /// of the HPA's `capacity`); 0 (default): each container's reported CPU limit in cores, else 1.
     pub servers_per_container: f64,
     /// Round period, milliseconds (paper: 60000).
     pub interval_ms: u64,
@@ -109,7 +129,7 @@ impl Default for ImbresParams {
             converged_shift: 0.05,
             max_hold_rounds: 2,
             max_busy: 0.7,
-            servers_per_container: 1.0,
+            servers_per_container: 0.0,
             interval_ms: 60_000,
         }
     }
@@ -137,11 +157,11 @@ impl ImbresParams {
         if !(self.max_busy.is_finite() && self.max_busy > 0.0 && self.max_busy <= 1.0) {
             return Err(("max_busy", self.max_busy.to_string(), "must be in (0, 1]"));
         }
-        if !pos(self.servers_per_container) {
+        if !(self.servers_per_container.is_finite() && self.servers_per_container >= 0.0) {
             return Err((
                 "servers_per_container",
                 self.servers_per_container.to_string(),
-                "must be finite and > 0",
+                "must be finite and >= 0 (0: each container's reported CPU limit, else 1)",
             ));
         }
         if self.max_replicas < self.min_replicas {
@@ -290,7 +310,7 @@ impl Imbres {
         if self.table.load_cells(c.name, c.interference) >= 2 {
             self.table.lookup_linear(c.name, c.interference, w)
         } else {
-            queueing_p95_ms(c.service_time_ms?, w)
+            queueing_p95_ms(c.service_time_ms?, w, c.servers)
         }
     }
 
@@ -347,7 +367,29 @@ impl Imbres {
             .iter()
             .map(|(_, s)| i64::from(app::count(s).saturating_sub(p.min_replicas)))
             .sum();
-        let dr = capped.clamp(-room_down, room_up);
+        let demand = app::demand(snap, g);
+        let cands: Vec<Candidate<'_>> = owned
+            .iter()
+            .map(|(n, s)| candidate(snap, &p, n, s, demand.get(n).copied()))
+            .collect();
+        // The capacity floor: what each service lacks while the tail misses the SLA.
+        let lift: Vec<u32> = cands
+            .iter()
+            .map(|c| {
+                if l > 1.0 {
+                    c.floor.min(p.max_replicas).saturating_sub(c.containers)
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let lifted: i64 = lift.iter().map(|&k| i64::from(k)).sum();
+        let dr = if lifted > 0 {
+            capped.max(lifted)
+        } else {
+            capped
+        }
+        .clamp(-room_down, room_up);
         if dr == 0 {
             return Vec::new();
         }
@@ -368,51 +410,76 @@ impl Imbres {
         }
         self.held.remove(g.name);
 
-        let cands: Vec<Candidate<'_>> = owned
+        // The floor first, then Alg. 3 hands out the rest from there.
+        let raised: Vec<Candidate<'_>> = cands
             .iter()
-            .map(|(n, s)| candidate(snap, &p, n, s))
+            .zip(&lift)
+            .map(|(c, &k)| Candidate {
+                containers: c.containers + k,
+                ..c.clone()
+            })
             .collect();
-        let picks = distribute(dr, &cands, p.min_replicas, p.max_replicas, |c, w| {
-            self.phi(c, w)
-        });
-        if picks.is_empty() {
+        let picks = distribute(
+            dr - lifted,
+            &raised,
+            p.min_replicas,
+            p.max_replicas,
+            |c, w| self.phi(c, w),
+        );
+        if picks.is_empty() && lifted == 0 {
             return Vec::new();
         }
         if dr > 0 {
             self.last_up.insert(g.name.to_string(), snap.now);
         }
         let f: i64 = if dr > 0 { 1 } else { -1 };
-        let mut to: BTreeMap<&str, (i64, f64)> = BTreeMap::new();
+        // Per candidate: containers wanted and `G` of its first pick (NaN: none).
+        let mut to: Vec<(i64, f64)> = raised
+            .iter()
+            .map(|c| (i64::from(c.containers), f64::NAN))
+            .collect();
         for pick in &picks {
-            let c = &cands[pick.service];
-            to.entry(c.name)
-                .or_insert((i64::from(c.containers), pick.g))
-                .0 += f;
+            let t = &mut to[pick.service];
+            t.0 += f;
+            if t.1.is_nan() {
+                t.1 = pick.g;
+            }
         }
         let how = match (asked, step.newton) {
             (None, _) => "P* <= 0, largest step up".to_string(),
             (Some(_), true) => format!("{target:.1} req/s per container, newton"),
             (Some(_), false) => format!("{target:.1} req/s per container, first order"),
         };
-        let done = i64::try_from(picks.len()).unwrap_or(i64::MAX) * f;
+        let done = (i64::try_from(picks.len()).unwrap_or(i64::MAX) + lifted) * f;
         let note = match asked {
+            _ if lifted > 0 => format!(
+                " ({lifted} to the capacity floor{})",
+                asked.map_or(String::new(), |a| format!("; R* - R = {a:+}"))
+            ),
             Some(a) if a != done => format!(" (R* - R = {a:+}, capped)"),
             _ => String::new(),
         };
         cands
             .iter()
-            .filter_map(|c| {
-                let &(n, g_first) = to.get(c.name)?;
-                Some(ScaleDecision {
+            .zip(&to)
+            .zip(&lift)
+            .filter(|((c, t), _)| t.0 != i64::from(c.containers))
+            .map(|((c, &(n, g_first)), &k)| {
+                let why = match (k, g_first.is_nan()) {
+                    (0, _) => format!("G {g_first:.2}"),
+                    (k, true) => format!("floor +{k}"),
+                    (k, false) => format!("floor +{k}, G {g_first:.2}"),
+                };
+                ScaleDecision {
                     service: c.name.to_string(),
                     from: c.containers,
                     to: u32::try_from(n).unwrap_or(0),
                     reason: format!(
-                        "imbres: tail/SLA {l:.2} (flow {flow} at p{pct}; P {:.1} -> {how}), dR {done:+}{note}, G {g_first:.2}",
+                        "imbres: tail/SLA {l:.2} (flow {flow} at p{pct}; P {:.1} -> {how}), dR {done:+}{note}, {why}",
                         now.p,
                     ),
                     ..Default::default()
-                })
+                }
             })
             .collect()
     }
@@ -420,12 +487,14 @@ impl Imbres {
 
 /// What Alg. 3 reads of service `name`: its containers, its load `rho` and imbalance `alpha`
 /// from its per-host loads, the mean interference `I` over the hosts holding it (hosts without a
-/// pressure report left out) and the lowest mean inbound latency as the service time.
+/// pressure report left out), the overload-robust service time and its servers per container
+/// (see the module doc), and the busy floor under its `demand` (its load when unknown).
 fn candidate<'a>(
     snap: &Snapshot,
     p: &ImbresParams,
     name: &'a str,
     svc: &crate::ServiceState,
+    demand: Option<f64>,
 ) -> Candidate<'a> {
     let d = app::host_loads(svc);
     let loads: Vec<f64> = d.values().copied().collect();
@@ -443,11 +512,28 @@ fn candidate<'a>(
     let service_time_ms = svc
         .containers
         .iter()
-        .filter_map(|c| c.inbound.filter(|w| w.count > 0))
-        .map(|w| w.mean_ms)
+        .filter_map(|c| {
+            let w = c.inbound.filter(|w| w.count > 0)?;
+            let rate = w.count as f64 / w.window_s;
+            let saturated = super::servers(c, p.servers_per_container) * 1000.0 / rate;
+            Some(if saturated.is_finite() && saturated > 0.0 {
+                w.mean_ms.min(saturated)
+            } else {
+                w.mean_ms
+            })
+        })
         .filter(|m| m.is_finite() && *m > 0.0)
         .min_by(f64::total_cmp);
-    let load_rps = loads.iter().sum();
+    let servers = if svc.containers.is_empty() {
+        1.0
+    } else {
+        svc.containers
+            .iter()
+            .map(|c| super::servers(c, p.servers_per_container))
+            .sum::<f64>()
+            / svc.containers.len() as f64
+    };
+    let load_rps: f64 = loads.iter().sum();
     Candidate {
         name,
         containers: app::count(svc),
@@ -455,10 +541,11 @@ fn candidate<'a>(
         alpha: imbalance(&loads),
         interference,
         service_time_ms,
+        servers,
         floor: busy_floor(
-            load_rps,
+            demand.unwrap_or(load_rps).max(load_rps),
             service_time_ms,
-            p.servers_per_container,
+            servers,
             p.max_busy,
         ),
     }

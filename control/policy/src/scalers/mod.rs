@@ -41,9 +41,10 @@ pub const NAMES: &[&str] = &["none", "hpa", "imbres", "queueflower", "avg"];
 /// ```yaml
 /// scaler_settings:
 ///   hpa: { target_utilization: 0.6, tolerance: 0.1, min_replicas: 1, max_replicas: 10,
-///          scale_down_stabilization_ms: 300000, capacity: 1 }
+///          scale_down_stabilization_ms: 300000, capacity: 0 }
 ///   imbres: { eta1: 0.5, eta2: 0.2, beta: 0.1, min_replicas: 1, max_replicas: 20, max_step: 0,
-///             cooldown_ms: 120000, converged_shift: 0.05, interval_ms: 60000 }
+///             cooldown_ms: 120000, converged_shift: 0.05, max_busy: 0.7,
+///             servers_per_container: 0, interval_ms: 60000 }
 ///   queueflower: { w1: 1, w2: 1, w3: 1, budget: 0, seed: 0, interval_ms: 60000 }
 ///   avg: { budget: 0, interval_ms: 60000 }
 /// ```
@@ -98,6 +99,20 @@ pub fn paper_planner(name: &str) -> &'static str {
         "imbres" => "imbres-connect",
         _ => "round-robin",
     }
+}
+
+/// Requests container `c` serves at once at 100 % busy: `configured` when > 0, else the CPU
+/// limit its sidecar reports in cores (a container limited to 2 cores serves 2 requests at once;
+/// the simulator reports a container's `concurrency`), else 1. The analogue of the CPU request
+/// the Kubernetes HPA divides usage by.
+pub(crate) fn servers(c: &crate::ContainerState, configured: f64) -> f64 {
+    if configured > 0.0 {
+        return configured;
+    }
+    c.usage
+        .cpu_limit_cores
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .unwrap_or(1.0)
 }
 
 /// Builds a scaler with its source's defaults.

@@ -70,6 +70,27 @@ fn hand_computed_scale_up() {
 }
 
 #[test]
+fn capacity_zero_reads_the_reported_cpu_limit() {
+    // The same load; the sidecars report a 3-core limit: capacity 3 as above, unless set.
+    let mut s = snap(0, &[Some((30.0, 30.0)), Some((30.0, 30.0))]);
+    let svc = std::sync::Arc::make_mut(s.services.get_mut("api").unwrap());
+    for c in &mut svc.containers {
+        c.usage.cpu_limit_cores = Some(3.0);
+    }
+    assert_eq!(target(&Hpa::new(immediate()).scale(&s)), Some(1));
+    let set = HpaParams {
+        capacity: 1.0,
+        ..immediate()
+    };
+    assert_eq!(target(&Hpa::new(set).scale(&s)), Some(3));
+    // A limit that is no number counts as none: capacity 1.
+    let svc = std::sync::Arc::make_mut(s.services.get_mut("api").unwrap());
+    svc.containers[0].usage.cpu_limit_cores = Some(f64::NAN);
+    svc.containers[1].usage.cpu_limit_cores = None;
+    assert_eq!(target(&Hpa::new(immediate()).scale(&s)), Some(3));
+}
+
+#[test]
 fn tolerance_band_holds() {
     let mut h = Hpa::new(immediate());
     // 0.64 / 0.6 = 1.067: inside the 10 % band.
@@ -198,6 +219,10 @@ fn params_are_checked() {
         },
         HpaParams {
             capacity: f64::NAN,
+            ..HpaParams::default()
+        },
+        HpaParams {
+            capacity: -1.0,
             ..HpaParams::default()
         },
     ];

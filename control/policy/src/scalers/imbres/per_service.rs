@@ -29,7 +29,11 @@ pub(crate) struct Candidate<'a> {
     pub interference: Interference,
     /// Service-time estimate for the queueing fallback of `phi`, milliseconds.
     pub service_time_ms: Option<f64>,
-    /// Fewest containers a removal may leave (the busy guard, [`busy_floor`]); 0: no guard.
+    /// Requests one container serves at once (the queueing model's servers).
+    pub servers: f64,
+    /// Containers that keep each one's busy fraction at `max_busy` under the service's demand
+    /// ([`busy_floor`]): removals stop there, and a scale-up while the tail misses the SLA
+    /// brings the service at least up to it; 0: no estimate.
     pub floor: u32,
 }
 
@@ -170,22 +174,26 @@ pub(crate) fn distribute(
 }
 
 /// `phi` when the performance table has fewer than two load points for a service: the p95
-/// response time of an M/M/1 queue, `ln(20) s / (1 - min(w s / 1000 / k, 0.95))`, with `s` the
-/// service time in milliseconds (the lowest mean inbound latency among its containers, as the
-/// table estimates its `w_max`), `w` the load per container in requests per second and `k = 1`
-/// server per container. The `ln(20)` turns the M/M/1 mean into its 95th percentile (response
+/// response time of an M/M/1 queue at the container's per-server load,
+/// `ln(20) s / (1 - min(w s / 1000 / k, 0.95))`, with `s` the service time in milliseconds (the
+/// service's overload-robust estimate, see `candidate` in the parent module), `w` the load per
+/// container in requests per second and `k` the requests a container serves at once (an M/M/1
+/// curve at the M/M/k's utilisation: it overstates the tail of `k > 1` servers at moderate load,
+/// alike for every service). The `ln(20)` turns the M/M/1 mean into its 95th percentile (response
 /// times are exponential with rate `(1 - rho) / s`), so services predicted this way compare with
 /// those the table predicts (p95 too); past 95 % utilisation, where the model says 20x the
 /// service time, the prediction follows the curve's tangent there (finite, and still rising with
 /// the load, so Alg. 3 sees what a container more is worth to a saturated service).
-pub(crate) fn queueing_p95_ms(service_time_ms: f64, load_rps: f64) -> Option<f64> {
-    const SERVERS_PER_CONTAINER: f64 = 1.0;
+pub(crate) fn queueing_p95_ms(service_time_ms: f64, load_rps: f64, servers: f64) -> Option<f64> {
     const KNEE: f64 = 0.95;
     let s = service_time_ms;
     if !(s.is_finite() && s > 0.0 && load_rps.is_finite() && load_rps >= 0.0) {
         return None;
     }
-    let rho = load_rps * s / 1000.0 / SERVERS_PER_CONTAINER;
+    if !(servers.is_finite() && servers > 0.0) {
+        return None;
+    }
+    let rho = load_rps * s / 1000.0 / servers;
     let factor = if rho < KNEE {
         1.0 / (1.0 - rho)
     } else {

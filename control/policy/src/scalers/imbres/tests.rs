@@ -340,7 +340,7 @@ fn a_candidate_reads_load_imbalance_interference_and_service_time() {
         ..Default::default()
     };
     snap.hosts = Arc::new([("h1".to_string(), p(0.6)), ("h2".to_string(), p(0.2))].into());
-    let c = candidate(&snap, &ImbresParams::default(), "a", &svc);
+    let c = candidate(&snap, &ImbresParams::default(), "a", &svc, None);
     assert_eq!((c.containers, c.load_rps), (3, 40.0));
     // D = (30, 10): mean 20, sigma 10, alpha = 1 + 10 * 2 / 40.
     assert!((c.alpha - 1.5).abs() < 1e-12, "{}", c.alpha);
@@ -377,6 +377,7 @@ fn example() -> (PerfTable, Vec<Candidate<'static>>) {
         alpha,
         interference: none,
         service_time_ms: None,
+        servers: 1.0,
         floor: 0,
     };
     // a: 100 rps on 2 containers, balanced. b: 40 rps on 1. c: 40 rps on 2, D = (30, 10): 1.5.
@@ -438,9 +439,10 @@ fn alg3_ties_go_to_the_name_first_in_order() {
         alpha: 1.0,
         interference: Interference::default(),
         service_time_ms: Some(10.0),
+        servers: 1.0,
         floor: 0,
     };
-    let phi = |c: &Candidate<'_>, w: f64| queueing_p95_ms(c.service_time_ms?, w);
+    let phi = |c: &Candidate<'_>, w: f64| queueing_p95_ms(c.service_time_ms?, w, c.servers);
     for cands in [vec![twin("y"), twin("x")], vec![twin("x"), twin("y")]] {
         let picks = distribute(3, &cands, 1, 20, phi);
         assert_eq!(order(&picks, &cands), ["x", "y", "x"]);
@@ -467,6 +469,7 @@ fn removals_stop_at_the_busy_floor() {
         alpha: 1.0,
         interference: Interference::default(),
         service_time_ms: Some(8.0),
+        servers: 1.0,
         floor: busy_floor(300.0, Some(8.0), 1.0, 0.7),
     };
     let steep = Candidate {
@@ -487,16 +490,19 @@ fn removals_stop_at_the_busy_floor() {
 fn the_queueing_fallback_is_an_mm1_p95() {
     let ln20 = 20f64.ln();
     // s = 10 ms at 50 rps: rho 0.5.
-    assert!((queueing_p95_ms(10.0, 50.0).unwrap() - ln20 * 20.0).abs() < 1e-9);
+    assert!((queueing_p95_ms(10.0, 50.0, 1.0).unwrap() - ln20 * 20.0).abs() < 1e-9);
     // At 95 % utilisation 20 x s; past it the tangent there (slope 400 per unit of utilisation),
     // so a saturated service still gains from a container more.
-    assert!((queueing_p95_ms(10.0, 95.0).unwrap() - ln20 * 200.0).abs() < 1e-9);
+    assert!((queueing_p95_ms(10.0, 95.0, 1.0).unwrap() - ln20 * 200.0).abs() < 1e-9);
     assert!(
-        (queueing_p95_ms(10.0, 1000.0).unwrap() - ln20 * 10.0 * (20.0 + 400.0 * 9.05)).abs() < 1e-6
+        (queueing_p95_ms(10.0, 1000.0, 1.0).unwrap() - ln20 * 10.0 * (20.0 + 400.0 * 9.05)).abs()
+            < 1e-6
     );
-    assert!(queueing_p95_ms(10.0, 500.0).unwrap() > queueing_p95_ms(10.0, 250.0).unwrap());
-    assert_eq!(queueing_p95_ms(0.0, 10.0), None);
-    assert_eq!(queueing_p95_ms(10.0, f64::INFINITY), None);
+    assert!(
+        queueing_p95_ms(10.0, 500.0, 1.0).unwrap() > queueing_p95_ms(10.0, 250.0, 1.0).unwrap()
+    );
+    assert_eq!(queueing_p95_ms(0.0, 10.0, 1.0), None);
+    assert_eq!(queueing_p95_ms(10.0, f64::INFINITY, 1.0), None);
 }
 
 #[test]
@@ -526,4 +532,131 @@ fn params_check_names_the_field() {
         }),
         "interval_ms"
     );
+}
+
+/// `a` (entry) calls `b` once per request, `b` calls `c` twice: `(served, offered)` per service
+/// and the edges' completed calls per second.
+fn chain(a: (f64, f64), b: (f64, f64), c: (f64, f64), ab: f64, bc: f64, entry: f64) -> Snapshot {
+    let mut snap = scene(
+        60,
+        5.0,
+        entry,
+        &[
+            ("a", &[("h1", a.0)]),
+            ("b", &[("h1", b.0)]),
+            ("c", &[("h2", c.0)]),
+        ],
+    );
+    for (name, offered) in [("b", b.1), ("c", c.1)] {
+        Arc::make_mut(snap.services.get_mut(name).unwrap()).offered_rps = offered;
+    }
+    let edge = |caller: Option<&str>, callee: &str, rps| crate::CallEdge {
+        caller: caller.map(String::from),
+        callee: callee.into(),
+        rps,
+    };
+    snap.edges = vec![
+        edge(None, "a", a.0),
+        edge(Some("a"), "b", ab),
+        edge(Some("b"), "c", bc),
+    ];
+    snap
+}
+
+#[test]
+fn demand_is_carried_down_the_call_graph_by_visit_ratios() {
+    // 300 req/s offered; `a` completes 100 (saturated) and passes 100 calls to `b`, which makes
+    // 2 calls to `c` per request. Unthrottled, `b` would be offered 300 and `c` 600.
+    let snap = chain(
+        (100.0, 0.0),
+        (100.0, 100.0),
+        (200.0, 200.0),
+        100.0,
+        200.0,
+        300.0,
+    );
+    let groups = app::groups(&snap, None);
+    let d = app::demand(&snap, &groups[0]);
+    let near = |name: &str, want: f64| assert!((d[name] - want).abs() < 1e-9, "{name}: {d:?}");
+    near("a", 300.0);
+    near("b", 300.0);
+    near("c", 600.0);
+    // A service offered more than its callers carry (a queue of its own) keeps what it is offered.
+    let snap = chain(
+        (300.0, 0.0),
+        (150.0, 450.0),
+        (200.0, 200.0),
+        150.0,
+        200.0,
+        300.0,
+    );
+    let d = app::demand(&snap, &app::groups(&snap, None)[0]);
+    assert!((d["b"] - 450.0).abs() < 1e-9, "{d:?}");
+    // `b` makes 200 / 150 calls to `c` per request it completes: 450 * 4 / 3.
+    assert!((d["c"] - 600.0).abs() < 1e-9, "{d:?}");
+}
+
+#[test]
+fn the_service_time_survives_overload() {
+    // Served 20 req/s at a mean of 500 ms with 2 requests at once: saturated, so a request
+    // occupies a server 2 / 20 s = 100 ms; the queue is in the mean, not in the service time.
+    let mut svc = ServiceState {
+        name: "a".into(),
+        containers: vec![crate::testing::container(1, "h1", 500.0, 200)],
+        ..Default::default()
+    };
+    svc.containers[0].inbound.as_mut().unwrap().window_s = 10.0;
+    svc.containers[0].usage.cpu_limit_cores = Some(2.0);
+    let snap = crate::testing::snapshot(vec![svc.clone()]);
+    let p = ImbresParams::default();
+    let c = candidate(&snap, &p, "a", &svc, Some(60.0));
+    assert_eq!((c.service_time_ms, c.servers), (Some(100.0), 2.0));
+    // Demand 60 req/s x 0.1 s / (2 x 0.7) = 4.3: five containers.
+    assert_eq!(c.floor, 5);
+    // Lightly loaded (2 req/s), the mean is the service time; a set value beats the limit.
+    svc.containers[0].inbound.as_mut().unwrap().count = 20;
+    let set = ImbresParams {
+        servers_per_container: 4.0,
+        ..p
+    };
+    let c = candidate(&snap, &set, "a", &svc, None);
+    assert_eq!((c.service_time_ms, c.servers), (Some(500.0), 4.0));
+}
+
+#[test]
+fn a_tail_over_the_sla_lifts_every_service_to_its_floor_past_the_step_cap() {
+    // The chain above at 5x its SLA, one container each at a 10 ms mean. `a` and `b` need
+    // 300 x 0.010 / 0.7 = 4.3 -> 5 containers; `c` completes 200 req/s on one server, so a
+    // request occupies it 5 ms: 600 x 0.005 / 0.7 = 4.3 -> 5. Alg. 2 alone asks for one more
+    // container (first order, 1.2x of 3), and `max_step` would allow one.
+    let snap = chain(
+        (100.0, 0.0),
+        (100.0, 100.0),
+        (200.0, 200.0),
+        100.0,
+        200.0,
+        300.0,
+    );
+    let mut s = Imbres::new(ImbresParams::default());
+    let ds = s.scale(&snap);
+    let to: BTreeMap<&str, u32> = ds.iter().map(|d| (d.service.as_str(), d.to)).collect();
+    assert_eq!(to, [("a", 5), ("b", 5), ("c", 5)].into(), "{ds:?}");
+    assert!(
+        ds[0].reason.contains("to the capacity floor"),
+        "{}",
+        ds[0].reason
+    );
+    assert!(ds.iter().all(|d| d.reason.contains("floor +")), "{ds:?}");
+    // Within the SLA the floor adds nothing: below it Alg. 2 removes.
+    let mut calm = chain(
+        (100.0, 0.0),
+        (100.0, 100.0),
+        (200.0, 200.0),
+        100.0,
+        200.0,
+        300.0,
+    );
+    calm.flows.insert("f".into(), flow("a", 0.5, 300.0));
+    let ds = Imbres::new(ImbresParams::default()).scale(&calm);
+    assert!(ds.iter().all(|d| !d.reason.contains("floor")), "{ds:?}");
 }
