@@ -1,7 +1,8 @@
 //! `loadshift app` calls its children through the sidecar's outbound listener with
 //! `Host: <service>`: a real hyper server stands where the sidecar would be and records every
-//! call. Checks call probabilities, sequence vs parallel timing, header propagation, and that a
-//! failing child fails the parent with its status and the child's name.
+//! call. Checks call probabilities, sequence vs parallel timing, header propagation, that a
+//! failing child fails the parent with its status and the child's name, and that a failing
+//! optional child only degrades it.
 
 mod common;
 
@@ -196,5 +197,55 @@ async fn a_failing_child_fails_the_parent_with_its_name() {
         0,
         "a sequence stops at the first failure"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_optional_child_degrades_the_parent_instead_of_failing_it() {
+    let (out, calls) = outbound().await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    for mode in ["sequence", "parallel"] {
+        let dir = temp_dir("app-optional");
+        let (_app, addr) = start_app(
+            &dir,
+            &args(
+                out,
+                &[
+                    "--child",
+                    "broken",
+                    "--child",
+                    "after",
+                    "--optional",
+                    "broken",
+                    "--calls",
+                    mode,
+                ],
+            ),
+        )
+        .await;
+        calls.lock().expect("lock").clear();
+        let resp = client
+            .get(format!("http://{addr}/").parse().expect("uri"))
+            .await
+            .expect("response");
+        assert_eq!(resp.status(), 200, "{mode}");
+        assert_eq!(resp.headers()["x-loadshift-degraded"], "broken", "{mode}");
+        assert!(resp.headers().get("x-loadshift-failed-child").is_none());
+        resp.into_body().collect().await.expect("body");
+        let called: Vec<String> = calls
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|c| c.host.clone())
+            .collect();
+        assert!(called.contains(&"after".to_string()), "{mode}: {called:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // The same child, not optional, fails the request.
+    let dir = temp_dir("app-not-optional");
+    let (_app, addr) =
+        start_app(&dir, &args(out, &["--child", "after", "--child", "broken"])).await;
+    let (status, failed, _) = get(&addr, "x").await;
+    assert_eq!((status, failed.as_deref()), (503, Some("broken")));
     let _ = std::fs::remove_dir_all(&dir);
 }

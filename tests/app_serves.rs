@@ -1,6 +1,7 @@
 //! `loadshift app` as a process: announces an OS-chosen port, answers HTTP/1.1 and h2c with its
-//! container header, queues requests beyond its concurrency, follows its interference file at
-//! runtime, and rejects invalid arguments with exit code 64.
+//! container header, queues requests beyond its concurrency, resizes its concurrency while
+//! serving without cutting work in service, follows its interference file at runtime, and
+//! rejects invalid arguments with exit code 64.
 
 mod common;
 
@@ -77,6 +78,97 @@ async fn requests_beyond_the_concurrency_queue() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `GET /_loadshift/stats` as JSON.
+async fn stats(client: &Client<HttpConnector, Empty<Bytes>>, addr: &str) -> serde_json::Value {
+    let resp = client
+        .get(
+            format!("http://{addr}/_loadshift/stats")
+                .parse()
+                .expect("uri"),
+        )
+        .await
+        .expect("stats");
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    serde_json::from_slice(&body).expect("json")
+}
+
+/// `PUT /_loadshift/concurrency?n=N`: status and body.
+async fn set_concurrency(addr: &str, n: &str) -> (u16, String) {
+    let client: Client<HttpConnector, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let req = http::Request::put(format!("http://{addr}/_loadshift/concurrency?n={n}"))
+        .body(Empty::new())
+        .expect("request");
+    let resp = client.request(req).await.expect("response");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Most requests seen in service at once while `n` requests of 600 ms each run, sampled every
+/// 20 ms until they are all answered; asserts each got its 200.
+async fn peak_in_service(addr: &str, n: usize) -> u64 {
+    let client = h1();
+    let runs: Vec<_> = (0..n)
+        .map(|_| {
+            let (client, addr) = (client.clone(), addr.to_string());
+            tokio::spawn(async move { get(&client, &addr).await.0 })
+        })
+        .collect();
+    let mut peak = 0;
+    while !runs.iter().all(|r| r.is_finished()) {
+        let s = stats(&client, addr).await;
+        peak = peak.max(s["in_service"].as_u64().expect("in_service"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for r in runs {
+        assert_eq!(r.await.expect("request"), 200);
+    }
+    peak
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_is_resized_while_serving_without_cutting_work() {
+    let dir = temp_dir("app-resize");
+    let (_app, addr) =
+        start_app(&dir, &["--service-time", "const:600", "--concurrency", "1"]).await;
+    let client = h1();
+    assert_eq!(stats(&client, &addr).await["concurrency"], 1);
+    assert_eq!(peak_in_service(&addr, 2).await, 1, "one slot");
+
+    assert_eq!(
+        set_concurrency(&addr, "3").await,
+        (200, "{\"concurrency\":3}\n".to_string())
+    );
+    assert_eq!(stats(&client, &addr).await["concurrency"], 3);
+    assert_eq!(peak_in_service(&addr, 3).await, 3, "three slots");
+
+    // Shrinking while three requests are in service: all three finish, then one at a time.
+    let busy: Vec<_> = (0..3)
+        .map(|_| {
+            let (client, addr) = (client.clone(), addr.clone());
+            tokio::spawn(async move { get(&client, &addr).await.0 })
+        })
+        .collect();
+    for _ in 0..100 {
+        if stats(&client, &addr).await["in_service"] == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(set_concurrency(&addr, "1").await.0, 200);
+    for b in busy {
+        assert_eq!(b.await.expect("request"), 200, "work in service is not cut");
+    }
+    assert_eq!(stats(&client, &addr).await["concurrency"], 1);
+    assert_eq!(peak_in_service(&addr, 3).await, 1, "back to one slot");
+
+    for bad in ["0", "x", ""] {
+        assert_eq!(set_concurrency(&addr, bad).await.0, 400, "n={bad}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interference_file_multiplies_service_time_at_runtime() {
     let dir = temp_dir("app-interf");
@@ -122,6 +214,7 @@ async fn invalid_arguments_exit_64_naming_the_flag() {
         &["app", "--concurrency", "0"],
         &["app", "--cpu-fraction", "1.5"],
         &["app", "--child", "db:0.5"],
+        &["app", "--optional", "db"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_loadshift"))
             .args(args)

@@ -166,8 +166,8 @@ fn bad_input_exits_64_naming_the_problem() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// `sla_met_at_s` in summary.json and the table: `null` (`-`) for the cold start left at one
-/// container per service, a time within the run for `imbalance` at its 60 containers.
+/// `sla_met_at_s` in summary.json and the table: `null` (`-`) for the cold start left at a
+/// quarter of its containers, a time within the run for `imbalance` at its 60 containers.
 #[test]
 fn summary_says_from_when_the_sla_is_met() {
     let out = tmp("cold");

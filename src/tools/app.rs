@@ -8,10 +8,18 @@
 //! 3. releases the slot, then calls its children through the sidecar (see [`children`]);
 //! 4. answers `200 ok` with `x-loadshift-container: <container>`, or the failing child's 5xx
 //!    (502 when it gave no response) with `x-loadshift-failed-child: <service>`, or `500` with
-//!    probability `--error-rate` (the container's own failure).
+//!    probability `--error-rate` (the container's own failure). A failed call to an `--optional`
+//!    child does not fail the request: it is answered `200` with one
+//!    `x-loadshift-degraded: <service>` per child it went on without.
 //!
-//! `GET /_loadshift/stats` answers at once with `{"served": N}`, the requests served so far, so a
-//! supervisor can measure each container's share of the load without going through its proxy.
+//! Two routes answer at once, without emulated work, so a supervisor can reach the container
+//! without going through its proxy:
+//! - `GET /_loadshift/stats`: `{"served": N, "in_service": K, "concurrency": C}`, the requests
+//!   served so far, those holding a service slot now, and the slots;
+//! - `PUT /_loadshift/concurrency?n=C`: sets the service slots to `C` (from 1 to
+//!   [`server::MAX_CONCURRENCY`]) while serving, answering `{"concurrency": C}`. Work in service
+//!   is never cut: more slots serve queued requests at once, fewer take effect as requests in
+//!   service finish (the lab maps a CPU limit to this, `lab::scaling`).
 //!
 //! The bound address is printed as `listening on ADDR` and, with `--port-file`, written to that
 //! file (atomically) so a supervisor can find an OS-chosen port.
@@ -49,7 +57,8 @@ pub struct AppArgs {
     /// Service time: `exp:MEAN_MS`, `lognormal:MEAN_MS[:SIGMA]` or `const:MEAN_MS`.
     #[arg(long, default_value = "exp:5")]
     pub service_time: ServiceTime,
-    /// Requests served at once; more queue.
+    /// Requests served at once; more queue. Changed while serving with
+    /// `PUT /_loadshift/concurrency?n=C`.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
     /// Initial interference multiplier.
@@ -67,6 +76,10 @@ pub struct AppArgs {
     /// Child service called per request, `SERVICE[:PROBABILITY]` (repeatable).
     #[arg(long = "child")]
     pub children: Vec<Child>,
+    /// Child service whose failed call degrades the request instead of failing it (repeatable;
+    /// each must be a `--child`).
+    #[arg(long = "optional")]
+    pub optional: Vec<String>,
     /// Whether children are called one after another or all at once.
     #[arg(long, value_enum, default_value_t = CallMode::Sequence)]
     pub calls: CallMode,
@@ -87,8 +100,12 @@ pub struct AppArgs {
 impl AppArgs {
     /// Checks what clap cannot: value ranges and the outbound address when there are children.
     pub fn validate(&self) -> Result<(), String> {
-        if self.concurrency == 0 {
-            return Err("--concurrency: must be at least 1".into());
+        if !(1..=server::MAX_CONCURRENCY).contains(&self.concurrency) {
+            return Err(format!(
+                "--concurrency: {} is not in [1, {}]",
+                self.concurrency,
+                server::MAX_CONCURRENCY
+            ));
         }
         if !(0.0..=1.0).contains(&self.cpu_fraction) {
             return Err(format!(
@@ -110,6 +127,13 @@ impl AppArgs {
         }
         if !self.children.is_empty() && self.outbound.is_none() {
             return Err("--outbound: required when --child is given".into());
+        }
+        if let Some(o) = self
+            .optional
+            .iter()
+            .find(|o| !self.children.iter().any(|c| &c.service == *o))
+        {
+            return Err(format!("--optional: {o:?} is not a --child"));
         }
         Ok(())
     }

@@ -14,8 +14,9 @@
 //! scenario and policies and shows its numbers beside the lab's.
 //!
 //! Scale decisions are carried out when a service has a scaler (the scenario's or `--scaler`):
-//! the control plane's webhook actuator calls the lab, which starts and stops app + sidecar
-//! replicas and publishes them through the control plane's file discovery ([`scaling`],
+//! the control plane's webhook actuator calls the lab ([`receiver`]), which starts and stops
+//! app + sidecar replicas and publishes them through the control plane's file discovery, sets
+//! the apps' concurrency from CPU limits, and browns out optional services ([`scaling`],
 //! [`fleet`]). Without a scaler the containers stay at the scaled-down initial replicas.
 
 pub mod configs;
@@ -23,6 +24,7 @@ pub mod delay_pipe;
 pub mod fleet;
 pub mod layout;
 pub mod peer_zone;
+pub mod receiver;
 pub mod relay;
 pub mod run;
 pub mod scaling;
@@ -184,9 +186,6 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
             })
         };
         let mut sup = start.await??;
-        if let Some(sc) = &mut scaling {
-            sc.attach(s, &mut sup, &dir, &me)?;
-        }
         if let Some(r) = &mut relays {
             let targets = sup
                 .placed
@@ -194,6 +193,10 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
                 .map(|p| (p.spec.name.clone(), p.ports.inbound))
                 .collect();
             r.start(&targets, interval)?;
+        }
+        if let Some(sc) = &mut scaling {
+            let handle = relays.as_ref().and_then(relay::ZoneRelays::handle);
+            sc.attach(s, &mut sup, &dir, &me, handle)?;
         }
         let tick = run::tick(interval, sup.control_interval);
         eprintln!(
@@ -250,7 +253,8 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
             if scaling_opts.active(s) {
                 format!(
                     "scale decisions carried out by the lab every {:.0} s: app + sidecar replicas \
-                     started and stopped, at most {} per service",
+                     started and stopped, at most {} per service; CPU limits as the apps' \
+                     concurrency; brownout of optional services",
                     scaling_opts.interval.as_secs_f64(),
                     scaling_opts.max_replicas
                 )

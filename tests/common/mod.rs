@@ -24,7 +24,10 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 
+mod lab;
 mod wire;
+#[allow(unused_imports)]
+pub use lab::*;
 #[allow(unused_imports)]
 pub use wire::*;
 

@@ -12,6 +12,9 @@ pub(crate) struct CallRec {
     pub next: u16,
     pub pending: u16,
     pub error: bool,
+    /// A failure here does not fail the request: this call, or one of the calls it descends
+    /// from below the root, is to an optional service, whose caller goes on without it.
+    pub degradable: bool,
     pub gated: bool,
     pub t_send: u64,
     pub t_arrive: u64,

@@ -6,6 +6,10 @@
 //! the service's calls (in sequence or in parallel, each with its probability) -> the response
 //! back to the caller, which feeds the caller's Peak-EWMA, outlier state and the container's
 //! windows. The response of the root call ends the request.
+//!
+//! A call that fails (the container's error, no endpoint, blocked) fails its request, unless it
+//! is to an optional service or below one: the optional service's caller goes on without it and
+//! the request is degraded, not failed, as `loadshift app --optional` does in the lab.
 
 use std::time::Duration;
 
@@ -62,11 +66,15 @@ impl Engine {
         let ob = &mut proxy.out[slot as usize];
         let svc = ob.svc;
         self.w.svcs[svc as usize].offered += 1;
+        let degradable = parent != NONE
+            && (self.w.svcs[svc as usize].optional || self.calls[parent as usize].degradable);
         let mut gated = false;
         if let Some(g) = ob.gates.get_mut(flow) {
             let blocked = g.gate.admit().is_err() || g.cap.is_some_and(|c| g.in_flight >= c);
             if blocked {
-                self.reqs[req as usize].blocked = true;
+                if !degradable {
+                    self.reqs[req as usize].blocked = true;
+                }
                 return false;
             }
             g.in_flight += 1;
@@ -83,7 +91,9 @@ impl Engine {
             if let Some(g) = ob.gates.get_mut(flow).filter(|_| gated) {
                 g.in_flight -= 1;
             }
-            self.reqs[req as usize].failed = true;
+            if !degradable {
+                self.reqs[req as usize].failed = true;
+            }
             return false;
         };
         let c = ob.layout[i];
@@ -104,6 +114,7 @@ impl Engine {
             next: 0,
             pending: 0,
             error: false,
+            degradable,
             gated,
             t_send: self.now,
             t_arrive: self.now + delay,
@@ -251,7 +262,7 @@ impl Engine {
         {
             g.in_flight = g.in_flight.saturating_sub(1);
         }
-        if cr.error {
+        if cr.error && !cr.degradable {
             self.reqs[cr.req as usize].failed = true;
         }
         if cr.parent == NONE {

@@ -169,6 +169,48 @@ fn blocked_errored_and_completed_add_up() {
     assert_eq!(o.run.summary.plan_pushes, 1);
 }
 
+#[test]
+fn a_failed_call_to_an_optional_service_degrades_its_request_instead_of_failing_it() {
+    // api calls recs, which calls deep; one of recs or deep always fails.
+    let scenario = |recs_fails: bool, optional: bool| {
+        let (recs_err, deep_err) = if recs_fails { (1, 0) } else { (0, 1) };
+        let yaml = format!(
+            "name: optional
+duration_s: 20
+hosts: [{{name: h}}]
+services:
+  - {{name: api, service_time: {{dist: constant, mean_ms: 1}}, concurrency: 8, replicas: {{h: 1}}, calls: [{{service: recs}}, {{service: db}}]}}
+  - {{name: recs, service_time: {{dist: constant, mean_ms: 1}}, concurrency: 8, replicas: {{h: 1}}, calls: [{{service: deep}}], error_rate: {recs_err}, optional: {optional}}}
+  - {{name: deep, service_time: {{dist: constant, mean_ms: 1}}, concurrency: 8, replicas: {{h: 1}}, error_rate: {deep_err}}}
+  - {{name: db, service_time: {{dist: constant, mean_ms: 1}}, concurrency: 8, replicas: {{h: 1}}}}
+flows:
+  - {{name: f, entry: api, arrival: {{process: poisson, rate: 50}}, sla: {{latency_ms: 100}}}}
+"
+        );
+        Scenario::parse(&yaml, None).unwrap()
+    };
+    for recs_fails in [true, false] {
+        let o = run(
+            &scenario(recs_fails, true),
+            &SimOptions::default(),
+            &mut quiet,
+        )
+        .unwrap();
+        conserved(&o);
+        let c = o.run.counts;
+        assert_eq!((c.failed, c.completed), (0, c.offered), "{c:?}");
+        let o = run(
+            &scenario(recs_fails, false),
+            &SimOptions::default(),
+            &mut quiet,
+        )
+        .unwrap();
+        conserved(&o);
+        let c = o.run.counts;
+        assert_eq!((c.failed, c.completed), (c.offered, 0), "{c:?}");
+    }
+}
+
 /// Asks for a fixed container count.
 struct Fixed(u32);
 

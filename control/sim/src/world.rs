@@ -30,6 +30,8 @@ pub(super) struct Svc {
     pub servers: u32,
     pub mode: CallMode,
     pub error_rate: f64,
+    /// A failed call to it does not fail the caller (the scenario's `optional`).
+    pub optional: bool,
     /// (child service, probability, outbound slot of the caller's proxy).
     pub calls: Vec<(u32, f64, u16)>,
     /// Distinct child services; position = outbound slot.
@@ -249,6 +251,7 @@ impl World {
                     servers: x.concurrency,
                     mode: x.mode,
                     error_rate: x.error_rate,
+                    optional: x.optional,
                     calls,
                     children,
                     members: Vec::new(),

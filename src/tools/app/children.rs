@@ -1,6 +1,11 @@
 //! Downstream calls of the emulated app: each child service is called with its probability, in
 //! sequence or all at once, through the sidecar's outbound listener with `Host: <service>` so the
 //! proxy routes (and balances, blocks, measures) the call exactly as it would a real one.
+//!
+//! A failed call (a 5xx, which includes the sidecar's own 503 when the service has no endpoint
+//! or blocks the call, or no response) fails the request, unless the child is optional: then the
+//! request goes on without it and is degraded, as the simulator treats a failed call to an
+//! optional service.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -22,6 +27,8 @@ pub struct Child {
     pub service: String,
     /// Probability in [0, 1] that a request calls this child.
     pub probability: f64,
+    /// Its failed call degrades the request instead of failing it (`--optional`).
+    pub optional: bool,
 }
 
 impl FromStr for Child {
@@ -47,6 +54,7 @@ impl FromStr for Child {
         Ok(Self {
             service: service.to_string(),
             probability: p,
+            optional: false,
         })
     }
 }
@@ -54,7 +62,7 @@ impl FromStr for Child {
 /// How the children of one request are called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CallMode {
-    /// One after another; the request fails at the first failing child.
+    /// One after another; the request fails at the first failing child that is not optional.
     Sequence,
     /// All at once; the request waits for every child.
     Parallel,
@@ -92,21 +100,38 @@ impl Downstream {
             .collect()
     }
 
-    /// Calls the picked children (indices from [`Downstream::pick`]).
-    pub async fn call(&self, picked: &[usize], incoming: &HeaderMap) -> Result<(), ChildFailure> {
+    /// Calls the picked children (indices from [`Downstream::pick`]); returns the optional
+    /// children whose call failed (the request goes on degraded), or the failure that fails it.
+    pub async fn call(
+        &self,
+        picked: &[usize],
+        incoming: &HeaderMap,
+    ) -> Result<Vec<String>, ChildFailure> {
         let picked = picked.iter().filter_map(|&i| self.children.get(i));
+        let mut degraded = Vec::new();
+        let mut settle = |child: &Child, result: Result<(), ChildFailure>| match result {
+            Err(f) if child.optional => {
+                degraded.push(f.service);
+                Ok(())
+            }
+            other => other,
+        };
         match self.mode {
             CallMode::Sequence => {
                 for child in picked {
-                    self.call_one(child, incoming).await?;
+                    let result = self.call_one(child, incoming).await;
+                    settle(child, result)?;
                 }
-                Ok(())
             }
             CallMode::Parallel => {
-                let results = join_all(picked.map(|c| self.call_one(c, incoming))).await;
-                results.into_iter().collect()
+                let picked: Vec<&Child> = picked.collect();
+                let results = join_all(picked.iter().map(|c| self.call_one(c, incoming))).await;
+                for (child, result) in picked.into_iter().zip(results) {
+                    settle(child, result)?;
+                }
             }
         }
+        Ok(degraded)
     }
 
     async fn call_one(&self, child: &Child, incoming: &HeaderMap) -> Result<(), ChildFailure> {
@@ -146,21 +171,24 @@ mod tests {
             "db".parse(),
             Ok(Child {
                 service: "db".into(),
-                probability: 1.0
+                probability: 1.0,
+                optional: false,
             })
         );
         assert_eq!(
             "db:0.25".parse(),
             Ok(Child {
                 service: "db".into(),
-                probability: 0.25
+                probability: 0.25,
+                optional: false,
             })
         );
         assert_eq!(
             "db.ns:8080:0.5".parse(),
             Ok(Child {
                 service: "db.ns:8080".into(),
-                probability: 0.5
+                probability: 0.5,
+                optional: false,
             })
         );
         assert!("db:1.5".parse::<Child>().is_err());

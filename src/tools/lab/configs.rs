@@ -217,8 +217,15 @@ pub fn gateway(
     })
 }
 
-/// `loadshift app` arguments of one container.
-pub fn app_args(s: &Scenario, me: &Placed, interference_file: &Path) -> Vec<String> {
+/// `loadshift app` arguments of one container; `concurrency` overrides the service's (a CPU
+/// limit the lab carried out, see `super::scaling`). Calls to an optional service are
+/// `--optional`: the app goes on without them when they fail.
+pub fn app_args(
+    s: &Scenario,
+    me: &Placed,
+    interference_file: &Path,
+    concurrency: Option<u32>,
+) -> Vec<String> {
     let mut a: Vec<String> = vec![
         "app".into(),
         "--listen".into(),
@@ -247,7 +254,7 @@ pub fn app_args(s: &Scenario, me: &Placed, interference_file: &Path) -> Vec<Stri
         "--service-time".into(),
         dist,
         "--concurrency".into(),
-        svc.concurrency.max(1).to_string(),
+        concurrency.unwrap_or(svc.concurrency).max(1).to_string(),
     ]);
     a.extend(["--error-rate".into(), svc.error_rate.to_string()]);
     let mode = match svc.mode {
@@ -257,6 +264,17 @@ pub fn app_args(s: &Scenario, me: &Placed, interference_file: &Path) -> Vec<Stri
     a.extend(["--calls".into(), mode.into()]);
     for c in &svc.calls {
         a.extend(["--child".into(), format!("{}:{}", c.service, c.probability)]);
+    }
+    let mut optional: Vec<&str> = svc
+        .calls
+        .iter()
+        .filter(|c| s.services.iter().any(|x| x.name == c.service && x.optional))
+        .map(|c| c.service.as_str())
+        .collect();
+    optional.sort_unstable();
+    optional.dedup();
+    for o in optional {
+        a.extend(["--optional".into(), o.to_string()]);
     }
     a
 }
@@ -296,7 +314,11 @@ impl ControlEdit {
             url: self.url.clone(),
             timeout_ms: 30_000,
             token_file: None,
-            kinds: vec![ActionKind::Replicas],
+            kinds: vec![
+                ActionKind::Replicas,
+                ActionKind::Limits,
+                ActionKind::Brownout,
+            ],
         });
         cfg.discovery = Some(FileDiscoveryConfig {
             file: self.endpoints_file.clone(),

@@ -3,22 +3,29 @@
 //! After start-up the fleet takes over every container's processes (app + sidecar) from the
 //! supervisor, so it can stop any of them, and starts new replicas on demand:
 //! - scale-up: per new replica four reserved loopback ports, the app (`loadshift app` with the
-//!   service's arguments and the interference file of its host, which the run keeps following),
-//!   then its sidecar (knowing every live container), each waited on until it listens; then the
-//!   endpoints file is rewritten and the control plane's file discovery sends the new endpoint to
-//!   every caller. New replicas go to the service's hosts with the fewest of its containers.
-//! - scale-down: the newest containers first, never the last one. Each leaves the endpoints file
-//!   first; after [`Fleet::drain`] (discovery poll + push + the work queued at it) its sidecar
-//!   gets SIGTERM (it finishes open requests, then exits; killed after 3 s), then its app stops.
+//!   service's arguments, its current concurrency and the interference file of its host, which
+//!   the run keeps following), then its sidecar (knowing every live container), each waited on
+//!   until it listens; in a scenario with inter-zone RTT a zone relay in front of the sidecar
+//!   ([`super::relay::RelayHandle::add`]), whose address becomes the replica's endpoint as for the
+//!   initial containers; then the endpoints file is rewritten and the control plane's file
+//!   discovery sends the new endpoint to every caller. New replicas go to the service's hosts
+//!   with the fewest of its containers.
+//! - scale-down: the newest containers first, never the last one unless the service is browned
+//!   out (an optional service taken to zero, [`Fleet::resize`] with `brownout`). Each leaves the
+//!   endpoints file first (a service with no container is listed with no endpoints, so callers
+//!   drop the old ones); after [`FleetBase::drain`] (discovery poll + push + the work queued at it)
+//!   its sidecar gets SIGTERM (it finishes open requests, then exits; killed after 3 s), then its
+//!   app stops and its zone relay closes.
+//! - concurrency: [`Fleet::set_concurrency`] records a service's new per-container concurrency
+//!   (replicas started later get it) and names the live apps to resize in place.
 //!
 //! Every start, leave and stop is timed, which gives the report its containers over time and
 //! container-seconds. Dropping the fleet (or [`Fleet::shutdown`]) kills everything it owns; a
 //! scale-up racing a shutdown kills what it started.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -26,10 +33,13 @@ use loadshift_control::config::EndpointConfig;
 use loadshift_sim::scenario::Scenario;
 use parking_lot::Mutex;
 
-use super::configs::{self, Placed, Ports};
+use super::configs::{self, Placed};
+use super::relay::RelayHandle;
 use super::supervisor::Supervisor;
 use crate::tools::support::process::Guard;
 use crate::tools::support::write_atomically;
+
+mod replica;
 
 /// Fixed facts every resize needs.
 #[derive(Debug, Clone)]
@@ -50,14 +60,15 @@ pub struct FleetBase {
     pub max_total: usize,
     /// How long a leaving container keeps its processes after leaving discovery.
     pub drain: Duration,
+    /// The zone relays, when the scenario has inter-zone RTT: replicas get one each.
+    pub relays: Option<RelayHandle>,
 }
 
 /// One container, live or gone.
 #[derive(Debug)]
 pub struct Member {
     pub placed: Placed,
-    /// Its address in discovery (the sidecar's inbound listener, or what the control plane was
-    /// first given for it).
+    /// Its address in discovery (its zone relay, else the sidecar's inbound listener).
     pub addr: SocketAddr,
     pub interference: PathBuf,
     /// Part of the initial layout (its served requests are counted by the run itself).
@@ -83,6 +94,8 @@ struct Inner {
     members: Vec<Member>,
     closed: bool,
     next: u32,
+    /// Per service: the concurrency set by a limits decision (absent: the scenario's).
+    concurrency: BTreeMap<String, u32>,
 }
 
 /// Containers of a lab run.
@@ -136,18 +149,54 @@ impl Fleet {
                 members,
                 closed: false,
                 next: 1,
+                concurrency: BTreeMap::new(),
             }),
             ops: Mutex::new(()),
         }
     }
 
-    /// Live containers per service.
+    /// Live containers per service, 0 for a browned-out one.
     pub fn counts(&self) -> BTreeMap<String, u32> {
         let mut out = BTreeMap::new();
-        for m in self.inner.lock().members.iter().filter(|m| m.live()) {
-            *out.entry(m.placed.spec.service.clone()).or_insert(0) += 1;
+        for m in &self.inner.lock().members {
+            *out.entry(m.placed.spec.service.clone()).or_insert(0) += u32::from(m.live());
         }
         out
+    }
+
+    /// The scenario the fleet runs.
+    pub fn scenario(&self) -> &Scenario {
+        &self.base.scenario
+    }
+
+    /// Concurrency of `service`'s containers: the last one set, else the scenario's.
+    pub fn concurrency(&self, service: &str) -> u32 {
+        if let Some(&c) = self.inner.lock().concurrency.get(service) {
+            return c;
+        }
+        self.base
+            .scenario
+            .services
+            .iter()
+            .find(|x| x.name == service)
+            .map_or(1, |x| x.concurrency.max(1))
+    }
+
+    /// Records `concurrency` for `service` (replicas started from now on get it) and returns the
+    /// app address of each of its live containers, to resize in place. Waits for a resize in
+    /// progress, so a replica starting meanwhile is either listed or started with it.
+    pub fn set_concurrency(&self, service: &str, concurrency: u32) -> Vec<(String, SocketAddr)> {
+        let _op = self.ops.lock();
+        let mut inner = self.inner.lock();
+        inner
+            .concurrency
+            .insert(service.to_string(), concurrency.max(1));
+        inner
+            .members
+            .iter()
+            .filter(|m| m.live() && m.placed.spec.service == service)
+            .map(|m| (m.placed.spec.name.clone(), m.placed.ports.app))
+            .collect()
     }
 
     pub fn timeline(&self) -> Timeline {
@@ -185,30 +234,31 @@ impl Fleet {
         Ok(())
     }
 
-    /// Brings `service` to `want` containers, within `[1, bound]`; returns the count reached.
-    pub fn resize(&self, service: &str, want: u32) -> anyhow::Result<u32> {
+    /// Brings `service` to `want` containers, within `[1, bound]`, or `[0, bound]` with
+    /// `brownout` (the caller checks the service is optional); returns the count reached.
+    pub fn resize(&self, service: &str, want: u32, brownout: bool) -> anyhow::Result<u32> {
         let _op = self.ops.lock();
-        let (cur, total) = {
+        let (known, cur, total) = {
             let inner = self.inner.lock();
             if inner.closed {
                 bail!("the lab is stopping");
             }
+            let of_service = |m: &&Member| m.placed.spec.service == service;
+            let known = inner.members.iter().any(|m| of_service(&m));
             let live = inner.members.iter().filter(|m| m.live());
-            let cur = live
-                .clone()
-                .filter(|m| m.placed.spec.service == service)
-                .count();
-            (cur, live.count())
+            let cur = live.clone().filter(of_service).count();
+            (known, cur, live.count())
         };
-        if cur == 0 {
+        if !known {
             bail!("unknown service {service:?}");
         }
+        let floor = u32::from(!brownout);
         let room = self.base.max_total.saturating_sub(total) + cur;
         let bound = u32::try_from(room)
             .unwrap_or(u32::MAX)
             .min(self.base.max_per_service)
             .max(1);
-        let target = want.clamp(1, bound) as usize;
+        let target = want.clamp(floor, bound) as usize;
         if target > cur {
             for _ in cur..target {
                 self.start_one(service)?;
@@ -220,148 +270,17 @@ impl Fleet {
         Ok(self.counts().get(service).copied().unwrap_or(0))
     }
 
-    /// Starts one replica of `service` and registers it (not yet in the endpoints file).
-    fn start_one(&self, service: &str) -> anyhow::Result<()> {
-        let b = &self.base;
-        let (spec, interference, peers, n) = {
-            let mut inner = self.inner.lock();
-            // The service's host with the fewest of its live containers; the initial layout put
-            // at least one container of the service on each of its hosts.
-            let mut per_host: BTreeMap<&str, (usize, &Member)> = BTreeMap::new();
-            for m in inner
-                .members
-                .iter()
-                .filter(|m| m.placed.spec.service == service)
-            {
-                let e = per_host.entry(&m.placed.spec.host).or_insert((0, m));
-                if m.live() {
-                    e.0 += 1;
-                }
-                if m.original {
-                    e.1 = m;
-                }
-            }
-            let (_, model) = per_host
-                .values()
-                .min_by_key(|(n, _)| *n)
-                .copied()
-                .context("no container to copy")?;
-            let mut spec = model.placed.spec.clone();
-            let interference = model.interference.clone();
-            let n = inner.next;
-            inner.next += 1;
-            spec.name = format!("{}-{}-r{n}", spec.service, spec.host);
-            let peers: Vec<Placed> = inner
-                .members
-                .iter()
-                .filter(|m| m.live())
-                .map(|m| m.placed.clone())
-                .collect();
-            (spec, interference, peers, n)
-        };
-        let mut hold: Vec<TcpListener> = (0..4)
-            .map(|_| TcpListener::bind("127.0.0.1:0"))
-            .collect::<Result<_, _>>()
-            .context("reserve loopback ports")?;
-        let addr = |i: usize| hold[i].local_addr();
-        let placed = Placed {
-            spec,
-            ports: Ports {
-                app: addr(0)?,
-                inbound: addr(1)?,
-                outbound: addr(2)?,
-                admin: addr(3)?,
-            },
-        };
-        let mut all = peers;
-        all.push(placed.clone());
-        let name = placed.spec.name.clone();
-        let sidecar_cfg = configs::sidecar(&b.scenario, &all, &placed, b.control, &b.token);
-        let path = b.dir.join(format!("sidecar-{name}.yaml"));
-        std::fs::write(&path, configs::yaml(&sidecar_cfg)?)
-            .with_context(|| format!("write {}", path.display()))?;
-        let app_args = configs::app_args(&b.scenario, &placed, &interference);
-        // Each port is released just before the process that binds it starts, so nothing else
-        // gets it in between.
-        drop(hold.remove(0));
-        let app = spawn_ready(
-            &format!("app-{name}"),
-            &b.me,
-            &app_args,
-            &b.dir,
-            placed.ports.app,
-        )?;
-        drop(hold);
-        let sidecar_args = [
-            "proxy".into(),
-            "--config".into(),
-            path.display().to_string(),
-        ];
-        let sidecar = spawn_ready(
-            &format!("sidecar-{name}"),
-            &b.me,
-            &sidecar_args,
-            &b.dir,
-            placed.ports.inbound,
-        )?;
-        let mut inner = self.inner.lock();
-        if inner.closed {
-            // Dropping the guards here kills both.
-            bail!("the lab stopped while replica {n} of {service} started");
-        }
-        inner.members.push(Member {
-            addr: placed.ports.inbound,
-            placed,
-            interference,
-            original: false,
-            started: Some(Instant::now()),
-            left: None,
-            stopped: None,
-            guards: vec![sidecar, app],
-        });
-        tracing::info!(%service, container = %name, "replica started");
-        Ok(())
-    }
-
-    /// Takes the newest `k` live containers of `service` out of discovery, waits for the drain,
-    /// then stops their processes.
-    fn stop_newest(&self, service: &str, k: usize) -> anyhow::Result<()> {
-        let leaving: Vec<usize> = {
-            let mut inner = self.inner.lock();
-            let mut idx: Vec<usize> = inner
-                .members
-                .iter()
-                .enumerate()
-                .filter(|(_, m)| m.live() && m.placed.spec.service == service)
-                .map(|(i, _)| i)
-                .collect();
-            // Members are appended as they start: the highest index is the newest.
-            idx.reverse();
-            idx.truncate(k);
-            let now = Instant::now();
-            for &i in &idx {
-                inner.members[i].left = Some(now);
-            }
-            idx
-        };
-        self.write_endpoints()?;
-        std::thread::sleep(self.base.drain);
-        for i in leaving {
-            let guards = {
-                let mut inner = self.inner.lock();
-                std::mem::take(&mut inner.members[i].guards)
-            };
-            stop_in_order(guards);
-            let mut inner = self.inner.lock();
-            inner.members[i].stopped = Some(Instant::now());
-            tracing::info!(%service, container = %inner.members[i].placed.spec.name, "replica stopped");
-        }
-        Ok(())
-    }
-
-    /// Rewrites the endpoints file from the live containers.
+    /// Rewrites the endpoints file from the live containers. Every service is listed, a
+    /// browned-out one with no endpoints: discovery keeps the static list of a service the file
+    /// leaves out.
     fn write_endpoints(&self) -> anyhow::Result<()> {
-        let mut map: BTreeMap<String, Vec<EndpointConfig>> = BTreeMap::new();
+        let mut map: BTreeMap<String, Vec<EndpointConfig>> = self
+            .base
+            .scenario
+            .services
+            .iter()
+            .map(|x| (x.name.clone(), Vec::new()))
+            .collect();
         for m in self.inner.lock().members.iter().filter(|m| m.live()) {
             let p = &m.placed;
             map.entry(p.spec.service.clone())
@@ -411,33 +330,4 @@ impl Drop for Fleet {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-/// SIGTERM to the sidecar (it drains, then exits; killed after 3 s), then the app.
-fn stop_in_order(guards: Vec<Guard>) {
-    let mut it = guards.into_iter();
-    if let Some(mut sidecar) = it.next() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &sidecar.pid().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while sidecar.is_running() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        drop(sidecar);
-    }
-    drop(it);
-}
-
-/// Starts a child and waits (at most 10 s) until it listens on `addr`.
-fn spawn_ready(
-    name: &str,
-    me: &Path,
-    args: &[String],
-    dir: &Path,
-    addr: SocketAddr,
-) -> anyhow::Result<Guard> {
-    let mut g = Guard::spawn(name, me, args, dir)?;
-    g.wait_ready(addr)?;
-    Ok(g)
 }

@@ -10,6 +10,12 @@
 //! of the load. A connection whose caller is not identified is forwarded without delay and
 //! counted.
 //!
+//! The initial containers' relays are bound before any process starts (their addresses go into
+//! every config). Containers the lab's fleet starts and stops during the run get theirs through a
+//! [`RelayHandle`]: [`RelayHandle::add`] binds one and returns the address the fleet publishes as
+//! the container's endpoint, [`RelayHandle::remove`] closes it (listener and connections) when the
+//! container stops.
+//!
 //! The relays run on their own thread and single-threaded runtime inside the lab process, so
 //! their timers do not queue behind the load generator's tasks. Dropping [`ZoneRelays`] stops
 //! the thread, which closes every listener and relayed connection.
@@ -28,6 +34,7 @@ use anyhow::Context;
 use loadshift_sim::scenario::{Scenario, Schedule};
 use parking_lot::Mutex;
 use tokio::sync::watch;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::delay_pipe::pipe;
@@ -90,8 +97,77 @@ pub struct ZoneRelays {
     fronts: Vec<Front>,
     rtt: RttTable,
     stats: Arc<Mutex<Stats>>,
-    running: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    running: Option<Running>,
     interval: Duration,
+}
+
+/// The relay thread and what adds relays to it.
+#[derive(Debug)]
+struct Running {
+    stop: watch::Sender<bool>,
+    thread: JoinHandle<()>,
+    handle: RelayHandle,
+}
+
+/// Adds and removes relays while the relays run: one per container, keyed by its name (see the
+/// module documentation). Clones share the relays.
+#[derive(Clone, Debug)]
+pub struct RelayHandle {
+    rt: tokio::runtime::Handle,
+    shared: Shared,
+    /// Each container's accept loop; aborting it drops its listener and connections.
+    live: Arc<Mutex<HashMap<String, AbortHandle>>>,
+}
+
+impl RelayHandle {
+    /// Binds a relay for `container` (in `zone`) that forwards to `target` (its sidecar's inbound
+    /// listener) with the same delays as every other relay; returns the relay's address, which
+    /// is the container's endpoint from now on.
+    pub fn add(
+        &self,
+        container: &str,
+        zone: &str,
+        target: SocketAddr,
+    ) -> anyhow::Result<SocketAddr> {
+        let listener = TcpListener::bind("127.0.0.1:0").context("bind a zone relay on loopback")?;
+        let addr = listener.local_addr()?;
+        self.serve(container, zone, listener, target)?;
+        Ok(addr)
+    }
+
+    /// Closes `container`'s relay, its listener and every connection through it; false when it
+    /// has none.
+    pub fn remove(&self, container: &str) -> bool {
+        let Some(task) = self.live.lock().remove(container) else {
+            return false;
+        };
+        task.abort();
+        true
+    }
+
+    fn serve(
+        &self,
+        container: &str,
+        zone: &str,
+        listener: TcpListener,
+        target: SocketAddr,
+    ) -> anyhow::Result<()> {
+        listener.set_nonblocking(true)?;
+        let task = self.rt.spawn(front(
+            listener,
+            zone.to_string(),
+            target,
+            self.shared.clone(),
+        ));
+        if let Some(old) = self
+            .live
+            .lock()
+            .insert(container.to_string(), task.abort_handle())
+        {
+            old.abort();
+        }
+        Ok(())
+    }
 }
 
 impl ZoneRelays {
@@ -140,33 +216,51 @@ impl ZoneRelays {
         targets: &HashMap<String, SocketAddr>,
         interval: Duration,
     ) -> anyhow::Result<()> {
-        let mut accept = Vec::new();
-        for f in &self.fronts {
-            let target = *targets
-                .get(&f.container)
-                .with_context(|| format!("no sidecar address for {}", f.container))?;
-            let l = f.listener.try_clone()?;
-            l.set_nonblocking(true)?;
-            accept.push((l, f.zone.clone(), target));
-        }
         self.interval = interval.max(Duration::from_millis(100));
-        let (stop_tx, stop) = watch::channel(false);
         let shared = Shared {
             rtt: Arc::new(self.rtt.clone()),
             stats: self.stats.clone(),
             peers: Identifier::spawn().context("start the zone relays' caller lookup")?,
             interval: self.interval,
+            epoch: Instant::now(),
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("start the zone relays' runtime")?;
+        let handle = RelayHandle {
+            rt: rt.handle().clone(),
+            shared,
+            live: Arc::default(),
+        };
+        for f in std::mem::take(&mut self.fronts) {
+            let target = *targets
+                .get(&f.container)
+                .with_context(|| format!("no sidecar address for {}", f.container))?;
+            handle.serve(&f.container, &f.zone, f.listener, target)?;
+        }
+        let (stop_tx, mut stop) = watch::channel(false);
+        // Dropping the runtime when the stop flag is set drops every relay task with it, which
+        // closes every listener and connection.
         let thread = std::thread::Builder::new()
             .name("lab-zone-relays".into())
-            .spawn(move || rt.block_on(serve(accept, shared, stop)))
+            .spawn(move || {
+                rt.block_on(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                });
+            })
             .context("start the zone relays' thread")?;
-        self.running = Some((stop_tx, thread));
+        self.running = Some(Running {
+            stop: stop_tx,
+            thread,
+            handle,
+        });
         Ok(())
+    }
+
+    /// Adds and removes relays from now on; `None` until [`ZoneRelays::start`].
+    pub fn handle(&self) -> Option<RelayHandle> {
+        self.running.as_ref().map(|r| r.handle.clone())
     }
 
     /// Per report interval: measured RTT (ms) per pair label that carried traffic in it.
@@ -234,10 +328,10 @@ impl ZoneRelays {
 
 impl Drop for ZoneRelays {
     fn drop(&mut self) {
-        if let Some((stop, thread)) = self.running.take() {
-            let _ = stop.send(true);
-            // The thread only waits on the stop flag and relayed sockets; it ends promptly.
-            let _ = thread.join();
+        if let Some(r) = self.running.take() {
+            let _ = r.stop.send(true);
+            // The thread only waits on the stop flag; it ends promptly.
+            let _ = r.thread.join();
         }
     }
 }
@@ -248,51 +342,34 @@ fn measured_rtt_ms(iv: &[(u64, u64); 2]) -> Option<f64> {
     Some(mean(iv[0])? + mean(iv[1])?)
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Shared {
     rtt: Arc<RttTable>,
     stats: Arc<Mutex<Stats>>,
     peers: Identifier,
     interval: Duration,
+    /// Time 0 of the RTT schedule and of the report intervals.
+    epoch: Instant,
 }
 
-async fn serve(
-    accept: Vec<(TcpListener, String, SocketAddr)>,
-    shared: Shared,
-    mut stop: watch::Receiver<bool>,
-) {
-    let epoch = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for (l, zone, target) in accept {
-        let Ok(l) = tokio::net::TcpListener::from_std(l) else {
-            tracing::warn!("a zone relay listener could not join the runtime");
+/// One container's accept loop, on the relays' runtime.
+async fn front(l: TcpListener, zone: String, target: SocketAddr, shared: Shared) {
+    let Ok(l) = tokio::net::TcpListener::from_std(l) else {
+        tracing::warn!("a zone relay listener could not join the runtime");
+        return;
+    };
+    // Dropped with this task (removed, or the runtime stopped): every connection closes with it.
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let Ok((conn, peer)) = l.accept().await else {
+            // Out of descriptors or similar: back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let shared = shared.clone();
-        tasks.spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            loop {
-                let Ok((conn, peer)) = l.accept().await else {
-                    // Out of descriptors or similar: back off instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                // Finished connections are reaped as new ones come.
-                while conns.try_join_next().is_some() {}
-                conns.spawn(relay(
-                    conn,
-                    peer,
-                    zone.clone(),
-                    target,
-                    shared.clone(),
-                    epoch,
-                ));
-            }
-        });
+        // Finished connections are reaped as new ones come.
+        while conns.try_join_next().is_some() {}
+        conns.spawn(relay(conn, peer, zone.clone(), target, shared.clone()));
     }
-    let _ = stop.wait_for(|s| *s).await;
-    // Dropping the sets (and then the runtime) closes every listener and connection.
-    tasks.shutdown().await;
 }
 
 async fn relay(
@@ -301,8 +378,8 @@ async fn relay(
     callee_zone: String,
     target: SocketAddr,
     shared: Shared,
-    epoch: Instant,
 ) {
+    let epoch = shared.epoch;
     let Ok(local) = conn.local_addr() else { return };
     // Both take a while; neither needs the other.
     let (caller_zone, upstream) = tokio::join!(
@@ -359,91 +436,4 @@ async fn relay(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const TWO_ZONES: &str = r#"
-name: z
-duration_s: 10
-zones: [{name: a}, {name: b}]
-rtt:
-  - {between: [a, b], ms: 20}
-hosts: [{name: h1, zone: a}, {name: h2, zone: b}]
-services:
-  - {name: s, service_time: {dist: constant, mean_ms: 1}, replicas: {h1: 1, h2: 1}}
-flows:
-  - {name: f, entry: s, arrival: {process: constant, rate: 1}, sla: {latency_ms: 10, percentile: 95}}
-"#;
-
-    #[test]
-    fn relays_forward_to_their_container_and_close_when_dropped() {
-        use std::io::{Read, Write};
-        let s = Scenario::parse(TWO_ZONES, None).expect("valid scenario");
-        let mut layout = super::super::layout::layout(&s, 600.0, 10).expect("layout");
-        let mut relays = ZoneRelays::bind(&s, &layout).unwrap().expect("rtt set");
-        relays.route(&mut layout).unwrap();
-        // One echo server stands in for every container's sidecar.
-        let echo = TcpListener::bind("127.0.0.1:0").unwrap();
-        let echo_addr = echo.local_addr().unwrap();
-        std::thread::spawn(move || {
-            for conn in echo.incoming().take(1) {
-                let mut c = conn.unwrap();
-                let mut buf = [0u8; 5];
-                c.read_exact(&mut buf).unwrap();
-                c.write_all(&buf).unwrap();
-            }
-        });
-        let targets = layout
-            .containers
-            .iter()
-            .map(|c| (c.name.clone(), echo_addr))
-            .collect();
-        relays.start(&targets, Duration::from_secs(1)).unwrap();
-        let front = layout.containers[0].front.expect("routed");
-        let mut c = std::net::TcpStream::connect(front).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        c.write_all(b"hello").unwrap();
-        let mut got = [0u8; 5];
-        c.read_exact(&mut got).unwrap();
-        assert_eq!(&got, b"hello");
-        // This process is no lab proxy: forwarded without delay, and said so.
-        assert!(relays.describe(Duration::from_secs(1))[0].contains("unidentified"));
-        drop(relays);
-        // A process another test forks at that moment holds a copy of every descriptor until it
-        // execs, so the socket may outlive the drop by a moment: give it a second.
-        let closed = (0..50).any(|_| {
-            let refused = std::net::TcpStream::connect(front).is_err();
-            if !refused {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            refused
-        });
-        assert!(closed, "the relay still listens after the run");
-    }
-
-    #[test]
-    fn rtt_table_is_symmetric_and_zero_for_missing_pairs() {
-        let s = Scenario::parse(
-            r#"
-name: z
-duration_s: 10
-zones: [{name: a}, {name: b}, {name: c}]
-rtt:
-  - {between: [a, b], ms: {linear: [[0, 10], [10, 30]]}}
-hosts: [{name: h, zone: a}]
-services:
-  - {name: s, service_time: {dist: constant, mean_ms: 1}, replicas: {h: 1}}
-flows:
-  - {name: f, entry: s, arrival: {process: constant, rate: 1}, sla: {latency_ms: 10, percentile: 95}}
-"#,
-            None,
-        )
-        .expect("valid scenario");
-        let t = RttTable::new(&s);
-        assert!((t.ms("a", "b", 5.0) - 20.0).abs() < 1e-9);
-        assert!((t.ms("b", "a", 5.0) - 20.0).abs() < 1e-9);
-        assert_eq!(t.ms("a", "c", 5.0), 0.0);
-        assert_eq!(measured_rtt_ms(&[(10_000, 2), (6_000, 2)]), Some(8.0));
-        assert_eq!(measured_rtt_ms(&[(10_000, 2), (0, 0)]), None);
-    }
-}
+mod tests;

@@ -3,10 +3,10 @@
 //!
 //! When any service has a scaler other than `none` (the scenario's `policy`, or `--scaler`), the
 //! lab's control plane runs with
-//! - `actuator: webhook`, pointed at a receiver this module serves on `127.0.0.1:0`
-//!   (`POST /scale` with a `ScaleDecision`; `200 {"service", "containers"}` once the fleet has
-//!   the count it could reach, `404` for an unknown service, `503` while the fleet is not there
-//!   yet or stopping, `500` when a replica fails to start);
+//! - `actuator: webhook` for every kind of decision (replicas, limits, brownout), pointed at the
+//!   receiver ([`super::receiver`]) this module serves on `127.0.0.1:0`: replica counts start and
+//!   stop containers, a CPU limit sets the emulated app's concurrency, a brownout takes an
+//!   optional service to zero containers and back;
 //! - `discovery: {file}` over the endpoints file the fleet ([`super::fleet`]) rewrites, polled
 //!   every [`POLL`], so callers learn about new replicas and stop sending to leaving ones before
 //!   they stop;
@@ -17,34 +17,30 @@
 //!   120 s) and `servers_per_container` (the lowest `concurrency` of the scenario's services: its
 //!   settings are per application).
 //!
-//! The fleet never goes below one container per service, nor above `--max-replicas` per service
-//! or `--max-containers` in all. Replicas' served requests are polled here every report interval
+//! The fleet never goes below one container per service (but for a browned-out optional service),
+//! nor above `--max-replicas` per service or `--max-containers` in all. Replicas' served requests are polled here every report interval
 //! (the run polls the initial containers), and [`patch_run`] rewrites the report's containers
 //! over time, container-seconds (real process lifetimes) and load shares to include them.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bytes::Bytes;
+use http::Request;
 use http::header::{HOST, HeaderValue};
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http_body_util::Empty;
 use loadshift_control::ControlConfig;
-use loadshift_policy::ScaleDecision;
 use loadshift_sim::report::PolicyRun;
 use loadshift_sim::scenario::Scenario;
 use parking_lot::Mutex;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::configs::{ControlEdit, Placed};
 use super::fleet::{Fleet, FleetBase, Timeline};
+use super::receiver::{Slot, receive};
+use super::relay::RelayHandle;
 use super::supervisor::Supervisor;
 use crate::tools::app::server::STATS_PATH;
 use crate::tools::support::Pool;
@@ -109,9 +105,6 @@ pub struct Ran {
     pub replica_served: BTreeMap<usize, Vec<u64>>,
     pub replicas: Vec<Placed>,
 }
-
-/// Slot the fleet goes into once the supervisor has started the processes.
-type Slot = Arc<Mutex<Option<Arc<Fleet>>>>;
 
 /// The receiver and everything the control-plane config needs; one per lab run.
 pub struct Scaling {
@@ -224,13 +217,15 @@ impl Scaling {
         }
     }
 
-    /// Takes the containers over from `sup` and starts answering decisions.
+    /// Takes the containers over from `sup` and starts answering decisions; `relays` (started
+    /// already) gives replicas their zone relays.
     pub fn attach(
         &mut self,
         s: &Scenario,
         sup: &mut Supervisor,
         dir: &std::path::Path,
         me: &std::path::Path,
+        relays: Option<RelayHandle>,
     ) -> anyhow::Result<()> {
         let control = ControlConfig::load(&dir.join("control.yaml"))
             .context("read the lab's control config")?;
@@ -245,6 +240,7 @@ impl Scaling {
             max_total: self.opts.max_containers,
             // A poll, a push, and the work already queued at the container.
             drain: POLL * 2 + Duration::from_millis(1500),
+            relays,
         };
         let addrs: BTreeMap<String, std::net::SocketAddr> = control
             .services
@@ -340,84 +336,6 @@ impl Scaling {
     }
 }
 
-/// Serves `POST /scale` until aborted.
-async fn receive(listener: tokio::net::TcpListener, slot: Slot) {
-    while let Ok((stream, _)) = listener.accept().await {
-        let slot = slot.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| decide(slot.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
-}
-
-fn answer(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-async fn decide(slot: Slot, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    if req.method() != http::Method::POST || req.uri().path() != "/scale" {
-        return Ok(answer(
-            StatusCode::NOT_FOUND,
-            json!({"error": "POST /scale only"}),
-        ));
-    }
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            return Ok(answer(
-                StatusCode::BAD_REQUEST,
-                json!({"error": e.to_string()}),
-            ));
-        }
-    };
-    let d: ScaleDecision = match serde_json::from_slice(&body) {
-        Ok(d) => d,
-        Err(e) => {
-            return Ok(answer(
-                StatusCode::BAD_REQUEST,
-                json!({"error": format!("not a scale decision: {e}")}),
-            ));
-        }
-    };
-    let Some(fleet) = slot.lock().clone() else {
-        return Ok(answer(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"error": "containers are not up yet, or the lab is stopping"}),
-        ));
-    };
-    if !fleet.counts().contains_key(&d.service) {
-        return Ok(answer(
-            StatusCode::NOT_FOUND,
-            json!({"error": format!("unknown service {:?}", d.service)}),
-        ));
-    }
-    let service = d.service.clone();
-    let done = tokio::task::spawn_blocking(move || fleet.resize(&d.service, d.to)).await;
-    Ok(match done {
-        Ok(Ok(n)) => {
-            tracing::info!(%service, containers = n, "scaled");
-            answer(StatusCode::OK, json!({"service": service, "containers": n}))
-        }
-        Ok(Err(e)) => answer(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"error": format!("{e:#}")}),
-        ),
-        Err(e) => answer(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"error": e.to_string()}),
-        ),
-    })
-}
-
 /// Every `interval`, each replica's requests served since the last tick (a replica that joins
 /// late gets zeros for the intervals before it).
 async fn count_replicas(
@@ -490,9 +408,8 @@ pub fn patch_run(run: &mut PolicyRun, r: &FleetRecord<'_>) {
         let mut counts: BTreeMap<String, u32> = BTreeMap::new();
         for (svc, joined, left, _) in r.timeline {
             let here = joined.is_none_or(|j| j <= end) && left.is_none_or(|l| l > end);
-            if here {
-                *counts.entry(svc.clone()).or_insert(0) += 1;
-            }
+            // A browned-out service counts 0, not missing.
+            *counts.entry(svc.clone()).or_insert(0) += u32::from(here);
         }
         iv.containers = counts;
         let mut by_host: BTreeMap<String, u64> = BTreeMap::new();

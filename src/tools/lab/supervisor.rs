@@ -131,7 +131,7 @@ impl Supervisor {
             let interference = dir.join(format!("{}.interference", p.spec.name));
             write_atomically(&interference, "1\n")?;
             this.interference_files.push(interference.clone());
-            let args = configs::app_args(s, &p, &interference);
+            let args = configs::app_args(s, &p, &interference, None);
             ports.release(&[p.ports.app]);
             this.spawn_ready(&format!("app-{}", p.spec.name), me, &args, dir, p.ports.app)?;
             let cfg = configs::sidecar(s, &this.placed, &p, control, &token);

@@ -307,6 +307,7 @@ impl Generate {
                     })
                     .collect(),
                 error_rate: 0.0,
+                optional: false,
                 objective: None,
             });
         }

@@ -177,6 +177,11 @@ pub struct Service {
     /// entering here, else none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objective: Option<Sla>,
+    /// Callers go on without this service when a call to it fails (the request is degraded, not
+    /// failed), and a brownout may take it to zero containers. No flow may enter here. Default
+    /// false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 fn d_concurrency() -> u32 {

@@ -214,6 +214,18 @@ pub(super) fn validate(s: &Scenario) -> R {
                 "is not a declared service",
             ));
         }
+        let entry = index[f.entry.as_str()];
+        if s.services[entry].optional {
+            return Err(bad(
+                format!("services[{entry}].optional"),
+                true,
+                &format!(
+                    "is refused for an entry service (flow {:?} enters here): no caller goes on \
+                     without it",
+                    f.name
+                ),
+            ));
+        }
         if let Some(z) = &f.zone
             && !zones.contains(z)
         {
