@@ -1,7 +1,14 @@
 //! Upstream connections: one pool per worker thread (no locks, no cross-core traffic), per
 //! endpoint a stack of idle HTTP/1.1 connections (plain sockets, see [`h1`]) up to a cap and one
-//! multiplexed HTTP/2 connection (hyper's client). Idle connections close after the idle timeout; connections to endpoints the plan in
-//! force no longer allows are closed when the route table changes.
+//! multiplexed HTTP/2 connection (hyper's client). Idle connections close after the idle timeout;
+//! connections to endpoints the plan in force no longer allows are closed when the route table
+//! changes.
+//!
+//! HTTP/2: requests that find no connection while one is being opened wait for it instead of
+//! opening their own (a burst after an upstream restart would otherwise open one connection per
+//! request), and share its outcome: the connection, or the failure to open it. Past the
+//! upstream's `SETTINGS_MAX_CONCURRENT_STREAMS` requests queue on the connection (hyper's
+//! client waits for a stream) rather than opening another.
 
 mod exec;
 mod h1;
@@ -56,6 +63,40 @@ struct EndpointConns {
     /// HTTP/1.1 connections open (idle or busy).
     open: usize,
     h2: Option<http2::SendRequest<UpBody>>,
+    /// The HTTP/2 connection being opened, shared by every request waiting for it.
+    h2_opening: Option<Rc<H2Opening>>,
+}
+
+/// The outcome of opening an HTTP/2 connection, set once by whichever waiter gets to run the
+/// connect (the first; another if that one's request is dropped meanwhile).
+type H2Opening = tokio::sync::OnceCell<Result<http2::SendRequest<UpBody>, OpenFailed>>;
+
+/// Why opening a connection failed, in a form every waiting request can get a copy of.
+#[derive(Clone, Debug)]
+enum OpenFailed {
+    Timeout,
+    Io(std::io::ErrorKind, String),
+}
+
+impl OpenFailed {
+    fn of(e: &ProxyError) -> Self {
+        match e {
+            ProxyError::ConnectTimeout { .. } => Self::Timeout,
+            ProxyError::Connect { source, .. } => Self::Io(source.kind(), source.to_string()),
+            other => Self::Io(std::io::ErrorKind::Other, other.to_string()),
+        }
+    }
+
+    /// Both mean the request was never sent, so it may go to another endpoint.
+    fn error(&self, addr: SocketAddr) -> ProxyError {
+        match self {
+            Self::Timeout => ProxyError::ConnectTimeout { addr },
+            Self::Io(kind, msg) => ProxyError::Connect {
+                addr,
+                source: std::io::Error::new(*kind, msg.clone()),
+            },
+        }
+    }
 }
 
 /// Pool settings.
@@ -104,6 +145,7 @@ impl Pool {
             }
             closing.append(&mut c.idle);
             c.h2 = None;
+            c.h2_opening = None;
             c.open > 0
         });
         *self.allowed.borrow_mut() = allowed;
@@ -193,15 +235,49 @@ impl Pool {
         self: &Rc<Self>,
         addr: SocketAddr,
     ) -> Result<http2::SendRequest<UpBody>, ProxyError> {
-        let existing = self
-            .conns
-            .borrow()
-            .get(&addr)
-            .and_then(|c| c.h2.clone())
-            .filter(|tx| !tx.is_closed());
-        if let Some(tx) = existing {
-            return Ok(tx);
+        let opening = {
+            let mut conns = self.conns.borrow_mut();
+            let existing = conns.get(&addr).and_then(|c| c.h2.clone());
+            if let Some(tx) = existing.filter(|tx| !tx.is_closed()) {
+                return Ok(tx);
+            }
+            if !self.allowed.borrow().contains(&addr) {
+                // A request racing a route change: its own connection, not kept.
+                None
+            } else {
+                let c = conns.entry(addr).or_default();
+                Some(Rc::clone(c.h2_opening.get_or_insert_with(Rc::default)))
+            }
+        };
+        let Some(opening) = opening else {
+            return self.open_h2(addr).await;
+        };
+        let outcome = opening
+            .get_or_init(|| async { self.open_h2(addr).await.map_err(|e| OpenFailed::of(&e)) })
+            .await
+            .clone();
+        // The first to see the outcome files the connection; a failure leaves nothing behind,
+        // so the next request tries afresh.
+        if let Some(c) = self.conns.borrow_mut().get_mut(&addr)
+            && c.h2_opening
+                .as_ref()
+                .is_some_and(|o| Rc::ptr_eq(o, &opening))
+        {
+            c.h2_opening = None;
+            if let Ok(tx) = &outcome
+                && self.allowed.borrow().contains(&addr)
+            {
+                c.h2 = Some(tx.clone());
+            }
         }
+        outcome.map_err(|f| f.error(addr))
+    }
+
+    /// Connects and runs the HTTP/2 handshake; the connection's task runs on this worker.
+    async fn open_h2(
+        self: &Rc<Self>,
+        addr: SocketAddr,
+    ) -> Result<http2::SendRequest<UpBody>, ProxyError> {
         let io = TokioIo::new(self.connect(addr).await?);
         let (tx, conn) = http2::Builder::new(LocalExec)
             .timer(TokioTimer::new())
@@ -213,9 +289,6 @@ impl Pool {
                 tracing::debug!(%addr, error = %e, "h2 upstream connection closed");
             }
         });
-        if self.allowed.borrow().contains(&addr) {
-            self.conns.borrow_mut().entry(addr).or_default().h2 = Some(tx.clone());
-        }
         Ok(tx)
     }
 
