@@ -12,7 +12,7 @@ mod cmd;
 mod signal;
 mod tools;
 
-use cmd::{control, ctl, proxy, sim};
+use cmd::{control, ctl, proxy, sim, token};
 use tools::{app, bench, lab, load};
 
 /// jemalloc, whose background thread returns freed memory to the system: after a connection
@@ -43,6 +43,8 @@ enum Cli {
     Ctl(ctl::CtlArgs),
     /// Simulate a scenario (discrete-event digital twin) and write a report.
     Sim(sim::SimArgs),
+    /// Bearer tokens for the control plane (`token create`).
+    Token(token::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         }
         Cli::Ctl(args) => ctl::main(args),
         Cli::Sim(args) => sim::main(args),
+        Cli::Token(args) => token::main(args),
     }
 }
 

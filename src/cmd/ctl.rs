@@ -15,13 +15,31 @@ use tonic::{
     transport::Channel,
 };
 
+/// `println!` to stdout that hands a failed write (a closed pipe: `ctl status | head`) back as an
+/// error, which `main` ends on quietly when it is one.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($t)*)?
+    }};
+}
+
+/// `print!` with the same handling as [`outln`].
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($t)*)?
+    }};
+}
+
 #[derive(Args, Debug)]
 pub struct CtlArgs {
     /// Operator API of the control plane.
     #[arg(long, default_value = "http://127.0.0.1:7071", global = true)]
     server: String,
-    /// File with the bearer token (the control plane's `token_file`).
-    #[arg(long, global = true, default_value = "/etc/loadshift/token")]
+    /// File with the bearer token (the control plane's `token_file`; `loadshift token create`
+    /// writes one).
+    #[arg(long, global = true, default_value = crate::cmd::DEFAULT_TOKEN_FILE)]
     token_file: PathBuf,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
@@ -152,11 +170,19 @@ pub fn main(args: CtlArgs) -> ExitCode {
     };
     match rt.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`| head`): nothing left to say to it.
+        Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("loadshift ctl: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 async fn connect(args: &CtlArgs) -> Result<Client> {
@@ -184,9 +210,9 @@ async fn run(args: CtlArgs) -> Result<()> {
             };
             let st = c.get_state(req).await?.into_inner();
             if json {
-                println!("{}", serde_json::to_string_pretty(&state_json(&st))?);
+                outln!("{}", serde_json::to_string_pretty(&state_json(&st))?);
             } else {
-                print!("{}", state_table(&st));
+                out!("{}", state_table(&st));
             }
         }
         CtlCmd::Watch { services } => {
@@ -196,9 +222,9 @@ async fn run(args: CtlArgs) -> Result<()> {
                 .into_inner();
             while let Some(ev) = s.message().await? {
                 if json {
-                    println!("{}", event_json(&ev));
+                    outln!("{}", event_json(&ev));
                 } else {
-                    println!(
+                    outln!(
                         "revision {} {} ({}): {}",
                         ev.plan_revision,
                         ev.service,
@@ -224,12 +250,12 @@ async fn run(args: CtlArgs) -> Result<()> {
             let r = c.set_objective(req).await?.into_inner();
             let s = r.service.unwrap_or_default();
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"service": s.name, "planner": s.planner, "scaler": s.scaler, "pinned": s.pinned, "application": s.application, "planner_scope": s.planner_scope, "scaler_scope": s.scaler_scope})
                 );
             } else {
-                println!(
+                outln!(
                     "{}: planner={} ({}) scaler={} ({}) application={} pinned={}",
                     s.name,
                     s.planner,
@@ -277,7 +303,7 @@ async fn run(args: CtlArgs) -> Result<()> {
                 plan: Some(pb::ServicePlan::from(&plan)),
             };
             let r = c.pin_plan(req).await?.into_inner();
-            print_revision(json, &p.service, "pinned", r.plan_revision);
+            print_revision(json, &p.service, "pinned", r.plan_revision)?;
         }
         CtlCmd::Unpin { service } => {
             let r = c
@@ -286,7 +312,7 @@ async fn run(args: CtlArgs) -> Result<()> {
                 })
                 .await?
                 .into_inner();
-            print_revision(json, &service, "unpinned", r.plan_revision);
+            print_revision(json, &service, "unpinned", r.plan_revision)?;
         }
         CtlCmd::Decisions { service, limit } => {
             let req = pb::ListScaleDecisionsRequest {
@@ -301,13 +327,18 @@ async fn run(args: CtlArgs) -> Result<()> {
                     "cpu_millicores": d.cpu_millicores, "memory_mib": d.memory_mib,
                     "brownout": d.brownout, "outcome": d.outcome,
                 })).collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?);
             } else if r.decisions.is_empty() {
-                println!("no scale decisions");
+                outln!("no scale decisions");
             } else {
-                println!(
+                outln!(
                     "{:<14} {:<20} {:>5} {:>5} {:<10} {:<10} REASON",
-                    "UNIX_MS", "SERVICE", "FROM", "TO", "SCALER", "ACTUATOR"
+                    "UNIX_MS",
+                    "SERVICE",
+                    "FROM",
+                    "TO",
+                    "SCALER",
+                    "ACTUATOR"
                 );
                 for d in &r.decisions {
                     let mut reason = d.reason.clone();
@@ -328,9 +359,15 @@ async fn run(args: CtlArgs) -> Result<()> {
                         };
                         reason = format!("{reason} ({how}: {})", d.error);
                     }
-                    println!(
+                    outln!(
                         "{:<14} {:<20} {:>5} {:>5} {:<10} {:<10} {}",
-                        d.unix_ms, d.service, d.from, d.to, d.scaler, d.actuator, reason
+                        d.unix_ms,
+                        d.service,
+                        d.from,
+                        d.to,
+                        d.scaler,
+                        d.actuator,
+                        reason
                     );
                 }
             }
@@ -363,15 +400,16 @@ fn management(o: &ObjectiveArgs, mo: &str) -> Result<pb::ManagementObjective> {
     })
 }
 
-fn print_revision(json: bool, service: &str, what: &str, revision: u64) {
+fn print_revision(json: bool, service: &str, what: &str, revision: u64) -> Result<()> {
     if json {
-        println!(
+        outln!(
             "{}",
             json!({"service": service, "action": what, "plan_revision": revision})
         );
     } else {
-        println!("{service}: {what}, plan revision {revision}");
+        outln!("{service}: {what}, plan revision {revision}");
     }
+    Ok(())
 }
 
 fn plan_json(p: &pb::ServicePlan) -> Value {

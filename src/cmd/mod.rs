@@ -6,3 +6,8 @@ pub mod control;
 pub mod ctl;
 pub mod proxy;
 pub mod sim;
+pub mod token;
+
+/// Where `token create` writes and what `ctl` reads by default: `loadshift.token` in the working
+/// directory, the path `deploy/control.example.yaml` names.
+pub const DEFAULT_TOKEN_FILE: &str = "loadshift.token";
