@@ -49,6 +49,32 @@ pub fn load(shared: &Shared, path: &std::path::Path) -> Result<u64, PlanFileErro
     Ok(version)
 }
 
+/// `loadshift proxy --check`: the config's `plan_file`, when it names one, read, parsed and
+/// validated against the config's services and endpoints exactly as the running proxy would
+/// (unknown fields, hosts or endpoints, negative or overflowing weights refused). Returns the
+/// plan's version, `None` without a plan file. An empty file is accepted: the running proxy
+/// waits for content then.
+pub fn check(config: &crate::config::ProxyConfig) -> Result<Option<u64>, PlanFileError> {
+    let Some(path) = &config.plan_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| PlanFileError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let limits = crate::admission::AdmissionLimits {
+        max_connections: 1,
+        max_connections_per_source: 0,
+        max_in_flight: 0,
+        max_memory_bytes: 0,
+        retry_after_s: 1,
+    };
+    load(&Shared::new(config.clone(), limits), path).map(Some)
+}
+
 /// Applies the file now and whenever its contents change.
 pub async fn watch(shared: Arc<Shared>, path: PathBuf) {
     // What was last seen, so each change is logged once: `None` before the first look, then the

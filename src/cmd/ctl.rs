@@ -96,10 +96,10 @@ struct ObjectiveArgs {
     #[arg(long, default_value = "")]
     flow: String,
     /// Planner registry name.
-    #[arg(long)]
+    #[arg(long, long_help = crate::cmd::planner_help("Planner of the service."))]
     planner: Option<String>,
     /// Scaler registry name.
-    #[arg(long)]
+    #[arg(long, long_help = crate::cmd::scaler_help("Scaler of the service."))]
     scaler: Option<String>,
     /// Management objective of the service's application: mo1, mo2 or mo3 (or `clear`).
     #[arg(long)]

@@ -12,7 +12,7 @@ pub struct ProxyArgs {
     /// Proxy configuration (YAML); see `examples/` for one per mode.
     #[arg(long, short)]
     pub config: PathBuf,
-    /// Validate the configuration and exit.
+    /// Validate the configuration (and its `plan_file`, as the running proxy would) and exit.
     #[arg(long)]
     pub check: bool,
     /// After binding, write the bound addresses here as JSON (`{"outbound", "inbound", "admin"}`),
@@ -30,8 +30,24 @@ pub fn main(args: ProxyArgs) -> ExitCode {
         }
     };
     if args.check {
-        println!("{}: ok", args.config.display());
-        return ExitCode::SUCCESS;
+        // The plan file too: the running proxy would refuse a bad one and keep none.
+        return match loadshift_proxy::plan_file::check(&config) {
+            Ok(None) => {
+                println!("{}: ok", args.config.display());
+                ExitCode::SUCCESS
+            }
+            Ok(Some(version)) => {
+                println!(
+                    "{}: ok (plan file version {version})",
+                    args.config.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("loadshift proxy: invalid configuration: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
     }
     let running = match loadshift_proxy::start(config) {
         Ok(r) => r,

@@ -47,12 +47,15 @@ pub struct LabArgs {
     #[arg(long, default_value = "lab-out")]
     pub out: PathBuf,
     /// Planner for every service, overriding the scenario's (one run).
-    #[arg(long, conflicts_with = "compare")]
+    #[arg(long, conflicts_with = "compare", long_help = crate::cmd::planner_help(
+        "Planner for every service, overriding the scenario's (one run)."))]
     pub planner: Option<String>,
     /// Planners to run one after the other, each on fresh processes, into one report.
     /// Default: `round-robin,p2c-ewma,imbres-shift` (the baselines next to load shifting) and the
     /// scenario's own planner if it is another.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', long_help = crate::cmd::planner_help(
+        "Planners to run one after the other, each on fresh processes, into one report. Default: \
+         round-robin, p2c-ewma and imbres-shift, and the scenario's own planner if it is another."))]
     pub compare: Vec<String>,
     /// Run for this many seconds instead of the scenario's duration.
     #[arg(long)]
@@ -68,9 +71,9 @@ pub struct LabArgs {
     /// the simulator's numbers beside the lab's; its full report goes to `OUT/sim/`.
     #[arg(long)]
     pub with_sim: bool,
-    /// Scaler for every service, overriding the scenario's (`none`, `hpa`, `imbres`,
-    /// `queueflower`, `avg`).
-    #[arg(long)]
+    /// Scaler for every service, overriding the scenario's.
+    #[arg(long, long_help = crate::cmd::scaler_help(
+        "Scaler for every service, overriding the scenario's."))]
     pub scaler: Option<String>,
     /// Scale loop period of the lab's control plane, seconds.
     #[arg(long, default_value_t = 15.0)]

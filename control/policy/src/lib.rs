@@ -173,3 +173,23 @@ pub trait Scaler: Send {
     /// due scaler observes inside `scale`. Default: nothing.
     fn observe(&mut self, _snap: &Snapshot) {}
 }
+
+#[cfg(test)]
+mod about_tests {
+    /// Every registered name has one line of `--help`, and nothing else does.
+    #[test]
+    fn every_name_is_described_once() {
+        for (names, about) in [
+            (crate::planners::NAMES, crate::planners::ABOUT),
+            (crate::scalers::NAMES, crate::scalers::ABOUT),
+        ] {
+            let described: Vec<&str> = about.iter().map(|(n, _)| *n).collect();
+            assert_eq!(described, names);
+            assert!(
+                about
+                    .iter()
+                    .all(|(_, a)| !a.is_empty() && !a.contains('\n'))
+            );
+        }
+    }
+}

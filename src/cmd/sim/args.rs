@@ -10,10 +10,12 @@ pub struct SimArgs {
     /// Scenario file (YAML, see docs/scenarios.md).
     pub scenario: PathBuf,
     /// Planner for every service (overrides the scenario's policy).
-    #[arg(long)]
+    #[arg(long, long_help = crate::cmd::planner_help(
+        "Planner for every service (overrides the scenario's policy)."))]
     pub planner: Option<String>,
     /// Scaler for every service (overrides the scenario's policy).
-    #[arg(long)]
+    #[arg(long, long_help = crate::cmd::sim_scaler_help(
+        "Scaler for every service (overrides the scenario's policy)."))]
     pub scaler: Option<String>,
     /// Directory for summary.json, timeseries.csv and report.html [default: sim-<scenario name>].
     #[arg(long)]
@@ -34,14 +36,20 @@ pub struct SimArgs {
     #[arg(long)]
     pub scaler_settings: Option<PathBuf>,
     /// Run several planners on the same seed into one report, e.g. `round-robin,p2c-ewma`.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', long_help = crate::cmd::planner_help(
+        "Run several planners on the same seed into one report, e.g. `round-robin,p2c-ewma`; an \
+         entry may be `planner+scaler`."))]
     pub compare: Vec<String>,
     /// Compare scalers: one run per scaler, reported as `<planner>+<scaler>`, e.g.
     /// `imbres,hpa,hpa-best`; each with the balancer its source used (`imbres` with
     /// `imbres-connect`, the others with `round-robin`) unless --planner names one for all.
     /// `hpa-best` is the HPA at the target utilisation (0.4-0.8) with the fewest
     /// container-seconds within the SLA, chosen per seed.
-    #[arg(long, value_delimiter = ',', conflicts_with_all = ["compare", "scaler", "oracle_host_split"])]
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["compare", "scaler", "oracle_host_split"],
+        long_help = crate::cmd::sim_scaler_help(
+            "Compare scalers: one run per scaler, reported as `<planner>+<scaler>`, each with the \
+             balancer its source used (`imbres` with `imbres-connect`, the others with \
+             `round-robin`) unless --planner names one for all."))]
     pub scalers: Vec<String>,
     /// Multiply every flow's SLA latency by this factor (< 1 stricter, > 1 slacker); finite, > 0.
     #[arg(long, default_value_t = 1.0, conflicts_with = "oracle_host_split")]

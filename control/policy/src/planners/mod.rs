@@ -41,6 +41,42 @@ pub const NAMES: &[&str] = &[
     "full",
 ];
 
+/// One line per name of [`NAMES`], for `--help` and error messages.
+pub const ABOUT: &[(&str, &str)] = &[
+    (
+        "even",
+        "equal weight on every container (the papers' Even baseline)",
+    ),
+    (
+        "imbres-shift",
+        "Imbres Alg. 1: host shares from measured container latency, weighted P2C inside them",
+    ),
+    (
+        "imbres-shift-pure",
+        "Imbres Alg. 1 as published: host shares as weights only",
+    ),
+    (
+        "imbres-connect",
+        "Imbres Alg. 1 plus grouping-based partial connections (per application)",
+    ),
+    ("static", "fixed weights from the config file"),
+    ("round-robin", "the data plane's round robin, no weights"),
+    ("least-request", "two random choices, fewer in flight wins"),
+    ("p2c-ewma", "P2C over Peak-EWMA, the data plane's default"),
+    (
+        "local",
+        "each caller sends only to containers in its own zone",
+    ),
+    (
+        "random-partial",
+        "Alg. 1 shares within 10 containers per caller chosen at random",
+    ),
+    (
+        "full",
+        "Alg. 1 shares with every caller connected to every container",
+    ),
+];
+
 /// How far planner `name` sees ([`crate::schedule`]); `None` for an unknown name.
 /// `imbres-connect` is the one application-scoped planner: its connection groups need the
 /// performance tables and Alg. 1 shares of the callers' own services.

@@ -36,6 +36,24 @@ pub struct UnknownScaler {
 /// Names `build` accepts.
 pub const NAMES: &[&str] = &["none", "hpa", "imbres", "queueflower", "avg"];
 
+/// One line per name of [`NAMES`], for `--help` and error messages.
+pub const ABOUT: &[(&str, &str)] = &[
+    ("none", "fixed size: never scales"),
+    (
+        "hpa",
+        "the Kubernetes HPA rule on each container's occupancy",
+    ),
+    (
+        "imbres",
+        "Imbres Alg. 2 + 3: application containers from the tail against the SLA (per application)",
+    ),
+    (
+        "queueflower",
+        "QueueFlower: a fixed budget split by virtual queues (per application)",
+    ),
+    ("avg", "a fixed budget split evenly (per application)"),
+];
+
 /// Scaler tunables of one service.
 ///
 /// ```yaml
