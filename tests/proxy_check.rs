@@ -1,6 +1,8 @@
 //! `loadshift proxy --check` validates the `plan_file` as the running proxy would: a plan it
 //! would refuse fails the check with exit 64 and the reason.
 
+// Test set-up: a failed step should fail the test on the spot.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::process::Command;

@@ -22,7 +22,7 @@ use loadshift_core::{
     endpoint::Endpoint,
     outlier::{Outlier, OutlierParams, Transition},
     plan::{Plan, ServicePlan},
-    telemetry::{EndpointTelemetry, TelemetryParams},
+    telemetry::{EndpointTelemetry, TelemetryParams, ewma},
 };
 
 /// The locked part of an endpoint's state.
@@ -46,6 +46,10 @@ pub struct EndpointState {
     pub in_flight: AtomicU32,
     /// Mirror of the Peak-EWMA estimate (f64 bits), so picking takes no lock.
     ewma_ns: AtomicU64,
+    /// Clock reading (ns) of the estimate's last sample, for its idle decay.
+    ewma_last_ns: AtomicU64,
+    /// The estimate's decay time constant, ns.
+    ewma_tau_ns: f64,
     /// Ejected until this clock reading (ns); 0 = not ejected.
     ejected_until_ns: AtomicU64,
     /// Window, Peak-EWMA and ejection state behind one lock: one acquisition per call.
@@ -61,6 +65,8 @@ impl EndpointState {
             endpoint,
             in_flight: AtomicU32::new(0),
             ewma_ns: AtomicU64::new(t.ewma.estimate_ns().to_bits()),
+            ewma_last_ns: AtomicU64::new(t.ewma.last().as_nanos() as u64),
+            ewma_tau_ns: t.ewma.tau_ns(),
             ejected_until_ns: AtomicU64::new(0),
             telemetry: Mutex::new(Tracked {
                 t,
@@ -76,6 +82,8 @@ impl EndpointState {
             g.t.record(now, latency, !ok);
             self.ewma_ns
                 .store(g.t.ewma.estimate_ns().to_bits(), Ordering::Relaxed);
+            self.ewma_last_ns
+                .store(g.t.ewma.last().as_nanos() as u64, Ordering::Relaxed);
             g.outlier.observe(p, now, ok)
         };
         if let Transition::Ejected { until } = transition {
@@ -88,6 +96,13 @@ impl EndpointState {
 
     pub fn ewma_ns(&self) -> f64 {
         f64::from_bits(self.ewma_ns.load(Ordering::Relaxed))
+    }
+
+    /// P2C's cost at `now` ([`loadshift_core::telemetry::ewma::cost_ns`]: idle estimates decay).
+    pub fn cost(&self, now: Duration) -> f64 {
+        let last = Duration::from_nanos(self.ewma_last_ns.load(Ordering::Relaxed));
+        let in_flight = self.in_flight.load(Ordering::Relaxed);
+        ewma::cost_ns(self.ewma_ns(), last, now, self.ewma_tau_ns, in_flight)
     }
 
     pub fn is_ejected(&self, now: Duration) -> bool {
@@ -118,8 +133,7 @@ pub struct LiveLoads<'a> {
 
 impl Loads for LiveLoads<'_> {
     fn cost(&self, i: usize) -> f64 {
-        let e = &self.endpoints[i];
-        e.ewma_ns() * (f64::from(e.in_flight.load(Ordering::Relaxed)) + 1.0)
+        self.endpoints[i].cost(self.now)
     }
 
     fn available(&self, i: usize) -> bool {

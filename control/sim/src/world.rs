@@ -119,7 +119,7 @@ pub(super) struct LiveLoads<'a> {
 
 impl Loads for LiveLoads<'_> {
     fn cost(&self, i: usize) -> f64 {
-        self.ob.ewma[i].cost(self.ob.in_flight[i])
+        self.ob.ewma[i].cost(self.now, self.ob.in_flight[i])
     }
     fn available(&self, i: usize) -> bool {
         !self.ob.outlier[i].is_ejected(self.now)

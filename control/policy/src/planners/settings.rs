@@ -6,7 +6,7 @@
 //! planner_settings:
 //!   interval_ms: 5000            # optional: every planner's period instead of its own
 //!   shift: { eta: 0.5, interval_ms: 5000, floor_fraction: 0.1, max_step: 0.5, min_samples: 20,
-//!            reprobe_after: 6 }
+//!            reprobe_after: 6, deadband: 0.05 }
 //!   shift_pure: { eta: 0.2 }     # imbres-shift-pure: the paper's values
 //!   connect: { cap_per_downstream: 10, seed: 0 }
 //!   table: { interference_buckets: 4, interference_max: 0.8, load_buckets: 4, target_cpu: 0.5 }

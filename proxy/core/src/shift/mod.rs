@@ -74,12 +74,18 @@ pub struct ShiftParams {
     pub min_samples: u64,
     /// Steps a host may be held before it is re-probed (default 6); 0 never re-probes.
     pub reprobe_after: u32,
+    /// A planner publishes new shares only when some host's share moved at least this far from
+    /// the shares it last published (absolute, in [0, 0.5)); smaller moves are noise on a
+    /// balanced service, and each published change is a plan pushed to every caller. Default
+    /// 0.05; the paper's variant 0 (every step published).
+    pub deadband: f64,
 }
 
 impl Default for ShiftParams {
     fn default() -> Self {
         Self {
             eta: 0.5,
+            deadband: 0.05,
             ..Self::paper()
         }
     }
@@ -106,6 +112,7 @@ impl ShiftParams {
             max_step: 0.5,
             min_samples: 20,
             reprobe_after: 6,
+            deadband: 0.0,
         }
     }
 
@@ -134,6 +141,9 @@ impl ShiftParams {
         }
         if !(self.max_step > 0.0 && self.max_step < 1.0) {
             return bad("max_step", self.max_step, "must be in (0, 1)");
+        }
+        if !(0.0..0.5).contains(&self.deadband) {
+            return bad("deadband", self.deadband, "must be in [0, 0.5)");
         }
         Ok(())
     }

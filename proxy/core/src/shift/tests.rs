@@ -257,15 +257,23 @@ fn params_validate_names_the_field() {
     .unwrap_err();
     assert!(e.to_string().contains("max_step"), "{e}");
     assert!(ShiftParams::default().validate().is_ok());
-    // The default departs from the paper in eta only.
+    // The default departs from the paper in eta and in publishing through a deadband only.
     assert_eq!(ShiftParams::paper().eta, 0.2);
     assert_eq!(
         ShiftParams {
             eta: 0.2,
+            deadband: 0.0,
             ..Default::default()
         },
         ShiftParams::paper()
     );
+    let e = ShiftParams {
+        deadband: 0.5,
+        ..Default::default()
+    }
+    .validate()
+    .unwrap_err();
+    assert!(e.to_string().contains("deadband"), "{e}");
     let p: ShiftParams = serde_json::from_str(r#"{"eta": 0.3}"#).unwrap();
     assert_eq!((p.eta, p.interval_ms), (0.3, 5000));
     assert!(serde_json::from_str::<ShiftParams>(r#"{"etta": 0.3}"#).is_err());
