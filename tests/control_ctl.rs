@@ -95,6 +95,36 @@ async fn ctl_drives_the_operator_api() {
     assert_eq!(ev["source"], "planner:even");
     child.kill().await.unwrap();
 
+    // Without --json: a header, then one line per plan with weights rounded for people.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadshift"))
+        .args(["ctl", "--server", &server, "--token-file"])
+        .arg(&token)
+        .args(["watch", "b"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut rows = Vec::new();
+    for _ in 0..2 {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        rows.push(line);
+    }
+    assert!(
+        rows[0].starts_with("REVISION") && rows[0].contains("PLAN"),
+        "{rows:?}"
+    );
+    assert!(
+        rows[1].contains(" b ") && rows[1].contains("planner:even"),
+        "{rows:?}"
+    );
+    assert!(!rows[1].contains("00000"), "weights are rounded: {rows:?}");
+    child.kill().await.unwrap();
+
     let (ok, out, err) = ctl(
         &server,
         &token,

@@ -220,18 +220,36 @@ async fn run(args: CtlArgs) -> Result<()> {
                 .watch_plans(pb::WatchPlansRequest { services })
                 .await?
                 .into_inner();
+            // Per service, the plan last shown: what changed since is marked.
+            let mut shown: BTreeMap<String, ServicePlan> = BTreeMap::new();
+            if !json {
+                outln!(
+                    "{:<10} {:<20} {:<10} PLAN (* changed since the service's last line)",
+                    "REVISION",
+                    "SERVICE",
+                    "SOURCE"
+                );
+            }
             while let Some(ev) = s.message().await? {
                 if json {
                     outln!("{}", event_json(&ev));
-                } else {
-                    outln!(
-                        "revision {} {} ({}): {}",
-                        ev.plan_revision,
-                        ev.service,
-                        ev.source,
-                        ev.plan.as_ref().map_or("no plan".into(), plan_summary)
-                    );
+                    continue;
                 }
+                let plan = ev.plan.as_ref().map(ServicePlan::from);
+                let line = match &plan {
+                    Some(p) => plan_line(p, shown.get(&ev.service)),
+                    None => "no plan".into(),
+                };
+                outln!(
+                    "{:<10} {:<20} {:<10} {line}",
+                    ev.plan_revision,
+                    ev.service,
+                    ev.source
+                );
+                match plan {
+                    Some(p) => shown.insert(ev.service.clone(), p),
+                    None => shown.remove(&ev.service),
+                };
             }
         }
         CtlCmd::Objective(ObjectiveCmd::Set(o)) => {
@@ -417,8 +435,92 @@ fn plan_json(p: &pb::ServicePlan) -> Value {
     serde_json::to_value(plan).unwrap_or(Value::Null)
 }
 
-fn plan_summary(p: &pb::ServicePlan) -> String {
-    serde_json::to_string(&plan_json(p)).unwrap_or_default()
+/// One plan on one line for people: weights to two decimals, every entry that differs from
+/// `before` (the service's previous plan) marked `*`.
+fn plan_line(p: &ServicePlan, before: Option<&ServicePlan>) -> String {
+    let mark = |changed: bool| if changed && before.is_some() { "*" } else { "" };
+    let weights = |label: &str,
+                   now: &BTreeMap<String, f64>,
+                   was: Option<&BTreeMap<String, f64>>|
+     -> Option<String> {
+        if now.is_empty() {
+            return None;
+        }
+        let items: Vec<String> = now
+            .iter()
+            .map(|(k, v)| {
+                let old = was.and_then(|w| w.get(k));
+                let changed = old.is_none_or(|o| (o - v).abs() >= 0.005);
+                format!("{k} {v:.2}{}", mark(changed))
+            })
+            .collect();
+        Some(format!("{label}: {}", items.join(", ")))
+    };
+    let mut parts: Vec<String> = [
+        weights(
+            "endpoints",
+            &p.endpoint_weights,
+            before.map(|b| &b.endpoint_weights),
+        ),
+        weights("hosts", &p.host_weights, before.map(|b| &b.host_weights)),
+        weights("zones", &p.zone_weights, before.map(|b| &b.zone_weights)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !p.subset.is_empty() {
+        let was: BTreeMap<&str, f64> = before
+            .map(|b| {
+                b.subset
+                    .iter()
+                    .map(|e| (e.endpoint.as_str(), e.share))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let items: Vec<String> = p
+            .subset
+            .iter()
+            .map(|e| {
+                let changed = was
+                    .get(e.endpoint.as_str())
+                    .is_none_or(|o| (o - e.share).abs() >= 0.005);
+                format!("{} {:.2}{}", e.endpoint, e.share, mark(changed))
+            })
+            .collect();
+        parts.push(format!("subset: {}", items.join(", ")));
+    }
+    if let Some(k) = p.subset_size.filter(|&k| k > 0) {
+        let changed = before.is_none_or(|b| b.subset_size != p.subset_size);
+        parts.push(format!("subset of {k}{}", mark(changed)));
+    }
+    if p.weighted_p2c {
+        parts.push("weighted p2c".into());
+    }
+    if !p.algorithm.is_default() {
+        let a = serde_json::to_value(p.algorithm)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        parts.push(format!("algorithm {a}"));
+    }
+    for (class, b) in &p.blocking {
+        let changed = before
+            .and_then(|x| x.blocking.get(class))
+            .is_none_or(|o| o != b);
+        let cap = b
+            .max_in_flight
+            .map_or(String::new(), |c| format!(", at most {c} in flight"));
+        parts.push(format!(
+            "block {class} {:.0} %{cap}{}",
+            b.fraction * 100.0,
+            mark(changed)
+        ));
+    }
+    if parts.is_empty() {
+        "data plane default (P2C over Peak-EWMA)".into()
+    } else {
+        parts.join("; ")
+    }
 }
 
 fn event_json(ev: &pb::PlanEvent) -> Value {
@@ -541,4 +643,41 @@ fn state_table(st: &pb::GetStateResponse) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use loadshift_core::plan::Blocking;
+
+    use super::*;
+
+    #[test]
+    fn a_plan_line_rounds_weights_and_marks_what_changed() {
+        let hosts = |a: f64, b: f64| ServicePlan {
+            host_weights: [("node-a".into(), a), ("node-b".into(), b)].into(),
+            weighted_p2c: true,
+            ..Default::default()
+        };
+        let first = hosts(0.512_345_678_901_234_5, 0.487_654_321_098_765_4);
+        assert_eq!(
+            plan_line(&first, None),
+            "hosts: node-a 0.51, node-b 0.49; weighted p2c"
+        );
+        let mut next = hosts(0.512, 0.30);
+        next.blocking.insert(
+            "bronze".into(),
+            Blocking {
+                fraction: 0.25,
+                max_in_flight: None,
+            },
+        );
+        assert_eq!(
+            plan_line(&next, Some(&first)),
+            "hosts: node-a 0.51, node-b 0.30*; weighted p2c; block bronze 25 %*"
+        );
+        assert_eq!(
+            plan_line(&ServicePlan::default(), None),
+            "data plane default (P2C over Peak-EWMA)"
+        );
+    }
 }
