@@ -68,6 +68,9 @@ pub struct LoadSpec {
     /// Yield instead of sleeping for the last millisecond before each send, so sub-millisecond
     /// latencies are not inflated by timer granularity. Costs a busy core: for benchmarks only.
     pub precise: bool,
+    /// Where the run records, readable while it runs (a progress display); `None`: a report of
+    /// its own. Either way `run` returns the finished report.
+    pub live: Option<Arc<Mutex<LoadReport>>>,
 }
 
 impl LoadSpec {
@@ -90,6 +93,7 @@ impl LoadSpec {
             slow_threshold: None,
             requests_per_connection: None,
             precise: true,
+            live: None,
         }
     }
 }
@@ -121,7 +125,13 @@ pub async fn run(spec: LoadSpec) -> Result<LoadReport, LoadError> {
     let template = build(&spec)?;
     let mut empty = LoadReport::new(spec.duration, spec.interval);
     empty.slow_threshold = spec.slow_threshold;
-    let report = Arc::new(Mutex::new(empty));
+    let report = match &spec.live {
+        Some(live) => {
+            *live.lock() = empty;
+            Arc::clone(live)
+        }
+        None => Arc::new(Mutex::new(empty)),
+    };
     let mut tasks = JoinSet::new();
     let start = Instant::now();
     for offset in Schedule::new(spec.rate.clone(), spec.arrivals, spec.seed, spec.duration) {

@@ -118,6 +118,8 @@ pub async fn drive(
     ));
 
     let mut flows = tokio::task::JoinSet::new();
+    let live: Vec<Arc<Mutex<LoadReport>>> = s.flows.iter().map(|_| Arc::default()).collect();
+    let progress = tokio::spawn(show_progress(live.clone(), duration, tick, stop.clone()));
     for (i, flow) in s.flows.iter().enumerate() {
         let mut spec = LoadSpec::new(
             sup.gateway,
@@ -141,6 +143,7 @@ pub async fn drive(
         spec.slow_threshold = Some(Duration::from_secs_f64(flow.sla.latency_ms / 1000.0));
         // Dozens of processes share two cores with the generator: no busy-waiting.
         spec.precise = false;
+        spec.live = Some(Arc::clone(&live[i]));
         flows.spawn(async move { (i, loadgen::run(spec).await) });
     }
     let mut reports: Vec<Option<LoadReport>> = (0..s.flows.len()).map(|_| None).collect();
@@ -150,6 +153,7 @@ pub async fn drive(
     }
     let _ = stop_tx.send(true);
     interference.abort();
+    let _ = progress.await;
     let served = served.await?;
     let pushes_after = plan_pushes(sup.control_metrics).await;
     Ok(Measured {
@@ -161,6 +165,51 @@ pub async fn drive(
             .map(|(b, a)| a.saturating_sub(b)),
         zone_rtt: relays.map(ZoneRelays::series).unwrap_or_default(),
     })
+}
+
+/// A progress bar on stderr while the load runs: seconds elapsed of the run, and the p95 of the
+/// requests sent in the last interval whose responses are in (two intervals back; the newest
+/// still has requests in flight), with the successes and failures so far, over every flow.
+/// Hidden when stderr is not a terminal.
+async fn show_progress(
+    live: Vec<Arc<Mutex<LoadReport>>>,
+    duration: Duration,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let bar = indicatif::ProgressBar::new(duration.as_secs().max(1));
+    if let Ok(style) = indicatif::ProgressStyle::with_template("  [{bar:30}] {pos}/{len} s  {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let start = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        let elapsed = start.elapsed();
+        bar.set_position(elapsed.as_secs().min(duration.as_secs()));
+        let width = interval.as_secs_f64().max(1e-3);
+        let settled = (elapsed.as_secs_f64() / width) as usize;
+        let (mut recent, mut ok, mut failed) = (Histogram::default(), 0, 0);
+        for r in &live {
+            let r = r.lock();
+            ok += r.completed;
+            failed += r.errors.values().sum::<u64>();
+            if let Some(i) = settled.checked_sub(2).and_then(|k| r.intervals.get(k)) {
+                recent.merge(&i.latency);
+            }
+        }
+        let p95 = if recent.count() > 0 {
+            format!("{:.1} ms", recent.quantile(0.95) / 1000.0)
+        } else {
+            "-".into()
+        };
+        bar.set_message(format!("p95 {p95}  {ok} ok  {failed} failed"));
+    }
+    bar.finish_and_clear();
 }
 
 /// The scenario's arrival process for one flow, scaled.
