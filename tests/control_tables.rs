@@ -50,7 +50,7 @@ fn config(s: &Scenario, store: TableStoreConfig) -> ControlConfig {
         let c = ServiceConfig {
             planner: s.planner_for(&svc.name).to_string(),
             scaler: "none".into(),
-            scaler_settings: Default::default(),
+            scaler_settings: None,
             planner_settings: None,
             objective: None,
             endpoints: Vec::new(),

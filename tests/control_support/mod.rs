@@ -45,7 +45,7 @@ pub fn service(planner: &str, eps: &[(SocketAddr, &str, f64)]) -> ServiceConfig 
     ServiceConfig {
         planner: planner.into(),
         scaler: "none".into(),
-        scaler_settings: Default::default(),
+        scaler_settings: None,
         planner_settings: None,
         objective: None,
         endpoints: eps

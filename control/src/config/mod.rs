@@ -9,6 +9,8 @@
 //! discovery: { file: /var/run/loadshift/endpoints.yaml }   # default: static lists only
 //! planner_settings:               # every planner's tunables (default: the papers')
 //!   table_store: { kind: redb, path: /var/lib/loadshift/perf.redb }
+//! scaler_settings:                # every scaler's tunables (default: each scaler's own)
+//!   hpa: { target_utilization: 0.7 }
 //! applications:                   # services managed together (default: one of all services)
 //!   shop:
 //!     services: [checkout, cart]
@@ -18,7 +20,7 @@
 //!   checkout:
 //!     planner: even
 //!     scaler: hpa
-//!     scaler_settings: { hpa: { max_replicas: 8 } }
+//!     scaler_settings: { hpa: { max_replicas: 8 } }   # replaces the top-level section whole
 //!     endpoints:
 //!       - { addr: 10.0.0.1:8080, host: node-a, zone: z1, container: checkout-1 }
 //! ```
@@ -87,6 +89,10 @@ pub struct ControlConfig {
     /// values, the table in memory.
     #[serde(default)]
     pub planner_settings: PlannerSettings,
+    /// Tunables of every scaler (`loadshift_policy::scalers::ScalerSettings`: `hpa`, `imbres`,
+    /// `queueflower`, `avg`) for every service without its own. Default: each scaler's defaults.
+    #[serde(default)]
+    pub scaler_settings: ScalerSettings,
     /// Applications by name: services managed together, their management objective and their
     /// flows. Application-scoped planners (`imbres-connect`) see a whole application. A service
     /// in none belongs to the application `default` with every other such service. Default none.
@@ -138,9 +144,10 @@ pub struct ServiceConfig {
     /// Scaler registry name. Default `none`.
     #[serde(default = "defaults::scaler")]
     pub scaler: String,
-    /// Scaler tunables (`hpa: {...}`). Default: each scaler's defaults.
+    /// Scaler tunables of this service (`hpa: {...}`), replacing the top-level
+    /// `scaler_settings` whole. Default: those.
     #[serde(default)]
-    pub scaler_settings: ScalerSettings,
+    pub scaler_settings: Option<ScalerSettings>,
     /// Planner tunables of this service, replacing the top-level `planner_settings` whole
     /// (except `table_store`, which only the top level sets). Default: those.
     #[serde(default)]
@@ -260,6 +267,7 @@ impl ControlConfig {
             webhook: None,
             discovery: None,
             planner_settings: PlannerSettings::default(),
+            scaler_settings: ScalerSettings::default(),
             applications: BTreeMap::new(),
             services: BTreeMap::new(),
         }
@@ -280,6 +288,13 @@ impl ControlConfig {
         if let Err(e) = self.planner_settings.validate() {
             return Err(invalid(
                 format!("planner_settings.{}", e.field),
+                e.value,
+                e.reason,
+            ));
+        }
+        if let Err(e) = self.scaler_settings.validate() {
+            return Err(invalid(
+                format!("scaler_settings.{}", e.field),
                 e.value,
                 e.reason,
             ));
@@ -343,7 +358,7 @@ impl ControlConfig {
                     ));
                 }
             }
-            if let Err(e) = s.scaler_settings.validate() {
+            if let Some(Err(e)) = s.scaler_settings.as_ref().map(ScalerSettings::validate) {
                 return Err(invalid(
                     format!("{}.{}", f("scaler_settings"), e.field),
                     e.value,
@@ -474,7 +489,10 @@ impl ControlConfig {
                             .clone()
                             .unwrap_or_else(|| self.planner_settings.clone()),
                         scaler: s.scaler.clone(),
-                        scaler_settings: s.scaler_settings.clone(),
+                        scaler_settings: s
+                            .scaler_settings
+                            .clone()
+                            .unwrap_or_else(|| self.scaler_settings.clone()),
                     };
                     (n.clone(), choice)
                 })

@@ -70,8 +70,25 @@ fn errors_name_field_value_and_reason() {
         "{e}"
     );
     let c = parse("listen: 127.0.0.1:0\ntoken_file: /t\nactuator: webhook\nwebhook: {url: 'http://127.0.0.1:9/scale'}\ndiscovery: {file: /e}\nservices:\n  a:\n    scaler: hpa\n    scaler_settings: {hpa: {max_replicas: 3}}\n").unwrap();
-    assert_eq!(c.services["a"].scaler_settings.hpa.max_replicas, 3);
+    assert_eq!(
+        c.services["a"]
+            .scaler_settings
+            .as_ref()
+            .unwrap()
+            .hpa
+            .max_replicas,
+        3
+    );
     assert_eq!(c.discovery.map(|d| d.poll_ms), Some(1000));
+    // A top-level section applies to every service without its own; a service's replaces it.
+    let c = parse("listen: 127.0.0.1:0\ntoken_file: /t\nscaler_settings: {hpa: {max_replicas: 7}}\nservices:\n  a:\n    scaler: hpa\n  b:\n    scaler: hpa\n    scaler_settings: {hpa: {max_replicas: 2}}\n").unwrap();
+    let a = c.assignment();
+    assert_eq!(a.services["a"].scaler_settings.hpa.max_replicas, 7);
+    assert_eq!(a.services["b"].scaler_settings.hpa.max_replicas, 2);
+    let e = parse("listen: 127.0.0.1:0\ntoken_file: /t\nscaler_settings: {hpa: {tolerance: 2}}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("scaler_settings.hpa.tolerance"), "{e}");
 }
 
 proptest::proptest! {

@@ -108,9 +108,10 @@ pub fn control(
         let service = ServiceConfig {
             planner: planner.unwrap_or(s.planner_for(&svc.name)).to_string(),
             scaler: s.scaler_for(&svc.name).to_string(),
-            scaler_settings: own
-                .and_then(|p| p.scaler_settings.clone())
-                .unwrap_or_else(|| s.policy.scaler_settings.clone()),
+            scaler_settings: Some(
+                own.and_then(|p| p.scaler_settings.clone())
+                    .unwrap_or_else(|| s.policy.scaler_settings.clone()),
+            ),
             planner_settings: own.and_then(|p| p.planner_settings.clone()),
             objective,
             endpoints: endpoint_configs(placed, &svc.name),
@@ -327,7 +328,7 @@ impl ControlEdit {
         for (name, (scaler, settings)) in &self.scalers {
             if let Some(svc) = cfg.services.get_mut(name) {
                 svc.scaler.clone_from(scaler);
-                svc.scaler_settings = settings.clone();
+                svc.scaler_settings = Some(settings.clone());
             }
         }
         Ok(())
