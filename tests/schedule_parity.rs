@@ -60,7 +60,7 @@ fn live_config(s: &Scenario) -> ControlConfig {
         let mut c = ServiceConfig {
             planner: s.planner_for(&svc.name).to_string(),
             scaler: s.scaler_for(&svc.name).to_string(),
-            scaler_settings: s.policy.scaler_settings.clone(),
+            scaler_settings: Some(s.policy.scaler_settings.clone()),
             planner_settings: None,
             objective: None,
             endpoints: Vec::new(),

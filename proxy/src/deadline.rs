@@ -181,6 +181,37 @@ impl Timer {
     }
 }
 
+impl Timer {
+    /// This timer as an alarm for `at`, for a deadline kept by something that is itself polled
+    /// (a response body) rather than wrapped around one future.
+    pub fn alarm(self, at: Instant) -> Alarm {
+        Alarm {
+            timer: self,
+            at,
+            armed: false,
+        }
+    }
+}
+
+/// A deadline polled by its owner, from [`Timer::alarm`]; armed at the first poll, freed on drop.
+#[derive(Debug)]
+pub struct Alarm {
+    timer: Timer,
+    at: Instant,
+    armed: bool,
+}
+
+impl Alarm {
+    /// Ready once the deadline has passed (and from then on).
+    pub fn poll(&mut self, cx: &Context<'_>) -> Poll<()> {
+        if !self.armed {
+            self.armed = true;
+            self.timer.owner.arm(self.timer.slot, self.at);
+        }
+        self.timer.owner.poll_expired(self.timer.slot, cx)
+    }
+}
+
 /// When a [`Bound`] future is cut off.
 #[derive(Clone, Copy, Debug)]
 enum When {
@@ -329,6 +360,23 @@ mod tests {
             assert_eq!(start.elapsed(), Duration::from_millis(200));
             assert_eq!(long_wait.await.ok(), Some(None));
             assert_eq!(start.elapsed(), Duration::from_secs(60));
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_alarm_fires_at_its_deadline_and_stays_fired() {
+        with_sweeper(|d| async move {
+            let start = Instant::now();
+            let mut alarm = d.timer().alarm(start + Duration::from_millis(250));
+            std::future::poll_fn(|cx| alarm.poll(cx)).await;
+            assert_eq!(start.elapsed(), Duration::from_millis(250));
+            std::future::poll_fn(|cx| Poll::Ready(alarm.poll(cx).is_ready()))
+                .await
+                .then_some(())
+                .expect("still fired");
+            drop(alarm);
+            assert_eq!(d.live(), 0);
         })
         .await;
     }

@@ -1,13 +1,16 @@
 //! Proxy errors, tagged by where they came from and whether a retry on another endpoint is safe
-//! (the shape of pingora's `ErrorSource` / `RetryType`). Each maps to one status and one
-//! `loadshift-error` header value, so a client always learns why its request failed; what it
-//! reads never names an upstream address (the log does). Only [`ErrorSource::Upstream`] errors
-//! are charged to an endpoint: they alone feed ejection, Peak-EWMA, the error counters and the
-//! reports, so a client that sends garbage or stalls cannot get healthy endpoints ejected.
+//! (the shape of pingora's `ErrorSource` / `RetryType`). Each maps to one HTTP status, one
+//! `grpc-status` (for gRPC calls) and one `loadshift-error` header value, so a client always
+//! learns why its request failed; what it reads never names an upstream address (the log
+//! does). Only [`ErrorSource::Upstream`] errors are charged to an endpoint: they alone feed
+//! ejection, Peak-EWMA, the error counters and the reports, so a client that sends garbage,
+//! stalls or sets itself a short deadline cannot get healthy endpoints ejected.
 
 use std::{error::Error, net::SocketAddr, time::Duration};
 
 use http::StatusCode;
+
+use crate::grpc::Code;
 
 /// Where an error came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,9 +63,14 @@ pub enum ProxyError {
     /// The client's request body failed: malformed, cut short, or stalled.
     #[error("{source}")]
     ClientBody { source: ClientBodyError },
-    /// The request timeout passed while the client was still sending its body.
-    #[error("request body not received before the request timeout")]
+    /// The proxy's cap on a gRPC call (`timeouts.grpc_max_ms`) passed while the client was
+    /// still sending its body.
+    #[error("request body not received before the call's deadline")]
     ClientBodyTimeout,
+    /// The deadline the client gave its gRPC call (`grpc-timeout`) passed. The client chose it,
+    /// so it says nothing about the endpoint.
+    #[error("the call's deadline passed")]
+    DeadlineExceeded,
     #[error("service {service:?} has no endpoint")]
     NoEndpoint { service: String },
     #[error("connecting to {addr}: {source}")]
@@ -74,6 +82,9 @@ pub enum ProxyError {
     ConnectTimeout { addr: SocketAddr },
     #[error("{addr} sent no response headers in time")]
     Timeout { addr: SocketAddr },
+    /// The upstream took none of a request body the client was sending.
+    #[error("{addr} took none of the request body for {limit:?}")]
+    UploadStalled { addr: SocketAddr, limit: Duration },
     #[error("talking to {addr}: {source}")]
     Upstream {
         addr: SocketAddr,
@@ -95,11 +106,13 @@ impl ProxyError {
             | Self::BadRequest { .. }
             | Self::NotImplemented { .. }
             | Self::ClientBody { .. }
-            | Self::ClientBodyTimeout => ErrorSource::Downstream,
+            | Self::ClientBodyTimeout
+            | Self::DeadlineExceeded => ErrorSource::Downstream,
             Self::NoEndpoint { .. } | Self::PoolExhausted { .. } => ErrorSource::Internal,
             Self::Connect { .. }
             | Self::ConnectTimeout { .. }
             | Self::Timeout { .. }
+            | Self::UploadStalled { .. }
             | Self::Upstream { .. }
             | Self::UpstreamIo { .. } => ErrorSource::Upstream,
         }
@@ -138,7 +151,38 @@ impl ProxyError {
             Self::Connect { .. } | Self::Upstream { .. } | Self::UpstreamIo { .. } => {
                 StatusCode::BAD_GATEWAY
             }
-            Self::ConnectTimeout { .. } | Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::ConnectTimeout { .. }
+            | Self::Timeout { .. }
+            | Self::UploadStalled { .. }
+            | Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The `grpc-status` a gRPC client gets. Every time limit is DEADLINE_EXCEEDED, never the
+    /// retryable UNAVAILABLE, since the call may have reached the application; UNAVAILABLE is
+    /// kept for what a retry elsewhere may cure (no endpoint, connect failures, a broken
+    /// upstream connection), as gRPC's own clients report them.
+    pub fn grpc_status(&self) -> Code {
+        match self {
+            Self::NoRoute { .. } | Self::NotImplemented { .. } => Code::Unimplemented,
+            Self::BadRequest { .. }
+            | Self::ClientBody {
+                source: ClientBodyError::Malformed(_),
+            } => Code::Internal,
+            Self::ClientBody {
+                source: ClientBodyError::Stalled(_),
+            }
+            | Self::ClientBodyTimeout
+            | Self::DeadlineExceeded
+            | Self::Timeout { .. }
+            | Self::UploadStalled { .. } => Code::DeadlineExceeded,
+            Self::ClientBody { .. } => Code::Cancelled,
+            Self::NoEndpoint { .. }
+            | Self::PoolExhausted { .. }
+            | Self::Connect { .. }
+            | Self::ConnectTimeout { .. }
+            | Self::Upstream { .. }
+            | Self::UpstreamIo { .. } => Code::Unavailable,
         }
     }
 
@@ -150,10 +194,12 @@ impl ProxyError {
             Self::NotImplemented { .. } => "not-implemented",
             Self::ClientBody { .. } => "bad-request-body",
             Self::ClientBodyTimeout => "body-timeout",
+            Self::DeadlineExceeded => "deadline-exceeded",
             Self::NoEndpoint { .. } => "no-endpoint",
             Self::Connect { .. } => "connect",
             Self::ConnectTimeout { .. } => "connect-timeout",
             Self::Timeout { .. } => "timeout",
+            Self::UploadStalled { .. } => "upload-stalled",
             Self::Upstream { .. } | Self::UpstreamIo { .. } => "upstream",
             Self::PoolExhausted { .. } => "pool-exhausted",
         }
@@ -170,6 +216,7 @@ impl ProxyError {
                 Self::Connect { .. } => "could not connect to the upstream".into(),
                 Self::ConnectTimeout { .. } => "connecting to the upstream timed out".into(),
                 Self::Timeout { .. } => "the upstream sent no response in time".into(),
+                Self::UploadStalled { .. } => "the upstream stopped taking the request body".into(),
                 _ => "the upstream connection failed".into(),
             },
         }
@@ -188,6 +235,10 @@ mod tests {
             ProxyError::Connect { addr, source: io() },
             ProxyError::ConnectTimeout { addr },
             ProxyError::Timeout { addr },
+            ProxyError::UploadStalled {
+                addr,
+                limit: Duration::from_secs(1),
+            },
             ProxyError::UpstreamIo { addr, source: io() },
             ProxyError::PoolExhausted { addr },
         ];
@@ -216,6 +267,57 @@ mod tests {
         assert_eq!(
             ProxyError::ClientBodyTimeout.status(),
             StatusCode::REQUEST_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn time_limits_are_deadline_exceeded_and_only_what_a_retry_may_cure_is_unavailable() {
+        let addr: SocketAddr = "10.1.2.3:8080".parse().unwrap();
+        let timed_out = [
+            ProxyError::Timeout { addr },
+            ProxyError::UploadStalled {
+                addr,
+                limit: Duration::from_secs(1),
+            },
+            ProxyError::DeadlineExceeded,
+            ProxyError::ClientBodyTimeout,
+            ProxyError::ClientBody {
+                source: ClientBodyError::Stalled(Duration::from_secs(1)),
+            },
+        ];
+        for e in &timed_out {
+            assert_eq!(e.grpc_status(), Code::DeadlineExceeded, "{e}");
+            assert!(!e.retryable(), "{e}");
+        }
+        let unavailable = [
+            ProxyError::NoEndpoint {
+                service: "web".into(),
+            },
+            ProxyError::Connect {
+                addr,
+                source: std::io::Error::other("refused"),
+            },
+            ProxyError::ConnectTimeout { addr },
+            ProxyError::UpstreamIo {
+                addr,
+                source: std::io::Error::other("reset"),
+            },
+        ];
+        for e in &unavailable {
+            assert_eq!(e.grpc_status(), Code::Unavailable, "{e}");
+        }
+        let no_route = ProxyError::NoRoute {
+            authority: "x".into(),
+        };
+        assert_eq!(no_route.grpc_status(), Code::Unimplemented);
+        let bad = ProxyError::BadRequest {
+            reason: "malformed grpc-timeout".into(),
+        };
+        assert_eq!(bad.grpc_status(), Code::Internal);
+        // The client's own deadline is never charged to an endpoint.
+        assert_eq!(
+            ProxyError::DeadlineExceeded.source_kind(),
+            ErrorSource::Downstream
         );
     }
 }

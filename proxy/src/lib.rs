@@ -16,11 +16,13 @@ pub mod data_plane;
 mod deadline;
 mod downstream;
 pub mod error;
+mod grpc;
 mod h1;
 mod headers;
 mod host_sampler;
 pub mod metrics;
 pub mod plan_file;
+mod reply;
 mod request;
 pub mod routes;
 pub mod server;
@@ -28,6 +30,7 @@ mod side;
 mod spare;
 pub mod state;
 pub mod stats;
+mod time_limit;
 mod upstream;
 
 /// The HTTP/1.1 codec's parsers, for the fuzz targets in `fuzz/`; not an API.

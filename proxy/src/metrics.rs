@@ -31,6 +31,8 @@ pub const SHED: &str = "loadshift_proxy_shed_total";
 pub const CONNECTIONS_REFUSED: &str = "loadshift_proxy_connections_refused_total";
 pub const ACCEPT_PAUSES: &str = "loadshift_proxy_accept_pauses_total";
 pub const CLIENT_TIMEOUTS: &str = "loadshift_proxy_client_timeouts_total";
+pub const UPGRADED_CONNECTIONS: &str = "loadshift_proxy_upgraded_connections";
+pub const UPGRADED_ENDED: &str = "loadshift_proxy_upgraded_connections_ended_total";
 
 /// Installs the Prometheus recorder once per process and returns its render handle.
 pub fn install() -> PrometheusHandle {

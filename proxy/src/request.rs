@@ -1,6 +1,8 @@
 //! The request path, in order: route -> admission (blocking) -> balance (weights / subset) ->
 //! endpoint connection (retried elsewhere only when nothing was sent) -> send -> telemetry.
-//! Bodies stream in both directions; nothing is buffered.
+//! Bodies stream in both directions; nothing is buffered. Every attempt runs under the request's
+//! time limits (`time_limit`); the proxy's own answers are plain HTTP, or trailers-only
+//! responses to gRPC calls (`reply`).
 
 use std::{
     cell::RefCell,
@@ -10,24 +12,23 @@ use std::{
     time::Duration,
 };
 
-use http::{
-    HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version, header, uri::Scheme,
-};
+use http::{HeaderName, HeaderValue, Request, Response, Uri, Version, header, uri::Scheme};
 use rand::rngs::SmallRng;
 
 use crate::{
-    admission::{ClientTimeout, Refusal},
+    admission::ClientTimeout,
     config::Protocol,
     deadline::Deadlines,
     error::{ErrorSource, ProxyError},
     headers::strip_hop_by_hop,
     metrics,
+    reply::Answer,
     routes::{EndpointState, LiveLoads, ServiceRoute},
     side::Side,
     state::Shared,
+    time_limit::{self, RequestTime},
     upstream::{Pool, Unsent, body::ReqBody},
 };
-use loadshift_core::admission::BlockReason;
 
 pub use crate::upstream::body::RespBody;
 
@@ -39,7 +40,8 @@ pub struct Worker {
     /// Retry budget of this worker (each worker sees its own share of the traffic).
     pub budget: RefCell<loadshift_core::retry_budget::RetryBudget>,
     pub priority_header: HeaderName,
-    pub request_timeout: Option<Duration>,
+    /// The request timeout, the cap on gRPC calls and the upload's progress limit.
+    pub time_limits: time_limit::Params,
     pub max_attempts: u32,
     /// Read buffer of the worker's idle client connections, borrowed only inside one poll.
     pub scratch: RefCell<Box<[u8]>>,
@@ -47,8 +49,6 @@ pub struct Worker {
     pub deadlines: Rc<Deadlines>,
 }
 
-const BLOCKED_HEADER: &str = "loadshift-blocked";
-const ERROR_HEADER: &str = "loadshift-error";
 const DEFAULT_CLASS: &str = "default";
 
 /// Serves one request.
@@ -57,21 +57,21 @@ pub async fn handle(
     side: Side,
     req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, Infallible> {
+    // A gRPC call is answered in gRPC's terms whatever goes wrong, so its client can tell why.
+    let answer = Answer::for_request(req.headers());
     // Shed before any work: an overloaded proxy answers at once instead of queueing.
     let _admitted = match w.shared.admission.request() {
         Ok(g) => g,
-        Err(r) => return Ok(shed_response(r, w.shared.admission.limits.retry_after_s)),
+        Err(r) => return Ok(answer.shed(r, w.shared.admission.limits.retry_after_s)),
     };
     let routes = w.shared.routes.load_full();
     w.pool.sync(routes.generation, || allowed_addrs(&routes));
     // A tunnel is not forwarded as if it were a request, whatever its target.
     if req.method() == http::Method::CONNECT {
-        return Ok(error_response(&ProxyError::NotImplemented {
-            what: "CONNECT",
-        }));
+        return Ok(answer.error(&ProxyError::NotImplemented { what: "CONNECT" }));
     }
     if let Err(e) = check_target(&req) {
-        return Ok(error_response(&e));
+        return Ok(answer.error(&e));
     }
     let svc = match side {
         Side::Outbound => routes.lookup(authority(&req)),
@@ -80,7 +80,7 @@ pub async fn handle(
     let Some(svc) = svc else {
         ::metrics::counter!(metrics::UNROUTED).increment(1);
         let authority = authority(&req).unwrap_or("").to_string();
-        return Ok(error_response(&ProxyError::NoRoute { authority }));
+        return Ok(answer.error(&ProxyError::NoRoute { authority }));
     };
 
     let class = req
@@ -92,7 +92,7 @@ pub async fn handle(
         Some(Err(reason)) => {
             metrics::blocked(&svc.name, class, reason.as_str());
             w.shared.count_blocked(&svc.name, class);
-            return Ok(blocked_response(reason));
+            return Ok(answer.blocked(reason));
         }
         Some(Ok(permit)) => Some(permit),
         None => None,
@@ -105,15 +105,26 @@ pub async fn handle(
         Protocol::Http2 => true,
         Protocol::Auto => parts.version == Version::HTTP_2,
     };
-    if let Err(resp) = prepare_upstream_uri(&mut parts, h2) {
-        return Ok(resp);
+    if let Err(e) = prepare_upstream_uri(&mut parts, h2) {
+        return Ok(answer.error(&e));
     }
 
     let arrived = w.shared.clock.now();
     w.budget.borrow_mut().deposit(arrived);
-    // Whether the client has sent its whole body: a request timeout before that is the
-    // client's slowness, not the upstream's.
+    // Whether the client has sent its whole body: the request timeout starts then, and a
+    // client's fault the upstream connection reports as its own is found there.
     let body_done = body.done();
+    let mut time = match RequestTime::new(
+        &mut parts.headers,
+        answer.is_grpc(),
+        w.time_limits,
+        w.shared.clock.instant(arrived),
+        body_done.clone(),
+        w.deadlines.clone(),
+    ) {
+        Ok(t) => t,
+        Err(e) => return Ok(answer.error(&e)),
+    };
     let mut req = Request::from_parts(parts, body);
     let mut attempt = 0;
     // Indices that failed before sending; empty (and unallocated) on the first attempt.
@@ -127,7 +138,7 @@ pub async fn handle(
             w.shared.clock.now()
         };
         let Some((i, ep)) = pick(&w, svc, &tried, start) else {
-            return Ok(error_response(&ProxyError::NoEndpoint {
+            return Ok(answer.error(&ProxyError::NoEndpoint {
                 service: svc.name.clone(),
             }));
         };
@@ -136,39 +147,30 @@ pub async fn handle(
         let ready = w
             .pool
             .checkout_ready(addr, h2, w.shared.clock.instant(start));
+        // Getting a connection and sending both run under the request's time limits, so a
+        // retry never outlives them.
         let conn = match ready {
-            Some(conn) => Ok(conn),
-            None => w.pool.checkout(addr, h2).await,
+            Some(conn) => Ok(Ok(conn)),
+            None => time.checkout(w.pool.checkout(addr, h2)).await,
         };
         let outcome = match conn {
+            Err(cut) => Err(Unsent {
+                error: time.error(cut, addr),
+                request: None,
+            }),
             // Nothing was sent: the request is still ours.
-            Err(error) => Err(Unsent {
+            Ok(Err(error)) => Err(Unsent {
                 error,
                 request: Some(Box::new(req)),
             }),
-            Ok(conn) => {
+            Ok(Ok(conn)) => {
                 ep.in_flight.fetch_add(1, Ordering::Relaxed);
-                let sent = w.pool.send(addr, conn, req);
-                let r = match w.request_timeout {
-                    Some(t) => {
-                        let at = w.shared.clock.instant(start + t);
-                        w.deadlines
-                            .timer()
-                            .bound(Some(at), sent)
-                            .await
-                            .unwrap_or_else(|| {
-                                let error = if body_done.as_ref().is_some_and(|d| !d.get()) {
-                                    ProxyError::ClientBodyTimeout
-                                } else {
-                                    ProxyError::Timeout { addr }
-                                };
-                                Err(Unsent {
-                                    error,
-                                    request: None,
-                                })
-                            })
-                    }
-                    None => sent.await,
+                let r = match time.send(w.pool.send(addr, conn, req)).await {
+                    Ok(r) => r,
+                    Err(cut) => Err(Unsent {
+                        error: time.error(cut, addr),
+                        request: None,
+                    }),
                 };
                 ep.in_flight.fetch_sub(1, Ordering::Relaxed);
                 r
@@ -186,7 +188,7 @@ pub async fn handle(
                     !status.is_server_error(),
                 );
                 strip_hop_by_hop(resp.headers_mut());
-                return Ok(resp);
+                return Ok(time.bound_response(resp));
             }
             Err(Unsent { error, request }) => {
                 // A request body the client broke can surface as the upstream connection's
@@ -211,7 +213,7 @@ pub async fn handle(
                             w.shared.admission.timed_out(ClientTimeout::Body);
                         }
                         tracing::debug!(service = %svc.name, error = %error, "request failed on the client's side");
-                        return Ok(error_response(&error));
+                        return Ok(answer.error(&error));
                     }
                     ErrorSource::Internal => {}
                 }
@@ -226,7 +228,7 @@ pub async fn handle(
                     }
                     _ => {
                         tracing::debug!(service = %svc.name, error = %error, "request failed");
-                        return Ok(error_response(&error));
+                        return Ok(answer.error(&error));
                     }
                 }
             }
@@ -254,7 +256,9 @@ fn count_error(ep: &EndpointState, e: &ProxyError) {
         ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } => {
             ep.metrics.connect_errors.increment(1);
         }
-        ProxyError::Timeout { .. } => ep.metrics.timeouts.increment(1),
+        ProxyError::Timeout { .. } | ProxyError::UploadStalled { .. } => {
+            ep.metrics.timeouts.increment(1);
+        }
         _ => ep.metrics.protocol_errors.increment(1),
     }
 }
@@ -315,11 +319,7 @@ fn check_target<B>(req: &Request<B>) -> Result<(), ProxyError> {
 
 /// HTTP/1.1 upstreams get origin-form and a `Host` naming the target the request was routed by;
 /// HTTP/2 upstreams get an absolute URI.
-#[allow(clippy::result_large_err)]
-fn prepare_upstream_uri(
-    parts: &mut http::request::Parts,
-    h2: bool,
-) -> Result<(), Response<RespBody>> {
+fn prepare_upstream_uri(parts: &mut http::request::Parts, h2: bool) -> Result<(), ProxyError> {
     // Parsed only when needed: an HTTP/1.1 request with a `Host` goes upstream as it is.
     let authority = |parts: &http::request::Parts| {
         parts.uri.authority().cloned().or_else(|| {
@@ -336,16 +336,22 @@ fn prepare_upstream_uri(
             .get::<crate::h1::framing::TransferCodings>()
             .is_some()
         {
-            return Err(error_response(&ProxyError::NotImplemented {
+            return Err(ProxyError::NotImplemented {
                 what: "a transfer coding other than chunked towards an HTTP/2 upstream",
-            }));
+            });
+        }
+        // HTTP/2 has no Upgrade (RFC 9113 §8.6); an upstream of `protocol: http2` gets no tunnel.
+        if parts
+            .extensions
+            .get::<crate::h1::upgrade::Upgrade>()
+            .is_some()
+        {
+            return Err(ProxyError::NotImplemented {
+                what: "a WebSocket upgrade towards an HTTP/2 upstream",
+            });
         }
         let Some(authority) = authority(parts) else {
-            return Err(plain(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                "request has no authority",
-            ));
+            return Err(bad_request("request has no authority"));
         };
         let mut u = std::mem::take(&mut parts.uri).into_parts();
         u.scheme = Some(Scheme::HTTP);
@@ -353,26 +359,15 @@ fn prepare_upstream_uri(
         if u.path_and_query.is_none() {
             u.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
         }
-        parts.uri = Uri::from_parts(u).map_err(|_| {
-            plain(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                "invalid request URI",
-            )
-        })?;
+        parts.uri = Uri::from_parts(u).map_err(|_| bad_request("invalid request URI"))?;
         parts.headers.remove(header::HOST);
         parts.version = Version::HTTP_2;
     } else {
         // The routing target wins over the client's `Host`: forwarding another one would let a
         // request pass a Host filter behind the proxy for a service it was not routed to.
         if let Some(a) = parts.uri.authority() {
-            let host = HeaderValue::from_str(a.as_str()).map_err(|_| {
-                plain(
-                    StatusCode::BAD_REQUEST,
-                    "bad-request",
-                    "invalid request target",
-                )
-            })?;
+            let host = HeaderValue::from_str(a.as_str())
+                .map_err(|_| bad_request("invalid request target"))?;
             parts.headers.insert(header::HOST, host);
             let pq = parts.uri.path_and_query().cloned();
             parts.uri = pq.map_or_else(|| Uri::from_static("/"), Uri::from);
@@ -382,40 +377,8 @@ fn prepare_upstream_uri(
     Ok(())
 }
 
-fn plain(status: StatusCode, code: &'static str, msg: &str) -> Response<RespBody> {
-    let mut r = Response::new(RespBody::local(format!("{msg}\n")));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(ERROR_HEADER, HeaderValue::from_static(code));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    r
-}
-
-fn error_response(e: &ProxyError) -> Response<RespBody> {
-    plain(e.status(), e.code(), &e.client_message())
-}
-
-fn shed_response(r: Refusal, retry_after_s: u32) -> Response<RespBody> {
-    let mut resp = plain(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "overloaded",
-        &format!("the proxy is overloaded ({}); retry later", r.as_str()),
-    );
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
-    resp
-}
-
-fn blocked_response(reason: BlockReason) -> Response<RespBody> {
-    let mut r = plain(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "blocked",
-        &format!("blocked: {}", reason.as_str()),
-    );
-    r.headers_mut()
-        .insert(BLOCKED_HEADER, HeaderValue::from_static(reason.as_str()));
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    r
+fn bad_request(reason: &str) -> ProxyError {
+    ProxyError::BadRequest {
+        reason: reason.into(),
+    }
 }

@@ -216,8 +216,7 @@ fn run_worker(
             // Validated at config load.
             priority_header: http::HeaderName::from_bytes(cfg.priority_header.as_bytes())
                 .unwrap_or(http::HeaderName::from_static("x-loadshift-priority")),
-            request_timeout: (cfg.timeouts.request_ms > 0)
-                .then(|| Duration::from_millis(cfg.timeouts.request_ms)),
+            time_limits: crate::time_limit::Params::from(&cfg.timeouts),
             max_attempts: cfg.retries.max_attempts,
             scratch: RefCell::new(vec![0; SCRATCH].into_boxed_slice()),
             deadlines: Deadlines::new(),
@@ -279,6 +278,7 @@ async fn accept_loop(
         idle: (t.client_idle_ms > 0).then(|| Duration::from_millis(t.client_idle_ms)),
         body_progress: Duration::from_millis(t.body_progress_ms),
         send_progress: Duration::from_millis(t.send_progress_ms),
+        upgraded_idle: Duration::from_millis(t.upgraded_idle_ms),
     };
     let admission = worker.shared.admission.clone();
     let probation = downstream::Probation::default();

@@ -132,15 +132,35 @@ pub struct ServiceConfig {
     pub endpoints: Vec<EndpointConfig>,
 }
 
-/// Timeouts in milliseconds.
+/// Timeouts in milliseconds. Each says when it starts and ends; `docs/security.md` ("Timeouts")
+/// has them side by side with the test of each.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
-    /// TCP connect timeout. Default 1000 ms.
+    /// From the start of a TCP connect to an endpoint to the connection being established; also
+    /// the longest wait for a free connection when an endpoint has `pool.max_per_endpoint` busy
+    /// ones (then 503 `pool-exhausted`). A connect that fails or times out is retried on
+    /// another endpoint within the retry budget, else 502 / 504. Default 1000 ms.
     pub connect_ms: u64,
-    /// Time from sending a request to its response headers. Default 10000 ms; 0 disables.
+    /// The request timeout. Starts when the proxy has the whole request body: on arrival for a
+    /// request whose body came with its head, when the client's last byte has been handed on
+    /// for one that streams (the upload itself is bounded by `body_progress_ms`, not by this).
+    /// Ends at the upstream's response head; the response body is not bounded by it. It spans
+    /// every attempt: a retry gets what is left. Past it: 504 `timeout`, charged to the
+    /// endpoint. Not applied to gRPC calls (`content-type: application/grpc*`), whose own
+    /// deadline governs (`grpc_max_ms`). Default 10000 ms; 0 disables.
     pub request_ms: u64,
-    /// Grace period for in-flight requests on SIGTERM. Default 10000 ms.
+    /// The longest deadline a gRPC call gets. A gRPC call runs under its own `grpc-timeout`
+    /// (a malformed one is refused with INTERNAL), from its arrival to the end of its response
+    /// (trailers), upload and retries included; past it the call ends with grpc-status
+    /// DEADLINE_EXCEEDED, as a trailers-only response before the response head or as the
+    /// response's trailers after it. This caps that deadline, gives one to calls that carry
+    /// none, and the upstream is sent the shorter `grpc-timeout`. Default 0: no cap, so a call
+    /// without `grpc-timeout` is bounded only by the progress limits, as it would be talking to
+    /// its server directly (Envoy's `max_grpc_timeout`).
+    pub grpc_max_ms: u64,
+    /// Grace period for in-flight requests on SIGTERM: from the signal to the close of the
+    /// connections still open. Default 10000 ms.
     pub drain_ms: u64,
     /// Time a client has to send a whole request head once its first byte arrived, and a new
     /// connection to send its first request head (HTTP/2: its preface and first stream) from
@@ -151,13 +171,22 @@ pub struct Timeouts {
     /// requests, an HTTP/2 one with no open stream (from its preface on). Default 300000 ms;
     /// 0 keeps idle connections open until the client closes them.
     pub client_idle_ms: u64,
-    /// A request body (HTTP/1.1 or HTTP/2) that delivers no byte for this long while the
-    /// upstream waits for it fails as the client's fault: 408, never charged to the endpoint.
-    /// Default 30000 ms.
+    /// Bounds a streaming request body's upload, from one frame to the next. A body (HTTP/1.1
+    /// or HTTP/2) that delivers no byte for this long while the upstream waits for it fails as
+    /// the client's fault: 408 (gRPC: DEADLINE_EXCEEDED), never charged to the endpoint. An
+    /// upstream that takes none of it for this long (noticed within twice as long) while the
+    /// client has more to send fails as the upstream's: 504 `upload-stalled`. Default 30000 ms.
     pub body_progress_ms: u64,
     /// A response that the client stops reading (a full socket buffer, a zero HTTP/2 window)
-    /// for this long closes the connection. Default 30000 ms.
+    /// for this long closes the connection; it restarts with every write that makes progress.
+    /// Default 30000 ms.
     pub send_progress_ms: u64,
+    /// A connection switched to WebSocket (a `101` to an HTTP/1.1 upgrade) on which no byte
+    /// moves either way for this long is closed on both sides; the tunnel otherwise lives until
+    /// either side closes, or the drain deadline. Default 300000 ms (Envoy's stream idle timeout;
+    /// WebSocket applications ping well within it); must be > 0, so a silent peer cannot hold
+    /// two descriptors for ever.
+    pub upgraded_idle_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -165,11 +194,13 @@ impl Default for Timeouts {
         Self {
             connect_ms: 1000,
             request_ms: 10_000,
+            grpc_max_ms: 0,
             drain_ms: 10_000,
             header_read_ms: 30_000,
             client_idle_ms: 300_000,
             body_progress_ms: 30_000,
             send_progress_ms: 30_000,
+            upgraded_idle_ms: 300_000,
         }
     }
 }

@@ -93,6 +93,7 @@ impl ProxyConfig {
             ("timeouts.header_read_ms", t.header_read_ms),
             ("timeouts.body_progress_ms", t.body_progress_ms),
             ("timeouts.send_progress_ms", t.send_progress_ms),
+            ("timeouts.upgraded_idle_ms", t.upgraded_idle_ms),
         ] {
             if v == 0 {
                 return Err(invalid(field, 0, "must be > 0"));
@@ -231,6 +232,10 @@ mod tests {
                 "retries.budget_ratio = -1",
             ),
             (format!("{MIN}bogus: 1\n"), "unknown field `bogus`"),
+            (
+                format!("{MIN}timeouts: {{ upgraded_idle_ms: 0 }}\n"),
+                "timeouts.upgraded_idle_ms = 0: must be > 0",
+            ),
         ];
         for (text, want) in cases {
             let e = ProxyConfig::parse(&text).unwrap_err().to_string();

@@ -1,5 +1,6 @@
 //! One client connection: read a head, run the request path, stream the request body in and the
 //! response out, repeat while keep-alive holds. Between requests the connection owns no buffer.
+//! A `101` to a WebSocket upgrade turns the connection into a tunnel ([`super::tunnel`]).
 
 use std::{
     cell::{Cell, RefCell},
@@ -34,6 +35,7 @@ use tokio::{
 use super::{
     io::{Rewind, error_response},
     probation::Ticket,
+    tunnel,
 };
 use crate::{
     admission::{Admission, ClientTimeout},
@@ -42,13 +44,13 @@ use crate::{
         chunked::{self, Decoder, Step},
         framing::{Framing, push_field},
         request::{self, Head, HeadError},
-        response,
+        response::{self, Persist},
     },
     request::{RespBody, Worker, handle},
     side::Side,
     spare,
-    upstream::LocalExec,
     upstream::body::{BodyError, ClientBodyError, ReqBody},
+    upstream::{LocalExec, Upgraded},
 };
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
@@ -76,6 +78,8 @@ pub struct Limits {
     /// A response write that makes no progress for this long (a client that stopped reading)
     /// closes the connection.
     pub send_progress: Duration,
+    /// An upgraded connection on which no byte moves either way for this long is closed.
+    pub upgraded_idle: Duration,
 }
 
 /// Serves one accepted connection until it closes, fails, or the worker drains.
@@ -392,7 +396,7 @@ async fn serve_h1(
         admission: &w.shared.admission,
     };
     let mut first = Some(first);
-    loop {
+    let upgraded = loop {
         if carry.is_empty() {
             // Idle: give the buffer back.
             carry = BytesMut::new();
@@ -452,11 +456,25 @@ async fn serve_h1(
             close,
             limits.body_progress,
         );
-        if !Box::pin(exchange).await {
-            let _ = out.wr.shutdown().await;
-            return;
+        match Box::pin(exchange).await {
+            After::Next => {}
+            After::Close => {
+                let _ = out.wr.shutdown().await;
+                return;
+            }
+            After::Tunnel(up) => break up,
         }
-    }
+    };
+    // HTTP is over on this connection: the tunnel copies on the whole socket, starting with
+    // what the client sent behind its upgrade request.
+    tunnel::splice(
+        &mut stream,
+        upgraded.stream,
+        &carry,
+        limits.upgraded_idle,
+        timer,
+    )
+    .await;
 }
 
 /// The response side of an HTTP/1.1 connection. Every write must make progress within `limit`:
@@ -516,7 +534,16 @@ struct Conn<'c, 'a, 'b> {
     carry: &'c mut BytesMut,
 }
 
-/// One request and its response; true when the connection may carry another.
+/// What follows an exchange on a connection.
+enum After {
+    /// Another request.
+    Next,
+    Close,
+    /// The upstream switched protocols: the connection is a tunnel from now on.
+    Tunnel(Upgraded),
+}
+
+/// One request and its response, and what follows on the connection.
 async fn exchange(
     conn: Conn<'_, '_, '_>,
     w: &Rc<Worker>,
@@ -524,7 +551,7 @@ async fn exchange(
     head: Head,
     draining: bool,
     body_progress: Duration,
-) -> bool {
+) -> After {
     let Conn {
         rd,
         out,
@@ -565,7 +592,7 @@ async fn exchange(
             .await
             .is_err()
     {
-        return false;
+        return After::Close;
     }
 
     let mut pump = feed.map(|(tx, f)| {
@@ -589,7 +616,30 @@ async fn exchange(
             },
         }
     };
-    let Ok(resp) = resp;
+    let Ok(mut resp) = resp;
+    // Only a request without a body asks to switch, so no body is being pumped here.
+    let switched = match resp.body_mut() {
+        RespBody::H1(b) => b.take_upgraded().map(|up| (up, b.take_fields())),
+        _ => None,
+    };
+    if let Some((up, raw)) = switched {
+        let mut head = spare::buffer();
+        response::encode(
+            &mut head,
+            resp.status(),
+            resp.headers(),
+            raw.as_ref(),
+            Framing::None,
+            Persist::Upgrade(&up.protocol),
+        );
+        // The new protocol's first bytes, if the upstream sent any with its 101, in the same
+        // write.
+        head.extend_from_slice(&up.early);
+        return match out.write_all(timer, &head).await {
+            Ok(()) => After::Tunnel(up),
+            Err(_) => After::Close,
+        };
+    }
     let close = !keep_alive || draining;
     let write = write_response(out, timer, resp, &method, version, close);
     let wrote = match pump {
@@ -600,7 +650,11 @@ async fn exchange(
         }
         None => write.await,
     };
-    matches!(wrote, Ok(true)) && body_read && !close
+    if matches!(wrote, Ok(true)) && body_read && !close {
+        After::Next
+    } else {
+        After::Close
+    }
 }
 
 /// Waits for and parses the next head. While idle it reads into the worker's scratch buffer
@@ -797,7 +851,7 @@ async fn write_response(
         &parts.headers,
         raw.as_ref(),
         framing,
-        close,
+        Persist::after(version, close),
     );
     drop(raw);
     spare::give_map(std::mem::take(&mut parts.headers));

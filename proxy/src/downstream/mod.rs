@@ -5,11 +5,13 @@
 //! scratch buffer, and copies only what is left after a complete head (a pipelined request, a
 //! body's first bytes, or a partial head). Responses go out in one write when the body's first
 //! chunk is already there. A connection that opens with the HTTP/2 preface is handed to hyper's
-//! HTTP/2 server (h2c prior knowledge).
+//! HTTP/2 server (h2c prior knowledge). A connection whose WebSocket upgrade the upstream accepts
+//! becomes a byte tunnel ([`tunnel`]).
 
 mod conn;
 mod io;
 mod probation;
+mod tunnel;
 
 pub use conn::{Limits, serve};
 pub use probation::{MIN_AGE, Probation};

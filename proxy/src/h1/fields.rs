@@ -33,6 +33,9 @@ pub struct Collected {
     /// Other codings without `chunked` last: the body runs until the connection closes.
     pub until_close: bool,
     pub keep_alive: bool,
+    /// The `Upgrade` field (dropped from the lines like every hop-by-hop field): what a `101`
+    /// switches to.
+    pub upgrade: Option<HeaderValue>,
 }
 
 impl RawFields {
@@ -93,6 +96,7 @@ pub fn collect(fields: &[httparse::Header<'_>], http11: bool) -> Result<Collecte
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut until_close = false;
+    let mut upgrade = None;
     for f in fields {
         let name = f.name.as_bytes();
         if name.eq_ignore_ascii_case(b"transfer-encoding") {
@@ -115,7 +119,13 @@ pub fn collect(fields: &[httparse::Header<'_>], http11: bool) -> Result<Collecte
             length = Some(n);
             continue;
         }
-        if is_hop_by_hop_name(name) || (names_more && listed(fields, name)) {
+        if is_hop_by_hop_name(name) {
+            if upgrade.is_none() && name.eq_ignore_ascii_case(b"upgrade") {
+                upgrade = HeaderValue::from_bytes(f.value).ok();
+            }
+            continue;
+        }
+        if names_more && listed(fields, name) {
             continue;
         }
         lines.extend_from_slice(name);
@@ -135,6 +145,7 @@ pub fn collect(fields: &[httparse::Header<'_>], http11: bool) -> Result<Collecte
         chunked,
         until_close,
         keep_alive: keep_alive && !close,
+        upgrade,
     })
 }
 
@@ -172,6 +183,7 @@ mod tests {
         );
         assert_eq!(c.fields.length(), Some(12));
         assert!(c.keep_alive && !c.chunked && !c.until_close);
+        assert_eq!(c.upgrade.as_ref().unwrap(), "h2c");
 
         let m = c.fields.to_header_map();
         assert_eq!(m.len(), 3);

@@ -5,12 +5,16 @@
 //! Framing follows RFC 9112 §6: `Transfer-Encoding` with `chunked` last wins, a request with
 //! both `Transfer-Encoding` and `Content-Length`, with conflicting lengths, or with a coding in
 //! HTTP/1.0, is refused (the request-smuggling cases), and a request with neither has no body.
+//! A request that may switch to WebSocket ([`super::upgrade`]) carries an [`Upgrade`] extension;
+//! its `Connection` and `Upgrade` fields are dropped like every hop-by-hop field and written
+//! again, by [`encode`], for the upstream.
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
 
-use super::framing::{
-    Framing, TransferCodings, method_has_body, parse_length, push_field, push_length,
+use super::{
+    framing::{Framing, TransferCodings, method_has_body, parse_length, push_field, push_length},
+    upgrade::{self, Asked, Upgrade},
 };
 use crate::headers::HopFilter;
 
@@ -27,7 +31,9 @@ pub struct Head {
     pub framing: Framing,
     /// The connection stays open after this exchange unless the client says otherwise.
     pub keep_alive: bool,
-    /// `Expect: 100-continue` was sent (and removed from the forwarded headers).
+    /// `Expect: 100-continue` was sent by an HTTP/1.1 client with a body to send (the field is
+    /// removed from the forwarded headers either way; an HTTP/1.0 client's is ignored, RFC 9110
+    /// §10.1.1, and it is sent no 1xx, §15.2).
     pub expect_continue: bool,
     /// Exactly one `Host` field was sent (an HTTP/1.1 request must have one, RFC 9112 §3.2).
     pub has_host: bool,
@@ -112,6 +118,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     let mut expect_continue = false;
     let mut hosts = 0u8;
     let mut codings = None;
+    let mut asked = Asked::default();
     let mut hop = HopFilter::default();
     for f in req.headers.iter() {
         let name = HeaderName::from_bytes(f.name.as_bytes())
@@ -174,8 +181,12 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
                     close = true;
                 } else if token.eq_ignore_ascii_case("keep-alive") && version == Version::HTTP_10 {
                     keep_alive = true;
+                } else if token.eq_ignore_ascii_case("upgrade") {
+                    asked.option = true;
                 }
             }
+        } else if name == header::UPGRADE {
+            asked.upgrade_field(&value);
         } else if name == header::EXPECT && f.value.eq_ignore_ascii_case(b"100-continue") {
             expect_continue = true;
             continue;
@@ -205,11 +216,14 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     if let Some(c) = codings {
         parts.extensions.insert(TransferCodings(c));
     }
+    if let Some(u) = asked.decide(&parts.method, version, framing, close) {
+        parts.extensions.insert(u);
+    }
     Ok(Some(Head {
         parts,
         framing,
         keep_alive: keep_alive && !close,
-        expect_continue: expect_continue && framing != Framing::None,
+        expect_continue: expect_continue && framing != Framing::None && version == Version::HTTP_11,
         has_host: hosts == 1,
         len,
     }))
@@ -289,7 +303,8 @@ fn is_framing_lookalike(name: &str) -> bool {
     norm("transfer-encoding") || norm("content-length")
 }
 
-/// Appends an HTTP/1.1 request head; framing fields come from `framing`, not the client.
+/// Appends an HTTP/1.1 request head; framing fields come from `framing`, not the client, and
+/// the upgrade fields from an [`Upgrade`] extension.
 pub fn encode(out: &mut Vec<u8>, parts: &http::request::Parts, framing: Framing) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
@@ -311,6 +326,9 @@ pub fn encode(out: &mut Vec<u8>, parts: &http::request::Parts, framing: Framing)
             continue;
         }
         push_field(out, name.as_str(), value.as_bytes());
+    }
+    if let Some(u) = parts.extensions.get::<Upgrade>() {
+        upgrade::push_request_fields(out, u);
     }
     match framing {
         // No length line for a bodiless GET unless the client sent one.
@@ -375,6 +393,45 @@ mod tests {
             .unwrap();
         assert!(h.expect_continue);
         assert!(!h.parts.headers.contains_key("expect"));
+        // RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored (and never forwarded).
+        let h = parse(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.expect_continue);
+        assert!(!h.parts.headers.contains_key("expect"));
+    }
+
+    #[test]
+    fn a_websocket_upgrade_becomes_an_extension_written_again_upstream() {
+        let h = parse(
+            b"GET /ws HTTP/1.1\r\nHost: web\r\nConnection: keep-alive, Upgrade\r\n\
+              Upgrade: websocket\r\nSec-WebSocket-Key: k\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            h.parts.extensions.get::<Upgrade>(),
+            Some(&Upgrade(HeaderValue::from_static("websocket")))
+        );
+        assert!(!h.parts.headers.contains_key("upgrade"));
+        assert!(!h.parts.headers.contains_key("connection"));
+        let mut out = Vec::new();
+        encode(&mut out, &h.parts, h.framing);
+        assert_eq!(
+            out,
+            b"GET /ws HTTP/1.1\r\nhost: web\r\nsec-websocket-key: k\r\n\
+              connection: upgrade\r\nupgrade: websocket\r\n\r\n"
+        );
+        // With a body, or `h2c`, the fields are dropped and nothing asks to switch.
+        for raw in [
+            &b"GET / HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 2\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: web\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AA\r\n\r\n",
+        ] {
+            let h = parse(raw).unwrap().unwrap();
+            assert!(h.parts.extensions.get::<Upgrade>().is_none());
+            assert!(!h.parts.headers.contains_key("upgrade"));
+            assert!(!h.parts.headers.contains_key("http2-settings"));
+        }
     }
 
     #[test]

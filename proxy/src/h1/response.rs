@@ -3,7 +3,7 @@
 
 use std::io;
 
-use http::{HeaderMap, Method, StatusCode, Version, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 
 use super::{
     fields::{self, RawFields},
@@ -17,6 +17,8 @@ pub struct Head {
     pub fields: RawFields,
     pub framing: Framing,
     pub keep_alive: bool,
+    /// The `Upgrade` field: what a `101` switches to.
+    pub upgrade: Option<HeaderValue>,
     /// Bytes the head took in the buffer.
     pub len: usize,
 }
@@ -54,6 +56,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, io::Error> {
         fields: c.fields,
         framing,
         keep_alive: c.keep_alive,
+        upgrade: c.upgrade,
         len,
     }))
 }
@@ -80,16 +83,45 @@ pub fn framing(
     }
 }
 
+/// What a response to a client says about its connection, in the `Connection` field (and
+/// `Upgrade`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persist<'a> {
+    /// Stays open, as HTTP/1.1 does by default: nothing to say.
+    Open,
+    /// Stays open for an HTTP/1.0 client, which assumes a close unless told `keep-alive` (RFC
+    /// 9112 §9.3, Appendix C.2.2).
+    KeepAlive,
+    /// Closes after this response.
+    Close,
+    /// Switches to the protocol named (a `101`).
+    Upgrade(&'a HeaderValue),
+}
+
+impl Persist<'_> {
+    /// How a connection to a client of `version` that stays open (or not) says so.
+    pub fn after(version: Version, close: bool) -> Self {
+        if close {
+            Self::Close
+        } else if version == Version::HTTP_10 {
+            Self::KeepAlive
+        } else {
+            Self::Open
+        }
+    }
+}
+
 /// Appends a response head to `out`: the fields of `headers`, then `raw` (an HTTP/1.1
-/// upstream's fields as they came). `content-length` and `transfer-encoding` are replaced by
-/// what `framing` says, except that a response without a body keeps the upstream's length.
+/// upstream's fields as they came), then the connection's fields from `persist`.
+/// `content-length` and `transfer-encoding` are replaced by what `framing` says, except that a
+/// response without a body keeps the upstream's length.
 pub fn encode(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
     raw: Option<&RawFields>,
     framing: Framing,
-    close: bool,
+    persist: Persist<'_>,
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
@@ -121,8 +153,14 @@ pub fn encode(
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         Framing::UntilClose => {}
     }
-    if close {
-        out.extend_from_slice(b"connection: close\r\n");
+    match persist {
+        Persist::Open => {}
+        Persist::KeepAlive => out.extend_from_slice(b"connection: keep-alive\r\n"),
+        Persist::Close => out.extend_from_slice(b"connection: close\r\n"),
+        Persist::Upgrade(p) => {
+            out.extend_from_slice(b"connection: upgrade\r\n");
+            push_field(out, "upgrade", p.as_bytes());
+        }
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -145,14 +183,34 @@ mod tests {
             &h,
             None,
             Framing::Length(2),
-            false,
+            Persist::after(Version::HTTP_11, false),
         );
         assert_eq!(
             out,
             b"HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 2\r\n\r\n"
         );
         out.clear();
-        encode(&mut out, StatusCode::OK, &h, None, Framing::Chunked, true);
+        encode(
+            &mut out,
+            StatusCode::OK,
+            &h,
+            None,
+            Framing::Length(2),
+            Persist::after(Version::HTTP_10, false),
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\n"
+        );
+        out.clear();
+        encode(
+            &mut out,
+            StatusCode::OK,
+            &h,
+            None,
+            Framing::Chunked,
+            Persist::after(Version::HTTP_10, true),
+        );
         assert_eq!(
             out,
             b"HTTP/1.1 200 OK\r\nx-a: 1\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"

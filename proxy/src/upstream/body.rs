@@ -1,6 +1,8 @@
 //! Request bodies as the upstream connection sees them: nothing, bytes that arrived with the
 //! head, a stream fed by the HTTP/1.1 connection that read the head, or hyper's HTTP/2 body.
 //! One type for every listener, so the request path and the upstream pool are not generic.
+//! Response bodies likewise: the upstream's, the proxy's own, or the upstream's cut off at a
+//! gRPC call's deadline.
 
 use std::{
     error::Error,
@@ -8,25 +10,31 @@ use std::{
     pin::Pin,
     sync::{
         Arc, OnceLock,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    task::{Context, Poll, ready},
+    task::{Context, Poll, Wake, Waker},
     time::Duration,
 };
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
+
+use crate::deadline::Alarm;
 
 pub use crate::error::{ClientBodyError, client_fault};
 
 /// Error of a body. A request body's errors are always a [`ClientBodyError`].
 pub type BodyError = Box<dyn Error + Send + Sync>;
 
-/// How reading a request body from the client went, seen from the request path: whether it
-/// was read to its end (so a request timeout can tell a slow client from a slow upstream), and
-/// the client's fault if it failed (an upstream client library may report it as its own).
+/// How reading a request body from the client goes, seen from the request path: whether it
+/// was read to its end (the request timeout starts then), how far the upload has got and
+/// whether it waits for the client (so an upstream that stops taking the body is told from a
+/// client that stops sending it), and the client's fault if it failed (an upstream client
+/// library may report it as its own).
 #[derive(Clone, Debug, Default)]
 pub struct BodyDone(Arc<BodyFlags>);
 
@@ -34,6 +42,36 @@ pub struct BodyDone(Arc<BodyFlags>);
 struct BodyFlags {
     done: AtomicBool,
     fault: OnceLock<ClientBodyError>,
+    /// Frames handed to the upstream side so far.
+    frames: AtomicU64,
+    /// The upstream side asked for the next frame and nothing has arrived since.
+    waiting: AtomicBool,
+    /// Woken when the body ends, whole or failed.
+    ended: AtomicWaker,
+    /// The upstream side's waker while it waits for the client.
+    reader: AtomicWaker,
+}
+
+/// The waker the client's side of a body is polled with: when something arrives the body is
+/// no longer waiting for the client, whether or not the upstream side comes back for it (it
+/// may have polled once in passing and be stuck writing to an upstream that reads nothing).
+impl Wake for BodyFlags {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.waiting.store(false, Ordering::Relaxed);
+        self.reader.wake();
+    }
+}
+
+/// How far an upload has got, from [`BodyDone::progress`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upload {
+    pub frames: u64,
+    /// Waiting for the client: its own progress limit governs.
+    pub waiting: bool,
 }
 
 impl BodyDone {
@@ -43,6 +81,51 @@ impl BodyDone {
 
     fn set(&self) {
         self.0.done.store(true, Ordering::Relaxed);
+        self.0.ended.wake();
+    }
+
+    /// True once the body is whole or has failed: nothing more will come from the client.
+    pub fn ended(&self) -> bool {
+        self.get() || self.0.fault.get().is_some()
+    }
+
+    /// Resolves when [`BodyDone::ended`] becomes true.
+    pub fn wait_ended(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| {
+            if self.ended() {
+                return Poll::Ready(());
+            }
+            self.0.ended.register(cx.waker());
+            if self.ended() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+
+    pub fn progress(&self) -> Upload {
+        Upload {
+            frames: self.0.frames.load(Ordering::Relaxed),
+            waiting: self.0.waiting.load(Ordering::Relaxed),
+        }
+    }
+
+    fn delivered(&self) {
+        self.0.frames.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Polls the client's side with a waker that records when something arrives.
+    fn poll_client<T>(
+        &self,
+        cx: &Context<'_>,
+        poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        self.0.reader.register(cx.waker());
+        let waker = Waker::from(Arc::clone(&self.0));
+        let r = poll(&mut Context::from_waker(&waker));
+        self.0.waiting.store(r.is_pending(), Ordering::Relaxed);
+        r
     }
 
     /// The client's fault that ended the body, if one did.
@@ -53,6 +136,8 @@ impl BodyDone {
     /// Records `e` as the body's fault and returns it as a body error.
     fn fail(&self, e: ClientBodyError) -> BodyError {
         let _ = self.0.fault.set(e.clone());
+        self.0.waiting.store(false, Ordering::Relaxed);
+        self.0.ended.wake();
         Box::new(e)
     }
 }
@@ -144,10 +229,11 @@ impl ReqBody {
     }
 
     /// Whether the body has been read to its end; `None` for a body that was whole from the
-    /// start.
+    /// start (an HTTP/2 request whose HEADERS frame ended the stream included).
     pub fn done(&self) -> Option<BodyDone> {
         match self {
             Self::Empty | Self::Full(_) => None,
+            Self::Hyper { body, .. } if body.is_end_stream() => None,
             Self::Stream { done, .. } | Self::Hyper { done, .. } => Some(done.clone()),
         }
     }
@@ -168,39 +254,31 @@ impl Body for ReqBody {
                 rx,
                 remaining,
                 done,
-            } => match ready!(rx.poll_recv(cx)) {
-                Some(Ok(b)) => {
-                    if let Some(r) = remaining {
-                        *r = r.saturating_sub(b.len() as u64);
-                    }
-                    Poll::Ready(Some(Ok(Frame::data(b))))
-                }
-                Some(Err(e)) => {
-                    let fault = client_fault(&*e)
-                        .cloned()
-                        .unwrap_or_else(|| ClientBodyError::Aborted(e.to_string()));
-                    Poll::Ready(Some(Err(done.fail(fault))))
-                }
-                None if remaining.is_some_and(|r| r > 0) => {
-                    Poll::Ready(Some(Err(done.fail(ClientBodyError::Closed))))
-                }
-                None => {
-                    done.set();
-                    Poll::Ready(None)
-                }
-            },
-            Self::Hyper { body, done, stall } => match Pin::new(body).poll_frame(cx) {
-                Poll::Pending => match stall.poll_stalled(cx) {
-                    Poll::Ready(()) => {
+            } => {
+                let r = done.poll_client(cx, |cx| rx.poll_recv(cx));
+                r.map(|r| Self::stream_frame(r, remaining, done))
+            }
+            Self::Hyper { body, done, stall } => {
+                let r = done.poll_client(cx, |cx| match Pin::new(&mut *body).poll_frame(cx) {
+                    Poll::Pending => stall.poll_stalled(cx).map(|()| None),
+                    Poll::Ready(r) => Poll::Ready(Some(r)),
+                });
+                match r {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(None) => {
                         Poll::Ready(Some(Err(done.fail(ClientBodyError::Stalled(stall.limit)))))
                     }
-                    Poll::Pending => Poll::Pending,
-                },
-                Poll::Ready(r) => {
-                    stall.progressed();
-                    Self::hyper_frame(r, done)
+                    Poll::Ready(Some(r)) => {
+                        stall.progressed();
+                        let r = Self::hyper_frame(r, done);
+                        // The upstream side asks no further once the stream says it has ended.
+                        if body.is_end_stream() {
+                            done.set();
+                        }
+                        Poll::Ready(r)
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -227,35 +305,105 @@ impl Body for ReqBody {
 }
 
 impl ReqBody {
+    fn stream_frame(
+        r: Option<Result<Bytes, BodyError>>,
+        remaining: &mut Option<u64>,
+        done: &BodyDone,
+    ) -> Option<Result<Frame<Bytes>, BodyError>> {
+        match r {
+            Some(Ok(b)) => {
+                done.delivered();
+                if let Some(r) = remaining {
+                    *r = r.saturating_sub(b.len() as u64);
+                    // The upstream side asks no further once the length is reached.
+                    if *r == 0 {
+                        done.set();
+                    }
+                }
+                Some(Ok(Frame::data(b)))
+            }
+            Some(Err(e)) => {
+                let fault = client_fault(&*e)
+                    .cloned()
+                    .unwrap_or_else(|| ClientBodyError::Aborted(e.to_string()));
+                Some(Err(done.fail(fault)))
+            }
+            None if remaining.is_some_and(|r| r > 0) => {
+                Some(Err(done.fail(ClientBodyError::Closed)))
+            }
+            None => {
+                done.set();
+                None
+            }
+        }
+    }
+
     fn hyper_frame(
         r: Option<Result<Frame<Bytes>, hyper::Error>>,
         done: &BodyDone,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    ) -> Option<Result<Frame<Bytes>, BodyError>> {
         match r {
-            Some(Ok(f)) => Poll::Ready(Some(Ok(f))),
-            Some(Err(e)) => Poll::Ready(Some(Err(
-                done.fail(ClientBodyError::Aborted(e.to_string()))
-            ))),
+            Some(Ok(f)) => {
+                done.delivered();
+                Some(Ok(f))
+            }
+            Some(Err(e)) => Some(Err(done.fail(ClientBodyError::Aborted(e.to_string())))),
             None => {
                 done.set();
-                Poll::Ready(None)
+                None
             }
         }
     }
 }
 
-/// A response body: the upstream's (HTTP/1.1 read inline, or hyper's HTTP/2 stream) or one the
-/// proxy wrote itself.
+/// A response body: the upstream's (HTTP/1.1 read inline, or hyper's HTTP/2 stream), one the
+/// proxy wrote itself, or the upstream's cut off at a gRPC call's deadline.
 pub enum RespBody {
     Local(Option<Bytes>),
     H1(super::H1Body),
     H2(Incoming),
+    Deadline(Box<CallBody>),
 }
 
 impl RespBody {
     /// A body the proxy wrote.
     pub fn local(b: impl Into<Bytes>) -> Self {
         Self::Local(Some(b.into()))
+    }
+
+    /// `self` cut off at `alarm`: past it the rest is dropped (an HTTP/2 upstream's stream is
+    /// reset) and the client gets the trailers `expired` makes instead, its call's status.
+    pub fn until(self, alarm: Alarm, expired: fn() -> HeaderMap) -> Self {
+        Self::Deadline(Box::new(CallBody {
+            inner: self,
+            alarm,
+            expired: Some(expired),
+        }))
+    }
+}
+
+/// A response body with a deadline, from [`RespBody::until`].
+pub struct CallBody {
+    inner: RespBody,
+    alarm: Alarm,
+    /// Taken when the deadline passes.
+    expired: Option<fn() -> HeaderMap>,
+}
+
+impl CallBody {
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        // The alarm first: an upstream that streams without pause is cut off too.
+        if let Some(expired) = self.expired
+            && self.alarm.poll(cx).is_ready()
+        {
+            self.expired = None;
+            self.inner = RespBody::Local(None);
+            return Poll::Ready(Some(Ok(Frame::trailers(expired()))));
+        }
+        Pin::new(&mut self.inner).poll_frame(cx)
     }
 }
 
@@ -271,6 +419,7 @@ impl Body for RespBody {
             Self::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Self::H1(b) => Pin::new(b).poll_frame(cx),
             Self::H2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Self::Deadline(b) => b.poll_frame(cx),
         }
     }
 
@@ -279,6 +428,7 @@ impl Body for RespBody {
             Self::Local(b) => b.is_none(),
             Self::H1(b) => b.is_end_stream(),
             Self::H2(b) => b.is_end_stream(),
+            Self::Deadline(b) => b.inner.is_end_stream(),
         }
     }
 
@@ -287,6 +437,7 @@ impl Body for RespBody {
             Self::Local(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Self::H1(b) => b.size_hint(),
             Self::H2(b) => b.size_hint(),
+            Self::Deadline(b) => b.inner.size_hint(),
         }
     }
 }

@@ -4,6 +4,11 @@
 //! response head is parsed with `httparse`; the response body reads straight from the socket as
 //! the client side asks for it, and the connection goes back to the pool the moment its body is
 //! complete. An idle pooled connection is only a socket.
+//!
+//! A WebSocket upgrade ([`crate::h1::upgrade`]) goes over a connection opened for it, never one
+//! the pool has handed out before, and that connection never goes back: on a `101` it leaves the
+//! pool's count and becomes the client connection's tunnel ([`Upgraded`]); on any other answer
+//! it closes after the response.
 
 use std::{
     io,
@@ -14,7 +19,7 @@ use std::{
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt;
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::{
@@ -32,6 +37,7 @@ use crate::{
         fields::RawFields,
         framing::Framing,
         request, response,
+        upgrade::{self, Upgrade},
     },
     spare,
 };
@@ -45,9 +51,22 @@ const WRITE_BATCH: usize = 16 * 1024;
 /// One upstream HTTP/1.1 connection; dropping it closes it and frees its pool slot.
 pub struct H1Conn {
     stream: TcpStream,
-    _slot: OpenSlot,
+    /// Its place in the pool's count; `None` for one opened for an upgrade, which never joins
+    /// the pool.
+    _slot: Option<OpenSlot>,
     /// Has carried a request before (a pooled connection the upstream may have closed).
     reused: bool,
+}
+
+/// An upstream connection that answered an upgrade with `101 Switching Protocols`: from now on
+/// the proxy only copies bytes on it.
+pub struct Upgraded {
+    pub stream: TcpStream,
+    /// What the upstream sent after its `101` head in the same reads: the new protocol's first
+    /// bytes, due to the client before anything else.
+    pub early: Bytes,
+    /// The protocol the `101`'s `Upgrade` field named.
+    pub protocol: HeaderValue,
 }
 
 /// Why a send failed, and whether the request is still ours to send elsewhere.
@@ -62,7 +81,7 @@ impl H1Conn {
     pub(super) fn new(stream: TcpStream, slot: OpenSlot) -> Self {
         Self {
             stream,
-            _slot: slot,
+            _slot: Some(slot),
             reused: false,
         }
     }
@@ -89,6 +108,30 @@ impl H1Conn {
         req: Request<ReqBody>,
     ) -> Result<Response<H1Body>, SendError> {
         let (mut parts, body) = req.into_parts();
+        let upgrade = parts.extensions.get::<Upgrade>().cloned();
+        if upgrade.is_some() && self.reused {
+            // A tunnel lives as long as its client wants, so it must not hold one of the pool's
+            // slots, and an idle connection may be closed by the upstream's keep-alive timer
+            // while the handshake is under way: the upgrade takes a new connection of its own and
+            // the pooled one goes back idle.
+            match pool.connect(addr).await {
+                Ok(stream) => {
+                    let fresh = Self {
+                        stream,
+                        _slot: None,
+                        reused: false,
+                    };
+                    pool.put_h1(addr, std::mem::replace(&mut self, fresh));
+                }
+                Err(e) => {
+                    return Err(SendError {
+                        error: io::Error::other(e),
+                        request: Some(Request::from_parts(parts, body)),
+                        client: None,
+                    });
+                }
+            }
+        }
         // A body of known length is announced by it, any other is chunked.
         let framing = body
             .size_hint()
@@ -152,13 +195,22 @@ impl H1Conn {
             // head the buffer holds before reading again.
             let last = loop {
                 match response::parse(&buf) {
-                    Ok(Some(h)) if h.status.is_informational() => {
-                        if h.status == StatusCode::SWITCHING_PROTOCOLS {
+                    // A 101 is final for the exchange: what follows is the new protocol's.
+                    Ok(Some(h)) if h.status == StatusCode::SWITCHING_PROTOCOLS => {
+                        if upgrade
+                            .as_ref()
+                            .is_none_or(|u| !upgrade::accepted(u, h.upgrade.as_ref()))
+                        {
                             let e = io::Error::other(
-                                "upstream switched protocols; upgrades are not proxied",
+                                "upstream switched protocols without being asked to, or to \
+                                 another protocol than the one asked for",
                             );
                             return Err(give_back(e, parts, None));
                         }
+                        buf.advance(h.len);
+                        break Some(h);
+                    }
+                    Ok(Some(h)) if h.status.is_informational() => {
                         buf.advance(h.len);
                     }
                     Ok(Some(h)) => {
@@ -173,6 +225,23 @@ impl H1Conn {
                 break h;
             }
         };
+        // Only an accepted 101 gets here, and it named its protocol.
+        if head.status == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(protocol) = head.upgrade
+        {
+            let mut resp = Response::new(H1Body {
+                state: State::Switched(Box::new(protocol)),
+                buf,
+                conn: Some(self),
+                pool,
+                addr,
+                keep_alive: false,
+                fields: Some(head.fields),
+            });
+            *resp.status_mut() = head.status;
+            spare::give_map(std::mem::take(&mut parts.headers));
+            return Ok(resp);
+        }
         let body_framing = if parts.method == Method::HEAD
             || head.status == StatusCode::NO_CONTENT
             || head.status == StatusCode::NOT_MODIFIED
@@ -195,7 +264,11 @@ impl H1Conn {
             conn: Some(self),
             pool,
             addr,
-            keep_alive: head.keep_alive && body_framing != Framing::UntilClose && !stray,
+            // An upgrade's connection never goes back, whatever the answer.
+            keep_alive: head.keep_alive
+                && body_framing != Framing::UntilClose
+                && !stray
+                && upgrade.is_none(),
             fields: Some(head.fields),
         });
         *resp.status_mut() = head.status;
@@ -283,6 +356,10 @@ enum State {
     Length(u64),
     Chunked(Decoder),
     UntilClose,
+    /// A `101` to the protocol named: no body; the connection is the client's to take
+    /// ([`H1Body::take_upgraded`]). Boxed: every response body holds a state, and a switch is
+    /// rare.
+    Switched(Box<HeaderValue>),
     Done,
 }
 
@@ -303,6 +380,25 @@ impl H1Body {
     /// The response's header fields, once: the response itself carries an empty map.
     pub fn take_fields(&mut self) -> Option<RawFields> {
         self.fields.take()
+    }
+
+    /// The connection of a `101`, once, leaving the pool's count: the client side copies bytes
+    /// over it from now on.
+    pub fn take_upgraded(&mut self) -> Option<Upgraded> {
+        if !matches!(self.state, State::Switched(_)) {
+            return None;
+        }
+        let (State::Switched(protocol), Some(H1Conn { stream, .. })) = (
+            std::mem::replace(&mut self.state, State::Done),
+            self.conn.take(),
+        ) else {
+            return None;
+        };
+        Some(Upgraded {
+            stream,
+            early: self.buf.split().freeze(),
+            protocol: *protocol,
+        })
     }
 
     /// At the end of the body: the connection goes back (if the upstream keeps it alive and
@@ -344,6 +440,7 @@ impl Body for H1Body {
                     this.release_if_done();
                     return Poll::Ready(None);
                 }
+                State::Switched(_) => return Poll::Ready(None),
                 State::Length(left) => {
                     let left = *left;
                     if left == 0 {
@@ -415,13 +512,16 @@ impl Body for H1Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.state, State::Done | State::Length(0))
+        matches!(
+            self.state,
+            State::Done | State::Length(0) | State::Switched(_)
+        )
     }
 
     fn size_hint(&self) -> SizeHint {
         match self.state {
             State::Length(n) => SizeHint::with_exact(n),
-            State::Done => SizeHint::with_exact(0),
+            State::Done | State::Switched(_) => SizeHint::with_exact(0),
             _ => SizeHint::default(),
         }
     }

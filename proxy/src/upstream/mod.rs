@@ -28,7 +28,7 @@ use tokio::{net::TcpStream, sync::Notify, time::Instant};
 pub use exec::LocalExec;
 pub mod body;
 
-pub use h1::H1Body;
+pub use h1::{H1Body, Upgraded};
 
 use body::RespBody;
 use h1::H1Conn;

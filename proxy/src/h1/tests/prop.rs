@@ -62,7 +62,10 @@ fn check_head(r: &inputs::Request, h: &Head, head_len: usize) -> Result<(), Test
     prop_assert_eq!(h.framing, framing_of(r));
     prop_assert_eq!(h.keep_alive, r.keep_alive(), "keep-alive");
     prop_assert_eq!(h.has_host, r.host.is_some());
-    prop_assert_eq!(h.expect_continue, r.expect && h.framing != Framing::None);
+    prop_assert_eq!(
+        h.expect_continue,
+        r.expect && !r.http10 && h.framing != Framing::None
+    );
     prop_assert_eq!(map_fields(&h.parts.headers), grouped(r.forwarded_fields()));
     Ok(())
 }
@@ -213,8 +216,9 @@ proptest! {
 
     /// (c) What the proxy writes to a client, read back by a client that knows its request
     /// (RFC 9112 §6.3 items 1-2: HEAD, 1xx, 204 and 304 have no body), delimits the body the
-    /// proxy sends: the framing `response::framing` chose, a close when it runs until close, and
-    /// no length on a 1xx or 204 (RFC 9110 §8.6).
+    /// proxy sends: the framing `response::framing` chose, a close when it runs until close, an
+    /// HTTP/1.0 client told `keep-alive` exactly when the connection stays open, and no length
+    /// on a 1xx or 204 (RFC 9110 §8.6).
     #[test]
     fn responses_to_clients_are_read_as_written(
         r in inputs::response(),
@@ -231,7 +235,8 @@ proptest! {
         let framing = response::framing(&method, version, up.status, exact);
         let close = close || framing == Framing::UntilClose;
         let mut out = Vec::new();
-        response::encode(&mut out, up.status, &HeaderMap::new(), Some(&up.fields), framing, close);
+        let persist = response::Persist::after(version, close);
+        response::encode(&mut out, up.status, &HeaderMap::new(), Some(&up.fields), framing, persist);
         let back = response::parse(&out).expect("our own head").expect("complete");
         prop_assert_eq!(back.len, out.len());
         let bodiless = method == Method::HEAD
@@ -241,10 +246,12 @@ proptest! {
         let read = if bodiless { Framing::None } else { back.framing };
         prop_assert_eq!(read, framing);
         prop_assert_eq!(back.keep_alive, !close);
+        let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
         if client10 {
             prop_assert!(framing != Framing::Chunked, "chunked to an HTTP/1.0 client");
+            // An HTTP/1.0 client assumes a close unless told `keep-alive` (RFC 9112 §C.2.2).
+            prop_assert_eq!(text.contains("\r\nconnection: keep-alive\r\n"), !close);
         }
-        let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
         if back.status.is_informational() || back.status == StatusCode::NO_CONTENT {
             prop_assert!(!text.contains("content-length") && !text.contains("transfer-encoding"));
         }
