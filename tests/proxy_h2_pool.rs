@@ -119,3 +119,43 @@ async fn a_burst_to_a_new_or_restarted_h2_upstream_opens_one_connection() {
     );
     proxy.shutdown();
 }
+
+/// `protocol: auto` with an HTTP/2 caller and an upstream that speaks only HTTP/1.1 (the common
+/// sidecar case: an h2 client, an HTTP/1.1 app): the proxy probes the endpoint once, finds no
+/// HTTP/2, and sends the request as HTTP/1.1 instead of answering 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_sends_http1_to_an_upstream_without_http2() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let seen = accepted.clone();
+    let _server = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = service_fn(|req: Request<Incoming>| async move {
+                    let v = format!("{:?}", req.version());
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(v))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let yaml = format!(
+        "outbound: {{ listen: 127.0.0.1:0 }}\nadmin: {{ listen: 127.0.0.1:0 }}\n\
+         identity: {{ pod: test-proxy }}\nservices:\n  - name: web\n    protocol: auto\n    \
+         endpoints:\n      - {{ addr: \"{addr}\", host: h0, zone: z0, container: a }}\n"
+    );
+    let proxy = start_proxy(&yaml);
+    for _ in 0..3 {
+        let got = common::send_h2(proxy.outbound, "web", b"").await;
+        assert_eq!(got.status, 200, "{:?}", got.body);
+        assert_eq!(&got.body[..], b"HTTP/1.1");
+    }
+    // One probe connection, then the pooled HTTP/1.1 connection(s); no probe per request.
+    let n = accepted.load(Ordering::SeqCst);
+    assert!((2..=3).contains(&n), "{n} connections");
+    proxy.shutdown();
+}

@@ -100,11 +100,13 @@ pub async fn handle(
 
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let h2 = match svc.protocol {
+    let mut h2 = match svc.protocol {
         Protocol::Http1 => false,
         Protocol::Http2 => true,
         Protocol::Auto => parts.version == Version::HTTP_2,
     };
+    // `auto` follows an HTTP/2 caller only to endpoints that speak HTTP/2 (probed once each).
+    let mut probe_h2 = h2 && svc.protocol == Protocol::Auto;
     if let Err(e) = prepare_upstream_uri(&mut parts, h2) {
         return Ok(answer.error(&e));
     }
@@ -144,9 +146,22 @@ pub async fn handle(
         };
         let addr = ep.endpoint.addr;
         ep.metrics.requests.increment(1);
-        let ready = w
+        let mut ready = w
             .pool
             .checkout_ready(addr, h2, w.shared.clock.instant(start));
+        if probe_h2 && ready.is_none() && !w.pool.speaks_h2(addr).await {
+            // This request's later attempts go as HTTP/1.1 too: a service's containers run one app.
+            probe_h2 = false;
+            h2 = false;
+            let (mut parts, body) = req.into_parts();
+            if let Err(e) = prepare_upstream_uri(&mut parts, false) {
+                return Ok(answer.error(&e));
+            }
+            req = Request::from_parts(parts, body);
+            ready = w
+                .pool
+                .checkout_ready(addr, false, w.shared.clock.instant(start));
+        }
         // Getting a connection and sending both run under the request's time limits, so a
         // retry never outlives them.
         let conn = match ready {

@@ -116,6 +116,19 @@ pub struct Pool {
     generation: Cell<u64>,
     /// Woken when an HTTP/1.1 connection returns or closes.
     returned: Notify,
+    /// What `protocol: auto` probes found: endpoints that answered the HTTP/2 preface with
+    /// HTTP/2 (`true`) or not (`false`).
+    speaks_h2: RefCell<FastMap<SocketAddr, bool>>,
+}
+
+/// The HTTP/2 client preface and an empty SETTINGS frame (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// Whether the first bytes an upstream sent back after [`H2_PREFACE`] open an HTTP/2 SETTINGS
+/// frame (the server's preface, RFC 9113 §3.4): a 9-byte frame header whose type (byte 3) is
+/// 0x4 on stream 0. An HTTP/1.1 server answers with a status line, or closes.
+fn answers_h2(first: &[u8]) -> bool {
+    first.len() >= 9 && first[3] == 0x4 && first[5..9] == [0, 0, 0, 0]
 }
 
 impl Pool {
@@ -126,7 +139,52 @@ impl Pool {
             allowed: RefCell::default(),
             generation: Cell::new(u64::MAX),
             returned: Notify::new(),
+            speaks_h2: RefCell::default(),
         })
+    }
+
+    /// For `protocol: auto` with an HTTP/2 caller: whether `addr` speaks HTTP/2 with prior
+    /// knowledge. An endpoint this worker has an HTTP/2 connection to does; otherwise one probe
+    /// connection sends the client preface and reads what comes back (within the connect
+    /// timeout), and the answer is kept for the endpoint. A probe that cannot connect or hears
+    /// nothing in time settles nothing: the request goes as HTTP/2 and meets the same fault.
+    pub async fn speaks_h2(&self, addr: SocketAddr) -> bool {
+        if let Some(&known) = self.speaks_h2.borrow().get(&addr) {
+            return known;
+        }
+        let live = self
+            .conns
+            .borrow()
+            .get(&addr)
+            .and_then(|c| c.h2.as_ref())
+            .is_some_and(|tx| !tx.is_closed());
+        if live {
+            return true;
+        }
+        let probe = async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = TcpStream::connect(addr).await.ok()?;
+            s.write_all(H2_PREFACE).await.ok()?;
+            let mut first = [0u8; 9];
+            let mut n = 0;
+            while n < first.len() {
+                match s.read(&mut first[n..]).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => n += k,
+                }
+            }
+            Some(answers_h2(&first[..n]))
+        };
+        match tokio::time::timeout(self.params.connect_timeout, probe).await {
+            Ok(Some(h2)) => {
+                if !h2 {
+                    tracing::info!(%addr, "upstream does not speak HTTP/2 with prior knowledge; protocol auto sends it HTTP/1.1");
+                }
+                self.speaks_h2.borrow_mut().insert(addr, h2);
+                h2
+            }
+            _ => true,
+        }
     }
 
     /// Called with the route table's generation on every request; on a change, closes idle
@@ -394,5 +452,20 @@ impl Drop for OpenSlot {
             c.open = c.open.saturating_sub(1);
         }
         self.pool.returned.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answers_h2;
+
+    #[test]
+    fn only_a_settings_frame_on_stream_zero_is_an_http2_answer() {
+        // A SETTINGS frame header: length 18, type 0x4, flags 0, stream 0.
+        assert!(answers_h2(&[0, 0, 18, 4, 0, 0, 0, 0, 0]));
+        assert!(!answers_h2(b"HTTP/1.1 400 Bad Request\r\n"));
+        assert!(!answers_h2(&[0, 0, 18, 4, 0]));
+        assert!(!answers_h2(&[0, 0, 18, 4, 0, 0, 0, 0, 1]));
+        assert!(!answers_h2(b""));
     }
 }
