@@ -124,12 +124,26 @@ fn a_relay_added_at_run_time_delays_its_callers_and_closes_when_removed() {
         String::from_utf8_lossy(&out.stderr)
     );
     // 20 ms between a and b: 10 ms each way, applied to the replica's relay like any other.
-    let lines = relays.describe(Duration::from_secs(1));
-    let measured = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("zone relay a->b: 1 connections, measured RTT "))
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|ms| ms.parse::<f64>().ok());
+    // The relay files the connection's RTT once it has seen both directions end, which may
+    // be a moment after the caller exits: wait up to a second for it.
+    let measured_rtt = || {
+        let lines = relays.describe(Duration::from_secs(1));
+        let ms = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("zone relay a->b: 1 connections, measured RTT "))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|ms| ms.parse::<f64>().ok());
+        (ms, lines)
+    };
+    let mut got = measured_rtt();
+    for _ in 0..50 {
+        if got.0.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        got = measured_rtt();
+    }
+    let (measured, lines) = got;
     assert!(measured.is_some_and(|ms| ms >= 15.0), "{lines:?}");
 
     assert!(handle.remove("s-h2-r1"));
