@@ -369,9 +369,10 @@ async fn requests_that_may_not_switch_never_open_a_tunnel() {
         proxy.shutdown();
     }
 
-    // The same upstream and a request that may switch: a tunnel, bytes pass both ways.
+    // The same upstream and a request that may switch: a tunnel, bytes pass both ways. (No
+    // forwarding fields, so the head the upstream reads is compared byte for byte.)
     let up = raw_upstream_recording(ALWAYS_101, false).await;
-    let proxy = start_proxy(&yaml_for(up.addr, ""));
+    let proxy = start_proxy(&yaml_for(up.addr, "forwarding: { enabled: false }\n"));
     let mut s = connect(proxy.outbound).await;
     s.write_all(
         b"GET /ws HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",

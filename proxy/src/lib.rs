@@ -16,6 +16,7 @@ pub mod data_plane;
 mod deadline;
 mod downstream;
 pub mod error;
+mod forwarding;
 mod grpc;
 mod h1;
 mod headers;

@@ -42,6 +42,8 @@ pub struct Worker {
     pub priority_header: HeaderName,
     /// The request timeout, the cap on gRPC calls and the upload's progress limit.
     pub time_limits: time_limit::Params,
+    /// Forwarding, request-id and trace fields ([`crate::forwarding`]).
+    pub forwarding: crate::forwarding::Params,
     pub max_attempts: u32,
     /// Read buffer of the worker's idle client connections, borrowed only inside one poll.
     pub scratch: RefCell<Box<[u8]>>,
@@ -50,6 +52,10 @@ pub struct Worker {
 }
 
 const DEFAULT_CLASS: &str = "default";
+
+/// The client's address, put on each request by the connection that read it.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub std::net::IpAddr);
 
 /// Serves one request.
 pub async fn handle(
@@ -100,6 +106,13 @@ pub async fn handle(
 
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
+    crate::forwarding::apply(
+        &mut parts.headers,
+        client,
+        w.forwarding,
+        &mut *w.rng.borrow_mut(),
+    );
     let mut h2 = match svc.protocol {
         Protocol::Http1 => false,
         Protocol::Http2 => true,

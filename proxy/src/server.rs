@@ -217,6 +217,7 @@ fn run_worker(
             priority_header: http::HeaderName::from_bytes(cfg.priority_header.as_bytes())
                 .unwrap_or(http::HeaderName::from_static("x-loadshift-priority")),
             time_limits: crate::time_limit::Params::from(&cfg.timeouts),
+            forwarding: cfg.forwarding_params(),
             max_attempts: cfg.retries.max_attempts,
             scratch: RefCell::new(vec![0; SCRATCH].into_boxed_slice()),
             deadlines: Deadlines::new(),

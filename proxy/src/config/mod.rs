@@ -404,6 +404,35 @@ pub struct ProxyConfig {
     pub limits: Limits,
     #[serde(default)]
     pub overload: Overload,
+    #[serde(default)]
+    pub forwarding: Forwarding,
+}
+
+/// Forwarding, request-id and trace fields added to requests going upstream
+/// (`crate::forwarding`, `docs/protocols.md`).
+///
+/// ```yaml
+/// forwarding: { enabled: true, trust_incoming: false }
+/// ```
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Forwarding {
+    /// Add `x-forwarded-for`, `x-forwarded-proto`, `forwarded`, `x-request-id` and
+    /// `traceparent`. Default true.
+    pub enabled: bool,
+    /// Keep and extend those fields as the client sent them; `false` drops the client's first.
+    /// Default: true in sidecar mode (the local app and the mesh's proxies), false standalone
+    /// (the edge, where clients are not trusted).
+    pub trust_incoming: Option<bool>,
+}
+
+impl Default for Forwarding {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            trust_incoming: None,
+        }
+    }
 }
 
 fn default_admin() -> Listener {
@@ -498,6 +527,17 @@ impl ProxyConfig {
             ratio: self.retries.budget_ratio,
             min_per_sec: self.retries.min_per_sec,
             window_secs: 10,
+        }
+    }
+
+    /// What `crate::forwarding` does: trusting by default in sidecar mode, not standalone.
+    pub fn forwarding_params(&self) -> crate::forwarding::Params {
+        crate::forwarding::Params {
+            enabled: self.forwarding.enabled,
+            trust: self
+                .forwarding
+                .trust_incoming
+                .unwrap_or(self.mode == Mode::Sidecar),
         }
     }
 

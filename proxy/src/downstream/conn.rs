@@ -46,7 +46,7 @@ use crate::{
         request::{self, Head, HeadError},
         response::{self, Persist},
     },
-    request::{RespBody, Worker, handle},
+    request::{ClientAddr, RespBody, Worker, handle},
     side::Side,
     spare,
     upstream::body::{BodyError, ClientBodyError, ReqBody},
@@ -281,6 +281,7 @@ async fn serve_h2(
     });
     let counted = streams.clone();
     let admission = w.shared.admission.clone();
+    let client = io.inner.peer_addr().ok().map(|a| ClientAddr(a.ip()));
     // The connection's limits go through the worker's deadline table, so a storm of them
     // expiring together is woken in batches.
     let mut timer = w.deadlines.timer();
@@ -288,7 +289,10 @@ async fn serve_h2(
         let w = w.clone();
         let stream = StreamGuard::open(&counted);
         async move {
-            let req = req.map(|b| ReqBody::hyper(b, limits.body_progress));
+            let mut req = req.map(|b| ReqBody::hyper(b, limits.body_progress));
+            if let Some(c) = client {
+                req.extensions_mut().insert(c);
+            }
             let Ok(mut resp) = handle(w, side, req).await;
             // An HTTP/1.1 upstream's fields travel raw; an HTTP/2 client needs them as a map.
             if let RespBody::H1(b) = resp.body_mut()
@@ -559,7 +563,7 @@ async fn exchange(
         carry,
     } = conn;
     let Head {
-        parts,
+        mut parts,
         framing,
         keep_alive,
         expect_continue,
@@ -567,6 +571,9 @@ async fn exchange(
     } = head;
     let method = parts.method.clone();
     let version = parts.version;
+    if let Ok(a) = rd.peer_addr() {
+        parts.extensions.insert(ClientAddr(a.ip()));
+    }
 
     let (body, feed) = match framing {
         // `request::parse` never gives a request `UntilClose`: without length fields it has none.

@@ -1,0 +1,253 @@
+//! Forwarding and trace fields on requests going upstream: who the client was (`x-forwarded-for`,
+//! `x-forwarded-proto`, `forwarded`, RFC 7239), a request id (`x-request-id`) and W3C trace
+//! context (`traceparent`, `tracestate`), with a trust boundary.
+//!
+//! A proxy that does not trust its clients' fields (the default of a standalone proxy: the edge)
+//! drops whatever the client sent in them, so an application behind it can believe what it reads;
+//! a trusting one (the default of a sidecar: its local app and the mesh's other proxies) keeps and
+//! extends them. Then every request gets:
+//! - `x-forwarded-for`: the client's address, appended to a trusted list;
+//! - `x-forwarded-proto: http` when no trusted value says otherwise;
+//! - `forwarded: for=ADDR;proto=http`, appended to a trusted list (IPv6 quoted as the RFC asks);
+//! - `x-request-id`: a trusted one is kept, otherwise a new one (32 random hex digits);
+//! - `traceparent`: a valid trusted one keeps its trace id and flags with a new parent id (this
+//!   hop's span), anything else starts a new trace (flags `00`: nothing here records spans);
+//!   `tracestate` goes with a kept trace and is dropped with a new one.
+
+use std::{fmt::Write as _, net::IpAddr};
+
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use rand::Rng;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// What to do with one request's forwarding fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// Keep and extend the client's forwarding, request-id and trace fields (else drop them).
+    pub trust: bool,
+    /// Add the fields at all; off, the request goes as the client sent it (minus hop-by-hop).
+    pub enabled: bool,
+}
+
+/// Rewrites `headers` of a request from `client` (`None` when the address is unknown: no
+/// address fields are added then).
+pub fn apply(headers: &mut HeaderMap, client: Option<IpAddr>, p: Params, rng: &mut impl Rng) {
+    if !p.enabled {
+        return;
+    }
+    if !p.trust {
+        for name in [
+            X_FORWARDED_FOR,
+            X_FORWARDED_PROTO,
+            X_FORWARDED_HOST,
+            header::FORWARDED,
+            X_REQUEST_ID,
+            TRACEPARENT,
+            TRACESTATE,
+        ] {
+            headers.remove(name);
+        }
+    }
+    if let Some(ip) = client {
+        append(headers, X_FORWARDED_FOR, &ip.to_string());
+        let node = match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        };
+        append(
+            headers,
+            header::FORWARDED,
+            &format!("for={node};proto=http"),
+        );
+    }
+    if !headers.contains_key(X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+    if !headers.contains_key(X_REQUEST_ID) {
+        let id = hex(&rng.random::<[u8; 16]>());
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            headers.insert(X_REQUEST_ID, v);
+        }
+    }
+    let span = hex(&nonzero(rng));
+    let kept = headers
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_traceparent)
+        .map(|(trace, flags)| format!("00-{trace}-{span}-{flags}"));
+    let value = match kept {
+        Some(v) => v,
+        None => {
+            headers.remove(TRACESTATE);
+            let mut trace = [0u8; 16];
+            rng.fill(&mut trace);
+            trace[15] |= 1; // never all zero
+            format!("00-{}-{span}-00", hex(&trace))
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(TRACEPARENT, v);
+    }
+}
+
+/// `value` appended to `name`'s list (a new field when it has none or an unreadable one).
+fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {value}"),
+        _ => value.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        headers.insert(name, v);
+    }
+}
+
+/// A span id: 8 random bytes, not all zero.
+fn nonzero(rng: &mut impl Rng) -> [u8; 8] {
+    let mut b: [u8; 8] = rng.random();
+    b[7] |= 1;
+    b
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The trace id and flags of a version-00 `traceparent` (W3C Trace Context §3.2): four
+/// dash-separated lowercase hex fields of 2, 32, 16 and 2 digits, trace and parent ids not all
+/// zero. `None` for anything else, which starts a new trace.
+fn parse_traceparent(v: &str) -> Option<(&str, &str)> {
+    let mut f = v.trim().split('-');
+    let (version, trace, parent, flags) = (f.next()?, f.next()?, f.next()?, f.next()?);
+    let hexes = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    };
+    let zero = |s: &str| s.bytes().all(|c| c == b'0');
+    (f.next().is_none()
+        && version == "00"
+        && hexes(trace, 32)
+        && !zero(trace)
+        && hexes(parent, 16)
+        && !zero(parent)
+        && hexes(flags, 2))
+    .then_some((trace, flags))
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{SeedableRng, rngs::SmallRng};
+
+    use super::*;
+
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+
+    fn run(sent: &[(&str, &str)], trust: bool, client: Option<IpAddr>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in sent {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        let p = Params {
+            trust,
+            enabled: true,
+        };
+        apply(&mut h, client, p, &mut SmallRng::seed_from_u64(7));
+        h
+    }
+
+    fn get<'a>(h: &'a HeaderMap, k: &str) -> &'a str {
+        h.get(k).map_or("", |v| v.to_str().unwrap())
+    }
+
+    #[test]
+    fn an_untrusted_clients_fields_are_replaced() {
+        let sent = [
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil"),
+            ("x-request-id", "chosen-by-client"),
+            ("traceparent", &format!("00-{TRACE}-b7ad6b7169203331-01")),
+            ("tracestate", "k=v"),
+        ];
+        let h = run(&sent, false, Some("10.0.0.7".parse().unwrap()));
+        assert_eq!(get(&h, "x-forwarded-for"), "10.0.0.7");
+        assert_eq!(get(&h, "forwarded"), "for=10.0.0.7;proto=http");
+        assert_eq!(get(&h, "x-forwarded-proto"), "http");
+        assert!(h.get("x-forwarded-host").is_none());
+        let id = get(&h, "x-request-id");
+        assert!(id.len() == 32 && id != "chosen-by-client", "{id}");
+        let tp = get(&h, "traceparent");
+        assert!(!tp.contains(TRACE) && tp.ends_with("-00"), "{tp}");
+        assert!(parse_traceparent(tp).is_some(), "{tp}");
+        assert!(h.get("tracestate").is_none());
+    }
+
+    #[test]
+    fn a_trusted_clients_fields_are_kept_and_extended() {
+        let sent = [
+            ("x-forwarded-for", "203.0.113.9"),
+            ("forwarded", "for=203.0.113.9;proto=https"),
+            ("x-forwarded-proto", "https"),
+            ("x-request-id", "abc-123"),
+            ("traceparent", &format!("00-{TRACE}-b7ad6b7169203331-01")),
+            ("tracestate", "k=v"),
+        ];
+        let h = run(&sent, true, Some("::1".parse().unwrap()));
+        assert_eq!(get(&h, "x-forwarded-for"), "203.0.113.9, ::1");
+        assert_eq!(
+            get(&h, "forwarded"),
+            "for=203.0.113.9;proto=https, for=\"[::1]\";proto=http"
+        );
+        assert_eq!(get(&h, "x-forwarded-proto"), "https");
+        assert_eq!(get(&h, "x-request-id"), "abc-123");
+        let tp = get(&h, "traceparent");
+        assert!(
+            tp.starts_with(&format!("00-{TRACE}-")) && tp.ends_with("-01"),
+            "{tp}"
+        );
+        assert!(
+            !tp.contains("b7ad6b7169203331"),
+            "a new span id per hop: {tp}"
+        );
+        assert_eq!(get(&h, "tracestate"), "k=v");
+    }
+
+    #[test]
+    fn malformed_trace_context_starts_a_new_trace_and_off_changes_nothing() {
+        for bad in [
+            "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-x",
+            "garbage",
+        ] {
+            assert!(parse_traceparent(bad).is_none(), "{bad}");
+            let h = run(&[("traceparent", bad)], true, None);
+            assert!(!get(&h, "traceparent").contains(TRACE), "{bad}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        let off = Params {
+            trust: false,
+            enabled: false,
+        };
+        apply(&mut h, None, off, &mut SmallRng::seed_from_u64(1));
+        assert_eq!(h.len(), 1);
+    }
+}
