@@ -306,6 +306,27 @@ async fn proxies_get_plans_for_what_they_call_and_pins_win_until_unpinned() {
     for name in names {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
+    // Prometheus conventions: every family has HELP and TYPE, the `_seconds` ones are
+    // histograms (aggregatable across control planes), counters with known labels start at 0.
+    // (The proxies of this test share the process and its recorder; their families are the
+    // proxy test's to check.)
+    for line in text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter(|l| l.starts_with("loadshift_control_"))
+    {
+        let family = line.split(' ').next().unwrap();
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "{family} has no HELP:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("# TYPE loadshift_control_plan_ack_seconds histogram")
+            && text.contains("loadshift_control_plan_ack_seconds_bucket{le=\"0.005\"}"),
+        "{text}"
+    );
+    assert!(text.contains("loadshift_control_unauthenticated_total{api=\"operator\"} 0"));
 
     let err = op
         .get_state(pb::GetStateRequest {

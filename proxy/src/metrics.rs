@@ -34,7 +34,178 @@ pub const CLIENT_TIMEOUTS: &str = "loadshift_proxy_client_timeouts_total";
 pub const UPGRADED_CONNECTIONS: &str = "loadshift_proxy_upgraded_connections";
 pub const UPGRADED_ENDED: &str = "loadshift_proxy_upgraded_connections_ended_total";
 
-/// Installs the Prometheus recorder once per process and returns its render handle.
+/// What a metric is, for its `# HELP` and `# TYPE` lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// Every metric the proxy exports, with its kind and the `# HELP` text (the one-line form of
+/// `docs/metrics.md`).
+pub const HELP: &[(&str, Kind, &str)] = &[
+    (
+        REQUESTS,
+        Kind::Counter,
+        "Requests sent (or attempted) to the endpoint.",
+    ),
+    (
+        RESPONSES,
+        Kind::Counter,
+        "Responses from the endpoint by status class.",
+    ),
+    (
+        UPSTREAM_ERRORS,
+        Kind::Counter,
+        "Upstream failures by kind: connect, timeout, protocol.",
+    ),
+    (
+        EJECTIONS,
+        Kind::Counter,
+        "Passive outlier ejections of the endpoint.",
+    ),
+    (
+        BLOCKED,
+        Kind::Counter,
+        "Requests refused by the plan's blocking, by class and reason.",
+    ),
+    (
+        UNROUTED,
+        Kind::Counter,
+        "Requests whose authority matched no service (404).",
+    ),
+    (
+        RETRIES,
+        Kind::Counter,
+        "Connection-failure retries taken from the retry budget.",
+    ),
+    (
+        IN_FLIGHT,
+        Kind::Gauge,
+        "Requests to the endpoint awaiting response headers.",
+    ),
+    (
+        LATENCY_MS,
+        Kind::Gauge,
+        "Window latency quantiles to response headers, milliseconds.",
+    ),
+    (
+        EWMA_MS,
+        Kind::Gauge,
+        "Peak-EWMA round-trip estimate of the endpoint, milliseconds.",
+    ),
+    (
+        INBOUND_LATENCY_MS,
+        Kind::Gauge,
+        "The local app's own latency quantiles, milliseconds.",
+    ),
+    (
+        HOST_CPU,
+        Kind::Gauge,
+        "Host CPU busy fraction from /proc/stat.",
+    ),
+    (
+        HOST_PSI,
+        Kind::Gauge,
+        "Pressure stall information, some avg10, per resource.",
+    ),
+    (PLAN_VERSION, Kind::Gauge, "Version of the plan in force."),
+    (PLAN_UPDATES, Kind::Counter, "Plans applied or rejected."),
+    (
+        CLIENT_CONNECTIONS,
+        Kind::Gauge,
+        "Open client connections per listener.",
+    ),
+    (
+        REQUESTS_IN_FLIGHT,
+        Kind::Gauge,
+        "Requests admitted and waiting for a response head.",
+    ),
+    (
+        RESIDENT_BYTES,
+        Kind::Gauge,
+        "Resident memory of the proxy, bytes.",
+    ),
+    (
+        OVERLOADED,
+        Kind::Gauge,
+        "1 while resident memory is past the overload threshold.",
+    ),
+    (
+        SHED,
+        Kind::Counter,
+        "Requests shed with 503 and retry-after by the overload manager.",
+    ),
+    (
+        CONNECTIONS_REFUSED,
+        Kind::Counter,
+        "Client connections refused or evicted.",
+    ),
+    (
+        ACCEPT_PAUSES,
+        Kind::Counter,
+        "Times a listener stopped accepting.",
+    ),
+    (
+        CLIENT_TIMEOUTS,
+        Kind::Counter,
+        "Client limits that fired, by kind.",
+    ),
+    (
+        UPGRADED_CONNECTIONS,
+        Kind::Gauge,
+        "Client connections switched to WebSocket and open.",
+    ),
+    (
+        UPGRADED_ENDED,
+        Kind::Counter,
+        "Upgraded connections ended, by how.",
+    ),
+    (
+        crate::control_client::METRIC_CONNECTED,
+        Kind::Gauge,
+        "1 while the stream to the control plane is open.",
+    ),
+    (
+        crate::control_client::METRIC_RECONNECTS,
+        Kind::Counter,
+        "Control-plane stream ends followed by a reconnect.",
+    ),
+    (
+        crate::control_client::METRIC_PLANS_APPLIED,
+        Kind::Counter,
+        "Plan updates from the control plane applied and acknowledged.",
+    ),
+    (
+        crate::control_client::METRIC_PLANS_REJECTED,
+        Kind::Counter,
+        "Plan updates from the control plane refused.",
+    ),
+];
+
+/// Counters whose label values are known up front, registered at 0 so `rate()` and alerts see
+/// them before the first event.
+const KNOWN_AT_ZERO: &[(&str, Option<(&str, &[&str])>)] = &[
+    (UNROUTED, None),
+    (ACCEPT_PAUSES, None),
+    (PLAN_UPDATES, Some(("result", &["applied", "rejected"]))),
+    (SHED, Some(("reason", &["in-flight", "memory"]))),
+    (
+        CONNECTIONS_REFUSED,
+        Some(("reason", &["source-cap", "evicted"])),
+    ),
+    (CLIENT_TIMEOUTS, Some(("kind", &["header", "body", "send"]))),
+    (
+        UPGRADED_ENDED,
+        Some(("end", &["closed", "idle", "error", "drain"])),
+    ),
+    (crate::control_client::METRIC_RECONNECTS, None),
+    (crate::control_client::METRIC_PLANS_APPLIED, None),
+    (crate::control_client::METRIC_PLANS_REJECTED, None),
+];
+
+/// Installs the Prometheus recorder once per process and returns its render handle. Every
+/// metric gets its `# HELP` line, and the counters of [`KNOWN_AT_ZERO`] start at 0.
 pub fn install() -> PrometheusHandle {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
     HANDLE
@@ -46,9 +217,30 @@ pub fn install() -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
             }
+            describe();
             handle
         })
         .clone()
+}
+
+/// `# HELP` for every metric of [`HELP`] and the zero counters, on the global recorder.
+pub fn describe() {
+    for &(name, kind, help) in HELP {
+        match kind {
+            Kind::Counter => metrics::describe_counter!(name, help),
+            Kind::Gauge => metrics::describe_gauge!(name, help),
+        }
+    }
+    for &(name, labels) in KNOWN_AT_ZERO {
+        match labels {
+            None => counter!(name).increment(0),
+            Some((key, values)) => {
+                for &v in values {
+                    counter!(name, key => v).increment(0);
+                }
+            }
+        }
+    }
 }
 
 /// Per-endpoint counters, registered once.
