@@ -183,9 +183,12 @@ pub const HELP: &[(&str, Kind, &str)] = &[
     ),
 ];
 
+/// A label and every value it takes.
+type KnownLabel = (&'static str, &'static [&'static str]);
+
 /// Counters whose label values are known up front, registered at 0 so `rate()` and alerts see
 /// them before the first event.
-const KNOWN_AT_ZERO: &[(&str, Option<(&str, &[&str])>)] = &[
+const KNOWN_AT_ZERO: &[(&str, Option<KnownLabel>)] = &[
     (UNROUTED, None),
     (ACCEPT_PAUSES, None),
     (PLAN_UPDATES, Some(("result", &["applied", "rejected"]))),
