@@ -14,7 +14,7 @@
 //!   hop's span), anything else starts a new trace (flags `00`: nothing here records spans);
 //!   `tracestate` goes with a kept trace and is dropped with a new one.
 
-use std::{fmt::Write as _, net::IpAddr};
+use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use rand::Rng;
@@ -35,74 +35,137 @@ pub struct Params {
     pub enabled: bool,
 }
 
+/// The fields an untrusting proxy drops.
+const CLIENT_CLAIMS: [HeaderName; 7] = [
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    header::FORWARDED,
+    X_REQUEST_ID,
+    TRACEPARENT,
+    TRACESTATE,
+];
+
 /// Rewrites `headers` of a request from `client` (`None` when the address is unknown: no
-/// address fields are added then).
+/// address fields are added then). On the request path: values are built on the stack, one
+/// allocation per field written (its `HeaderValue`), and the client's fields are looked for in
+/// one pass over the request's (usually none).
 pub fn apply(headers: &mut HeaderMap, client: Option<IpAddr>, p: Params, rng: &mut impl Rng) {
     if !p.enabled {
         return;
     }
-    if !p.trust {
-        for name in [
-            X_FORWARDED_FOR,
-            X_FORWARDED_PROTO,
-            X_FORWARDED_HOST,
-            header::FORWARDED,
-            X_REQUEST_ID,
-            TRACEPARENT,
-            TRACESTATE,
-        ] {
+    if !p.trust && headers.keys().any(|k| CLIENT_CLAIMS.contains(k)) {
+        for name in CLIENT_CLAIMS {
             headers.remove(name);
         }
     }
     if let Some(ip) = client {
-        append(headers, X_FORWARDED_FOR, &ip.to_string());
-        let node = match ip {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => format!("\"[{v6}]\""),
-        };
-        append(
-            headers,
-            header::FORWARDED,
-            &format!("for={node};proto=http"),
-        );
+        let mut v = Buf::new();
+        v.ip(ip);
+        append(headers, X_FORWARDED_FOR, v.as_bytes());
+        let mut v = Buf::new();
+        v.push(b"for=");
+        match ip {
+            IpAddr::V4(_) => v.ip(ip),
+            IpAddr::V6(_) => {
+                v.push(b"\"[");
+                v.ip(ip);
+                v.push(b"]\"");
+            }
+        }
+        v.push(b";proto=http");
+        append(headers, header::FORWARDED, v.as_bytes());
     }
     if !headers.contains_key(X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
     if !headers.contains_key(X_REQUEST_ID) {
-        let id = hex(&rng.random::<[u8; 16]>());
-        if let Ok(v) = HeaderValue::from_str(&id) {
+        let mut v = Buf::new();
+        v.hex(&rng.random::<[u8; 16]>());
+        if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
             headers.insert(X_REQUEST_ID, v);
         }
     }
-    let span = hex(&nonzero(rng));
+    let mut v = Buf::new();
+    v.push(b"00-");
     let kept = headers
         .get(TRACEPARENT)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_traceparent)
-        .map(|(trace, flags)| format!("00-{trace}-{span}-{flags}"));
-    let value = match kept {
-        Some(v) => v,
+        .and_then(|t| t.to_str().ok())
+        .and_then(parse_traceparent);
+    let flags = match kept {
+        Some((trace, flags)) => {
+            v.push(trace.as_bytes());
+            [flags.as_bytes()[0], flags.as_bytes()[1]]
+        }
         None => {
             headers.remove(TRACESTATE);
-            let mut trace = [0u8; 16];
-            rng.fill(&mut trace);
+            let mut trace: [u8; 16] = rng.random();
             trace[15] |= 1; // never all zero
-            format!("00-{}-{span}-00", hex(&trace))
+            v.hex(&trace);
+            *b"00"
         }
     };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert(TRACEPARENT, v);
+    v.push(b"-");
+    v.hex(&nonzero(rng));
+    v.push(b"-");
+    v.push(&flags);
+    if let Ok(t) = HeaderValue::from_bytes(v.as_bytes()) {
+        headers.insert(TRACEPARENT, t);
+    }
+}
+
+/// A field value assembled on the stack: the longest written is an IPv6 `forwarded` element
+/// (61 bytes).
+struct Buf {
+    b: [u8; 64],
+    n: usize,
+}
+
+impl Buf {
+    fn new() -> Self {
+        Self { b: [0; 64], n: 0 }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.b[..self.n]
+    }
+
+    fn push(&mut self, s: &[u8]) {
+        let end = (self.n + s.len()).min(self.b.len());
+        self.b[self.n..end].copy_from_slice(&s[..end - self.n]);
+        self.n = end;
+    }
+
+    fn hex(&mut self, bytes: &[u8]) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for &x in bytes {
+            self.push(&[DIGITS[usize::from(x >> 4)], DIGITS[usize::from(x & 0xf)]]);
+        }
+    }
+
+    fn ip(&mut self, ip: IpAddr) {
+        use std::io::Write as _;
+        let mut rest = &mut self.b[self.n..];
+        let before = rest.len();
+        // An address fits (at most 39 characters); a failed write leaves what was written.
+        let _ = write!(rest, "{ip}");
+        self.n += before - rest.len();
     }
 }
 
 /// `value` appended to `name`'s list (a new field when it has none or an unreadable one).
-fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {value}"),
-        _ => value.to_string(),
+fn append(headers: &mut HeaderMap, name: HeaderName, value: &[u8]) {
+    let v = match headers.get(&name).map(HeaderValue::as_bytes) {
+        Some(prev) if !prev.trim_ascii().is_empty() => {
+            let mut joined = Vec::with_capacity(prev.len() + 2 + value.len());
+            joined.extend_from_slice(prev);
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(value);
+            HeaderValue::from_bytes(&joined)
+        }
+        _ => HeaderValue::from_bytes(value),
     };
-    if let Ok(v) = HeaderValue::from_str(&joined) {
+    if let Ok(v) = v {
         headers.insert(name, v);
     }
 }
@@ -112,15 +175,6 @@ fn nonzero(rng: &mut impl Rng) -> [u8; 8] {
     let mut b: [u8; 8] = rng.random();
     b[7] |= 1;
     b
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// The trace id and flags of a version-00 `traceparent` (W3C Trace Context §3.2): four
