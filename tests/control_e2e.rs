@@ -158,19 +158,37 @@ async fn control_plane_plans_route_real_traffic_through_the_real_proxy() {
         endpoint_weights: [(ups[2].addr.to_string(), 1.0)].into(),
         ..Default::default()
     };
-    op.pin_plan(pb::PinPlanRequest {
-        service: "web".into(),
-        plan: Some(pinned),
-    })
-    .await
-    .unwrap();
+    let revision = op
+        .pin_plan(pb::PinPlanRequest {
+            service: "web".into(),
+            plan: Some(pinned),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plan_revision;
     let key = ups[2].addr.to_string();
-    wait_plan(&c, admin, "pinned plan", |p| {
+    let plan = wait_plan(&c, admin, "pinned plan", |p| {
         p["services"]["web"]["endpoint_weights"]
             .as_object()
             .is_some_and(|w| w.len() == 1 && w.contains_key(&key))
     })
     .await;
+    // One number names this plan everywhere: the operator API (and `ctl`), the proxy's `/plan`
+    // and its metrics.
+    assert_eq!(plan["services"]["web"]["revision"], revision, "{plan}");
+    let state = op
+        .get_state(pb::GetStateRequest {
+            service: "web".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state.services[0].plan_revision, revision);
+    let (_, metrics) = get(&c, format!("http://{admin}/metrics"), None).await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    let line = format!("loadshift_proxy_plan_revision{{service=\"web\"}} {revision}");
+    assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
     let before = counts(&ups);
     assert_eq!(blast(&c, outbound, 300).await, 300);
     let after = counts(&ups);

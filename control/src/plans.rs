@@ -47,11 +47,24 @@ struct Entry {
     revision: u64,
 }
 
-/// Keeps the existing `Arc` when the value did not change, so sharing survives identical replans.
-fn share(old: Option<&Arc<ServicePlan>>, new: ServicePlan) -> Arc<ServicePlan> {
+/// Keeps the existing `Arc` when the plan did not change, so sharing survives identical
+/// replans; a changed plan is stamped with the revision of this change.
+fn share(old: Option<&Arc<ServicePlan>>, mut new: ServicePlan, revision: u64) -> Arc<ServicePlan> {
     match old {
-        Some(o) if **o == new => o.clone(),
-        _ => Arc::new(new),
+        Some(o) if o.same_as(&new) => o.clone(),
+        _ => {
+            new.revision = revision;
+            Arc::new(new)
+        }
+    }
+}
+
+/// Whether two optional plans differ in what they mean.
+fn differs(a: Option<&ServicePlan>, b: Option<&ServicePlan>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => !a.same_as(b),
+        (None, None) => false,
+        _ => true,
     }
 }
 
@@ -131,18 +144,18 @@ impl PlanBook {
             .into_iter()
             .map(|(p, sp)| (p.to_string(), sp.clone()))
             .collect();
-        self.change(service, |e| {
-            let changed = e.planned.as_deref() != planned.as_ref()
+        self.change(service, |e, revision| {
+            let changed = differs(e.planned.as_deref(), planned.as_ref())
                 || e.per_proxy.len() != per_proxy.len()
                 || per_proxy
                     .iter()
-                    .any(|(p, sp)| e.per_proxy.get(p).map(|x| &**x) != Some(sp))
+                    .any(|(p, sp)| differs(e.per_proxy.get(p).map(|x| &**x), Some(sp)))
                 || e.planner != planner;
-            e.planned = planned.map(|p| share(e.planned.as_ref(), p));
+            e.planned = planned.map(|p| share(e.planned.as_ref(), p, revision));
             e.per_proxy = per_proxy
                 .into_iter()
                 .map(|(p, sp)| {
-                    let shared = share(e.per_proxy.get(&p), sp);
+                    let shared = share(e.per_proxy.get(&p), sp, revision);
                     (p, shared)
                 })
                 .collect();
@@ -153,9 +166,9 @@ impl PlanBook {
 
     /// Operator override; returns the service's revision after the pin.
     pub fn pin(&self, service: &str, plan: ServicePlan) -> u64 {
-        self.change(service, |e| {
-            let changed = e.pin.as_deref() != Some(&plan);
-            e.pin = Some(share(e.pin.as_ref(), plan));
+        self.change(service, |e, revision| {
+            let changed = differs(e.pin.as_deref(), Some(&plan));
+            e.pin = Some(share(e.pin.as_ref(), plan, revision));
             changed
         })
     }
@@ -168,19 +181,37 @@ impl PlanBook {
             .services
             .get(service)
             .is_some_and(|e| e.pin.is_some());
-        pinned.then(|| self.change(service, |e| e.pin.take().is_some()))
+        // The planner's plans come back into force now: they carry this revision.
+        let restamp = |p: &mut Arc<ServicePlan>, revision: u64| {
+            let mut plan = (**p).clone();
+            plan.revision = revision;
+            *p = Arc::new(plan);
+        };
+        pinned.then(|| {
+            self.change(service, |e, revision| {
+                if let Some(p) = e.planned.as_mut() {
+                    restamp(p, revision);
+                }
+                for p in e.per_proxy.values_mut() {
+                    restamp(p, revision);
+                }
+                e.pin.take().is_some()
+            })
+        })
     }
 
-    fn change(&self, service: &str, f: impl FnOnce(&mut Entry) -> bool) -> u64 {
+    /// `f` changes the entry, stamping changed plans with the revision it is given, and says
+    /// whether anything changed.
+    fn change(&self, service: &str, f: impl FnOnce(&mut Entry, u64) -> bool) -> u64 {
         let mut book = self.book.write();
         let next = book.revision + 1;
         let e = book.services.entry(service.to_string()).or_default();
         let before = e.in_force().cloned();
-        if !f(e) {
+        if !f(e, next) {
             return e.revision;
         }
         e.revision = next;
-        let event = (e.in_force() != before.as_ref()).then(|| PlanChange {
+        let event = differs(e.in_force(), before.as_ref()).then(|| PlanChange {
             service: service.to_string(),
             plan: e.in_force().cloned(),
             revision: next,
@@ -261,22 +292,25 @@ mod tests {
         };
         book.set_planned("a", "even", up.clone());
         let names = vec!["a".to_string(), "zz".to_string()];
-        assert_eq!(*book.for_proxy("p1", &names)["a"], sp(1.0));
-        assert_eq!(*book.for_proxy("p2", &names)["a"], sp(2.0));
+        let first = book.view("a").revision;
+        let stamped = |w: f64, revision: u64| ServicePlan { revision, ..sp(w) };
+        assert_eq!(*book.for_proxy("p1", &names)["a"], stamped(1.0, first));
+        assert_eq!(*book.for_proxy("p2", &names)["a"], stamped(2.0, first));
         assert_eq!(events.try_recv().unwrap().source, "planner:even");
 
         let r = book.pin("a", sp(9.0));
-        assert_eq!(*book.for_proxy("p2", &names)["a"], sp(9.0));
+        assert!(r > first);
+        assert_eq!(*book.for_proxy("p2", &names)["a"], stamped(9.0, r));
         assert_eq!(
             book.view("a"),
             ServiceView {
-                plan: Some(sp(9.0)),
+                plan: Some(stamped(9.0, r)),
                 revision: r,
                 pinned: true,
                 source: "pin".into()
             }
         );
-        assert_eq!(events.try_recv().unwrap().plan, Some(sp(9.0)));
+        assert_eq!(events.try_recv().unwrap().plan, Some(stamped(9.0, r)));
 
         // The planner keeps planning underneath; nothing visible changes.
         let rev = *book.subscribe().borrow();
@@ -287,9 +321,11 @@ mod tests {
             "an identical plan is not a change"
         );
 
-        assert!(book.unpin("a").is_some());
+        let back = book.unpin("a").unwrap();
         assert!(book.unpin("a").is_none());
-        assert_eq!(*book.for_proxy("p1", &names)["a"], sp(1.0));
-        assert_eq!(events.try_recv().unwrap().plan, Some(sp(1.0)));
+        // The planner's plan is back in force, under the revision of the unpin.
+        assert_eq!(*book.for_proxy("p1", &names)["a"], stamped(1.0, back));
+        assert_eq!(events.try_recv().unwrap().plan, Some(stamped(1.0, back)));
+        assert_eq!(book.view("a").revision, back);
     }
 }

@@ -37,6 +37,20 @@ pub fn run(
     };
     rt.block_on(async move {
         tokio::spawn(sample_host(shared.clone()));
+        tokio::spawn(crate::metrics::upkeep(prom.clone()));
+        if let (Some(cfg), Some(queue)) =
+            (shared.config.otel.clone(), shared.otel_queue.lock().take())
+        {
+            let id = &shared.config.identity;
+            let origin = crate::otel::Origin {
+                service_name: cfg.service_name.clone(),
+                pod: id.pod.clone(),
+                host: id.host.clone(),
+                zone: id.zone.clone(),
+                container: id.container.clone(),
+            };
+            tokio::spawn(crate::otel::export(cfg, origin, queue));
+        }
         tokio::spawn(crate::admission::sample(
             shared.admission.clone(),
             MEMORY_SAMPLE,

@@ -11,8 +11,9 @@
 //! - `forwarded: for=ADDR;proto=http`, appended to a trusted list (IPv6 quoted as the RFC asks);
 //! - `x-request-id`: a trusted one is kept, otherwise a new one (32 random hex digits);
 //! - `traceparent`: a valid trusted one keeps its trace id and flags with a new parent id (this
-//!   hop's span), anything else starts a new trace (flags `00`: nothing here records spans);
-//!   `tracestate` goes with a kept trace and is dropped with a new one.
+//!   hop's span), anything else starts a new trace; `tracestate` goes with a kept trace and is
+//!   dropped with a new one. A new trace is flagged sampled (`01`) when this proxy exports spans
+//!   (`otel`, [`crate::otel`]) and its sampling ratio picks it, else `00`.
 
 use std::net::IpAddr;
 
@@ -27,12 +28,27 @@ const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// What to do with one request's forwarding fields.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Params {
     /// Keep and extend the client's forwarding, request-id and trace fields (else drop them).
     pub trust: bool,
     /// Add the fields at all; off, the request goes as the client sent it (minus hop-by-hop).
     pub enabled: bool,
+    /// With a span exporter: the share of new traces sampled (flag `01`). `None`: no exporter,
+    /// new traces go unsampled.
+    pub sample: Option<f64>,
+}
+
+/// This hop's place in its trace: what the request carries upstream in `traceparent`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trace {
+    pub trace_id: [u8; 16],
+    /// This hop's span, the parent id sent upstream.
+    pub span_id: [u8; 8],
+    /// The client's span when the trace was kept from a trusted `traceparent`.
+    pub parent_id: Option<[u8; 8]>,
+    /// The sampled flag sent upstream.
+    pub sampled: bool,
 }
 
 /// The fields an untrusting proxy drops.
@@ -50,9 +66,15 @@ const CLIENT_CLAIMS: [HeaderName; 7] = [
 /// address fields are added then). On the request path: values are built on the stack, one
 /// allocation per field written (its `HeaderValue`), and the client's fields are looked for in
 /// one pass over the request's (usually none).
-pub fn apply(headers: &mut HeaderMap, client: Option<IpAddr>, p: Params, rng: &mut impl Rng) {
+/// Returns the trace context sent upstream; `None` when forwarding is off.
+pub fn apply(
+    headers: &mut HeaderMap,
+    client: Option<IpAddr>,
+    p: Params,
+    rng: &mut impl Rng,
+) -> Option<Trace> {
     if !p.enabled {
-        return;
+        return None;
     }
     if !p.trust && headers.keys().any(|k| CLIENT_CLAIMS.contains(k)) {
         for name in CLIENT_CLAIMS {
@@ -86,32 +108,37 @@ pub fn apply(headers: &mut HeaderMap, client: Option<IpAddr>, p: Params, rng: &m
             headers.insert(X_REQUEST_ID, v);
         }
     }
-    let mut v = Buf::new();
-    v.push(b"00-");
     let kept = headers
         .get(TRACEPARENT)
         .and_then(|t| t.to_str().ok())
         .and_then(parse_traceparent);
-    let flags = match kept {
-        Some((trace, flags)) => {
-            v.push(trace.as_bytes());
-            [flags.as_bytes()[0], flags.as_bytes()[1]]
-        }
+    let (trace_id, parent_id, flags) = match kept {
+        Some(k) => (k.trace_id, Some(k.parent_id), k.flags),
         None => {
             headers.remove(TRACESTATE);
             let mut trace: [u8; 16] = rng.random();
             trace[15] |= 1; // never all zero
-            v.hex(&trace);
-            *b"00"
+            let sampled = p.sample.is_some_and(|r| rng.random::<f64>() < r);
+            (trace, None, u8::from(sampled))
         }
     };
+    let span_id = nonzero(rng);
+    let mut v = Buf::new();
+    v.push(b"00-");
+    v.hex(&trace_id);
     v.push(b"-");
-    v.hex(&nonzero(rng));
+    v.hex(&span_id);
     v.push(b"-");
-    v.push(&flags);
+    v.hex(&[flags]);
     if let Ok(t) = HeaderValue::from_bytes(v.as_bytes()) {
         headers.insert(TRACEPARENT, t);
     }
+    Some(Trace {
+        trace_id,
+        span_id,
+        parent_id,
+        sampled: flags & 1 == 1,
+    })
 }
 
 /// A field value assembled on the stack: the longest written is an IPv6 `forwarded` element
@@ -177,10 +204,18 @@ fn nonzero(rng: &mut impl Rng) -> [u8; 8] {
     b
 }
 
-/// The trace id and flags of a version-00 `traceparent` (W3C Trace Context §3.2): four
-/// dash-separated lowercase hex fields of 2, 32, 16 and 2 digits, trace and parent ids not all
-/// zero. `None` for anything else, which starts a new trace.
-fn parse_traceparent(v: &str) -> Option<(&str, &str)> {
+/// A valid `traceparent`'s fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Parent {
+    trace_id: [u8; 16],
+    parent_id: [u8; 8],
+    flags: u8,
+}
+
+/// The fields of a version-00 `traceparent` (W3C Trace Context §3.2): four dash-separated
+/// lowercase hex fields of 2, 32, 16 and 2 digits, trace and parent ids not all zero. `None` for
+/// anything else, which starts a new trace.
+fn parse_traceparent(v: &str) -> Option<Parent> {
     let mut f = v.trim().split('-');
     let (version, trace, parent, flags) = (f.next()?, f.next()?, f.next()?, f.next()?);
     let hexes = |s: &str, n: usize| {
@@ -196,7 +231,27 @@ fn parse_traceparent(v: &str) -> Option<(&str, &str)> {
         && hexes(parent, 16)
         && !zero(parent)
         && hexes(flags, 2))
-    .then_some((trace, flags))
+    .then(|| Parent {
+        trace_id: unhex(trace),
+        parent_id: unhex(parent),
+        flags: unhex::<1>(flags)[0],
+    })
+}
+
+/// Lowercase hex digits (checked by the caller) to bytes.
+fn unhex<const N: usize>(s: &str) -> [u8; N] {
+    let digit = |c: u8| {
+        if c.is_ascii_digit() {
+            c - b'0'
+        } else {
+            c - b'a' + 10
+        }
+    };
+    let mut out = [0; N];
+    for (o, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+        *o = digit(pair[0]) << 4 | digit(pair[1]);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -218,6 +273,7 @@ mod tests {
         let p = Params {
             trust,
             enabled: true,
+            sample: None,
         };
         apply(&mut h, client, p, &mut SmallRng::seed_from_u64(7));
         h
@@ -300,8 +356,53 @@ mod tests {
         let off = Params {
             trust: false,
             enabled: false,
+            sample: None,
         };
-        apply(&mut h, None, off, &mut SmallRng::seed_from_u64(1));
+        assert_eq!(
+            apply(&mut h, None, off, &mut SmallRng::seed_from_u64(1)),
+            None
+        );
         assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn the_trace_sent_upstream_is_returned_and_sampling_follows_the_ratio() {
+        let parent = format!("00-{TRACE}-b7ad6b7169203331-01");
+        let mut h = HeaderMap::new();
+        h.insert("traceparent", HeaderValue::from_str(&parent).unwrap());
+        let p = Params {
+            trust: true,
+            enabled: true,
+            sample: Some(0.0),
+        };
+        let mut rng = SmallRng::seed_from_u64(3);
+        let t = apply(&mut h, None, p, &mut rng).unwrap();
+        assert_eq!(
+            t.parent_id,
+            Some([0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31])
+        );
+        assert!(t.sampled, "a trusted sampled flag wins over the ratio");
+        let sent = parse_traceparent(get(&h, "traceparent")).unwrap();
+        assert_eq!(
+            (sent.trace_id, sent.parent_id, sent.flags),
+            (t.trace_id, t.span_id, 1)
+        );
+        assert_eq!(sent.trace_id[0], 0x0a);
+
+        // New traces: sampled at the ratio, flagged accordingly.
+        let mut sampled = 0;
+        for _ in 0..1000 {
+            let mut h = HeaderMap::new();
+            let p = Params {
+                sample: Some(0.25),
+                ..p
+            };
+            let t = apply(&mut h, None, p, &mut rng).unwrap();
+            assert_eq!(t.parent_id, None);
+            assert!(get(&h, "traceparent").ends_with(if t.sampled { "-01" } else { "-00" }));
+            sampled += usize::from(t.sampled);
+        }
+        // Binomial(1000, 0.25): sd 13.7; 5 sd.
+        assert!((182..=318).contains(&sampled), "{sampled}");
     }
 }

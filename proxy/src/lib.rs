@@ -22,6 +22,7 @@ mod h1;
 mod headers;
 mod host_sampler;
 pub mod metrics;
+pub mod otel;
 pub mod plan_file;
 mod reply;
 mod request;

@@ -1,10 +1,14 @@
 //! Metric names and handles. Every metric the proxy exports is declared here and documented in
-//! `docs/metrics.md`. Hot-path counters are registered once per endpoint (a handle increment is
-//! one atomic add); latency quantiles, in-flight and host pressure are gauges refreshed from the
-//! telemetry windows when `/metrics` is scraped, so requests never touch a histogram lock.
+//! `docs/metrics.md`. Hot-path counters and the latency histogram are registered once per
+//! endpoint (a counter increment is one atomic add; a histogram sample is appended to a lock-free
+//! buffer that the admin thread folds into the buckets every [`UPKEEP`] and at each scrape);
+//! window quantiles, in-flight and host pressure are gauges refreshed from the telemetry windows
+//! when `/metrics` is scraped.
 
-use metrics::{Counter, counter, gauge};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::time::Duration;
+
+use metrics::{Counter, Histogram, counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use loadshift_core::endpoint::Endpoint;
 
@@ -16,12 +20,13 @@ pub const BLOCKED: &str = "loadshift_proxy_blocked_total";
 pub const UNROUTED: &str = "loadshift_proxy_unrouted_total";
 pub const RETRIES: &str = "loadshift_proxy_retries_total";
 pub const IN_FLIGHT: &str = "loadshift_proxy_in_flight";
-pub const LATENCY_MS: &str = "loadshift_proxy_latency_ms";
-pub const EWMA_MS: &str = "loadshift_proxy_ewma_ms";
-pub const INBOUND_LATENCY_MS: &str = "loadshift_proxy_inbound_latency_ms";
+pub const WINDOW_LATENCY: &str = "loadshift_proxy_window_latency_seconds";
+pub const EWMA: &str = "loadshift_proxy_ewma_seconds";
+pub const INBOUND_WINDOW_LATENCY: &str = "loadshift_proxy_inbound_window_latency_seconds";
 pub const HOST_CPU: &str = "loadshift_proxy_host_cpu_utilisation";
 pub const HOST_PSI: &str = "loadshift_proxy_host_psi_some_avg10";
 pub const PLAN_VERSION: &str = "loadshift_proxy_plan_version";
+pub const PLAN_REVISION: &str = "loadshift_proxy_plan_revision";
 pub const PLAN_UPDATES: &str = "loadshift_proxy_plan_updates_total";
 pub const CLIENT_CONNECTIONS: &str = "loadshift_proxy_client_connections";
 pub const REQUESTS_IN_FLIGHT: &str = "loadshift_proxy_requests_in_flight";
@@ -33,12 +38,31 @@ pub const ACCEPT_PAUSES: &str = "loadshift_proxy_accept_pauses_total";
 pub const CLIENT_TIMEOUTS: &str = "loadshift_proxy_client_timeouts_total";
 pub const UPGRADED_CONNECTIONS: &str = "loadshift_proxy_upgraded_connections";
 pub const UPGRADED_ENDED: &str = "loadshift_proxy_upgraded_connections_ended_total";
+pub const RESPONSE_LATENCY: &str = "loadshift_proxy_response_latency_seconds";
+
+/// Buckets of [`RESPONSE_LATENCY`], seconds: 1 ms to 10 s, closest where microservice SLAs sit
+/// (tens to hundreds of milliseconds), so `histogram_quantile` over them is within one bucket's
+/// width of the true p95 there.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// A service with more endpoints than this exports its latency histogram per service only: its
+/// endpoints share the label `endpoint="other"`, which bounds the series to 20 per endpoint
+/// (18 buckets, sum, count) times this cap per service.
+pub const ENDPOINT_SERIES_MAX: usize = 32;
+
+/// How often buffered histogram samples are folded into their buckets, so memory stays bounded
+/// when nobody scrapes.
+pub const UPKEEP: Duration = Duration::from_secs(5);
 
 /// What a metric is, for its `# HELP` and `# TYPE` lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 /// Every metric the proxy exports, with its kind and the `# HELP` text (the one-line form of
@@ -85,19 +109,24 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         "Requests to the endpoint awaiting response headers.",
     ),
     (
-        LATENCY_MS,
+        WINDOW_LATENCY,
         Kind::Gauge,
-        "Window latency quantiles to response headers, milliseconds.",
+        "Latency percentiles of the endpoint's telemetry window (what planners see), seconds.",
     ),
     (
-        EWMA_MS,
-        Kind::Gauge,
-        "Peak-EWMA round-trip estimate of the endpoint, milliseconds.",
+        RESPONSE_LATENCY,
+        Kind::Histogram,
+        "Time from picking the endpoint to its response headers, upstream failures included, seconds.",
     ),
     (
-        INBOUND_LATENCY_MS,
+        EWMA,
         Kind::Gauge,
-        "The local app's own latency quantiles, milliseconds.",
+        "Peak-EWMA round-trip estimate of the endpoint, seconds.",
+    ),
+    (
+        INBOUND_WINDOW_LATENCY,
+        Kind::Gauge,
+        "Latency percentiles of the local app's telemetry window, seconds.",
     ),
     (
         HOST_CPU,
@@ -109,7 +138,16 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         Kind::Gauge,
         "Pressure stall information, some avg10, per resource.",
     ),
-    (PLAN_VERSION, Kind::Gauge, "Version of the plan in force."),
+    (
+        PLAN_VERSION,
+        Kind::Gauge,
+        "Version of the last plan update applied (the control stream's, or the plan file's).",
+    ),
+    (
+        PLAN_REVISION,
+        Kind::Gauge,
+        "Control-plane revision of the service's plan in force (as ctl status shows); 0 without one.",
+    ),
     (PLAN_UPDATES, Kind::Counter, "Plans applied or rejected."),
     (
         CLIENT_CONNECTIONS,
@@ -160,6 +198,16 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         UPGRADED_ENDED,
         Kind::Counter,
         "Upgraded connections ended, by how.",
+    ),
+    (
+        crate::otel::SPANS,
+        Kind::Counter,
+        "OpenTelemetry spans by result: exported, dropped (queue full), failed (export failed).",
+    ),
+    (
+        crate::otel::EXPORT_FAILURES,
+        Kind::Counter,
+        "OTLP export calls that failed.",
     ),
     (
         crate::control_client::METRIC_CONNECTED,
@@ -213,7 +261,10 @@ pub fn install() -> PrometheusHandle {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(RESPONSE_LATENCY.into()), LATENCY_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed (an embedding program's); then our
             // handle renders nothing and the embedder's exporter has the metrics.
@@ -232,6 +283,7 @@ pub fn describe() {
         match kind {
             Kind::Counter => metrics::describe_counter!(name, help),
             Kind::Gauge => metrics::describe_gauge!(name, help),
+            Kind::Histogram => metrics::describe_histogram!(name, help),
         }
     }
     for &(name, labels) in KNOWN_AT_ZERO {
@@ -256,16 +308,26 @@ pub struct EndpointMetrics {
     pub timeouts: Counter,
     pub protocol_errors: Counter,
     pub ejections: Counter,
+    /// [`RESPONSE_LATENCY`], labelled by endpoint unless the service is past
+    /// [`ENDPOINT_SERIES_MAX`].
+    pub latency: Histogram,
 }
 
 impl EndpointMetrics {
-    pub fn new(service: &str, e: &Endpoint) -> Self {
+    /// `per_endpoint`: whether the latency histogram gets this endpoint's own label (false for
+    /// services with more than [`ENDPOINT_SERIES_MAX`] endpoints).
+    pub fn new(service: &str, e: &Endpoint, per_endpoint: bool) -> Self {
         let labels = [
             ("service", service.to_string()),
             ("endpoint", e.key().to_string()),
             ("host", e.host.clone()),
             ("zone", e.zone.clone()),
         ];
+        let series = if per_endpoint {
+            e.key().to_string()
+        } else {
+            "other".to_string()
+        };
         let class = |c: &'static str| {
             let mut l = labels.to_vec();
             l.push(("class", c.to_string()));
@@ -289,7 +351,13 @@ impl EndpointMetrics {
             timeouts: err("timeout"),
             protocol_errors: err("protocol"),
             ejections: counter!(EJECTIONS, &labels),
+            latency: histogram!(RESPONSE_LATENCY, "service" => service.to_string(), "endpoint" => series),
         }
+    }
+
+    /// One finished call to the endpoint: its response head arrived, or it failed upstream.
+    pub fn record_latency(&self, d: Duration) {
+        self.latency.record(d.as_secs_f64());
     }
 
     pub fn response(&self, status: u16) {
@@ -320,4 +388,14 @@ pub fn endpoint_gauge(
         labels.push((k, val.to_string()));
     }
     gauge!(name, &labels).set(v);
+}
+
+/// Folds buffered histogram samples into their buckets every [`UPKEEP`]; runs until dropped.
+pub async fn upkeep(handle: PrometheusHandle) {
+    let mut tick = tokio::time::interval(UPKEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
 }

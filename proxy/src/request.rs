@@ -22,6 +22,7 @@ use crate::{
     error::{ErrorSource, ProxyError},
     headers::strip_hop_by_hop,
     metrics,
+    otel::SpanSlot,
     reply::Answer,
     routes::{EndpointState, LiveLoads, ServiceRoute},
     side::Side,
@@ -57,12 +58,33 @@ const DEFAULT_CLASS: &str = "default";
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub std::net::IpAddr);
 
-/// Serves one request.
+/// Serves one request; with `otel`, a sampled request's span goes to the exporter when its
+/// response head is ready.
 pub async fn handle(
     w: Rc<Worker>,
     side: Side,
     req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, Infallible> {
+    let Some(tracer) = w.shared.otel.clone() else {
+        return serve(w, side, req, None).await;
+    };
+    let span = SpanSlot::default();
+    let resp = serve(w, side, req, Some(&span)).await;
+    if let Ok(r) = &resp
+        && let Some(finished) = span.finish(r)
+    {
+        tracer.record(finished);
+    }
+    resp
+}
+
+async fn serve(
+    w: Rc<Worker>,
+    side: Side,
+    req: Request<ReqBody>,
+    span: Option<&SpanSlot>,
+) -> Result<Response<RespBody>, Infallible> {
+    let began = span.map(|_| std::time::SystemTime::now());
     // A gRPC call is answered in gRPC's terms whatever goes wrong, so its client can tell why.
     let answer = Answer::for_request(req.headers());
     // Shed before any work: an overloaded proxy answers at once instead of queueing.
@@ -107,12 +129,22 @@ pub async fn handle(
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
-    crate::forwarding::apply(
+    let trace = crate::forwarding::apply(
         &mut parts.headers,
         client,
         w.forwarding,
         &mut *w.rng.borrow_mut(),
     );
+    if let (Some(span), Some(began)) = (span, began) {
+        span.begin(
+            trace,
+            side,
+            &svc.name,
+            &parts.method,
+            parts.uri.path(),
+            began,
+        );
+    }
     let mut h2 = match svc.protocol {
         Protocol::Http1 => false,
         Protocol::Http2 => true,
@@ -159,6 +191,9 @@ pub async fn handle(
         };
         let addr = ep.endpoint.addr;
         ep.metrics.requests.increment(1);
+        if let Some(span) = span {
+            span.attempt(addr);
+        }
         let mut ready = w
             .pool
             .checkout_ready(addr, h2, w.shared.clock.instant(start));
@@ -209,6 +244,7 @@ pub async fn handle(
             Ok(mut resp) => {
                 let status = resp.status();
                 ep.metrics.response(status.as_u16());
+                ep.metrics.record_latency(now - start);
                 ep.record(
                     &w.shared.outlier,
                     now,
@@ -234,6 +270,7 @@ pub async fn handle(
                 match error.source_kind() {
                     ErrorSource::Upstream => {
                         count_error(ep, &error);
+                        ep.metrics.record_latency(now - start);
                         ep.record(&w.shared.outlier, now, now - start, false);
                     }
                     ErrorSource::Downstream => {

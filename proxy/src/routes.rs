@@ -58,10 +58,17 @@ pub struct EndpointState {
 }
 
 impl EndpointState {
-    pub fn new(service: &str, endpoint: Endpoint, p: &TelemetryParams, now: Duration) -> Self {
+    /// `per_endpoint`: see [`EndpointMetrics::new`].
+    pub fn new(
+        service: &str,
+        endpoint: Endpoint,
+        p: &TelemetryParams,
+        now: Duration,
+        per_endpoint: bool,
+    ) -> Self {
         let t = EndpointTelemetry::new(p, now);
         Self {
-            metrics: EndpointMetrics::new(service, &endpoint),
+            metrics: EndpointMetrics::new(service, &endpoint, per_endpoint),
             endpoint,
             in_flight: AtomicU32::new(0),
             ewma_ns: AtomicU64::new(t.ewma.estimate_ns().to_bits()),
@@ -179,12 +186,15 @@ pub fn build_service(
     p: &TelemetryParams,
     now: Duration,
 ) -> ServiceRoute {
+    let per_endpoint = spec.endpoints.len() <= crate::metrics::ENDPOINT_SERIES_MAX;
     let endpoints: Vec<Arc<EndpointState>> = spec
         .endpoints
         .into_iter()
         .map(|ep| {
             old.and_then(|o| o.endpoints.iter().find(|e| e.endpoint == ep).cloned())
-                .unwrap_or_else(|| Arc::new(EndpointState::new(spec.name, ep, p, now)))
+                .unwrap_or_else(|| {
+                    Arc::new(EndpointState::new(spec.name, ep, p, now, per_endpoint))
+                })
         })
         .collect();
     let eps: Vec<Endpoint> = endpoints.iter().map(|e| e.endpoint.clone()).collect();

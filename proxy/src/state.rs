@@ -78,6 +78,10 @@ pub struct Shared {
     pub blocked: Mutex<HashMap<(String, String), CountWindow>>,
     /// Connection caps, the overload manager and their counters.
     pub admission: Arc<Admission>,
+    /// The span queue's sending side, with `otel` configured.
+    pub otel: Option<crate::otel::Tracer>,
+    /// Its receiving side, until the admin thread takes it to export.
+    pub otel_queue: Mutex<Option<tokio::sync::mpsc::Receiver<crate::otel::Finished>>>,
     /// Serialises table rebuilds.
     update: Mutex<()>,
     /// Current endpoint lists (config, then discovery) and protocols by service.
@@ -125,7 +129,16 @@ impl Shared {
             clock.now(),
             0,
         );
+        let (otel, otel_queue) = match &config.otel {
+            Some(o) => {
+                let (tracer, queue) = crate::otel::queue(o);
+                (Some(tracer), Some(queue))
+            }
+            None => (None, None),
+        };
         Arc::new(Self {
+            otel,
+            otel_queue: Mutex::new(otel_queue),
             outlier: config.outlier_params(),
             routes: ArcSwap::from_pointee(routes),
             clock,
@@ -161,6 +174,11 @@ impl Shared {
             old.generation + 1,
         );
         ::metrics::gauge!(metrics::PLAN_VERSION).set(plan.version as f64);
+        for (name, _, _) in &services {
+            let revision = plan.services.get(name).map_or(0, |sp| sp.revision);
+            ::metrics::gauge!(metrics::PLAN_REVISION, "service" => name.clone())
+                .set(revision as f64);
+        }
         ::metrics::counter!(metrics::PLAN_UPDATES, "result" => "applied").increment(1);
         tracing::info!(
             version = plan.version,

@@ -108,25 +108,25 @@ pub fn refresh_gauges(shared: &Arc<Shared>) {
         for e in &s.endpoints {
             let labels = [("service", s.name.clone()), ("endpoint", e.addr.clone())];
             metrics::gauge!(m::IN_FLIGHT, &labels).set(f64::from(e.in_flight));
-            metrics::gauge!(m::EWMA_MS, &labels).set(e.ewma_ms);
+            metrics::gauge!(m::EWMA, &labels).set(e.ewma_ms / 1000.0);
             for (q, v) in [
-                ("0.5", e.window.p50_ms),
-                ("0.95", e.window.p95_ms),
-                ("0.99", e.window.p99_ms),
+                ("50", e.window.p50_ms),
+                ("95", e.window.p95_ms),
+                ("99", e.window.p99_ms),
             ] {
                 let mut l = labels.to_vec();
-                l.push(("quantile", q.to_string()));
-                metrics::gauge!(m::LATENCY_MS, &l).set(v);
+                l.push(("percentile", q.to_string()));
+                metrics::gauge!(m::WINDOW_LATENCY, &l).set(v / 1000.0);
             }
         }
     }
     if let Some(i) = stats.inbound.as_ref().and_then(|i| i.endpoints.first()) {
         for (q, v) in [
-            ("0.5", i.window.p50_ms),
-            ("0.95", i.window.p95_ms),
-            ("0.99", i.window.p99_ms),
+            ("50", i.window.p50_ms),
+            ("95", i.window.p95_ms),
+            ("99", i.window.p99_ms),
         ] {
-            metrics::gauge!(m::INBOUND_LATENCY_MS, "quantile" => q).set(v);
+            metrics::gauge!(m::INBOUND_WINDOW_LATENCY, "percentile" => q).set(v / 1000.0);
         }
     }
     let p = stats.host_pressure;

@@ -101,6 +101,10 @@ pub struct ServicePlan {
     /// How endpoints are picked among the eligible ones.
     #[prost(enumeration = "Algorithm", tag = "8")]
     pub algorithm: i32,
+    /// The control plane's revision of the service's plan when this plan last changed (the number
+    /// `ctl status` shows); 0 for plans from elsewhere.
+    #[prost(uint64, tag = "9")]
+    pub revision: u64,
 }
 /// One endpoint of an explicit subset.
 #[allow(clippy::all)]
@@ -318,7 +322,8 @@ pub mod control_message {
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct PlanUpdate {
-    /// Increases by one per update on this stream.
+    /// Grows with every update, across streams and control-plane restarts (it starts at the control
+    /// plane's start time in microseconds). Per-service plans carry their own `revision`.
     #[prost(uint64, tag = "1")]
     pub version: u64,
     /// Opaque; echoed in Ack / Nack.

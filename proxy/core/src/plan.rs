@@ -57,6 +57,15 @@ pub struct ServicePlan {
     /// no entry of its own).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub blocking: BTreeMap<String, Blocking>,
+    /// The control plane's revision of this service's plan when it last changed: the number
+    /// `ctl status` shows and the control plane's events carry. 0 for plans from a file or the
+    /// proxy's own shifter. Not part of what the plan means: see [`ServicePlan::same_as`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub revision: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// Selection algorithm of a service. Eligibility (explicit subset, endpoints with weight, or the
@@ -179,6 +188,29 @@ impl Plan {
 pub const MAX_WEIGHT_SUM: f64 = 1e12;
 
 impl ServicePlan {
+    /// Whether two plans route and block the same way, whatever their revisions.
+    pub fn same_as(&self, other: &ServicePlan) -> bool {
+        let Self {
+            endpoint_weights,
+            host_weights,
+            zone_weights,
+            subset,
+            subset_size,
+            weighted_p2c,
+            algorithm,
+            blocking,
+            revision: _,
+        } = self;
+        *endpoint_weights == other.endpoint_weights
+            && *host_weights == other.host_weights
+            && *zone_weights == other.zone_weights
+            && *subset == other.subset
+            && *subset_size == other.subset_size
+            && *weighted_p2c == other.weighted_p2c
+            && *algorithm == other.algorithm
+            && *blocking == other.blocking
+    }
+
     /// Checks weights, subset and fractions against the service's endpoints.
     pub fn validate(&self, service: &str, eps: &[Endpoint]) -> Result<(), PlanError> {
         let err_weight = |field, key: &str, value: f64| PlanError::BadWeight {

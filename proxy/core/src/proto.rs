@@ -155,6 +155,7 @@ impl From<&ServicePlan> for pb::ServicePlan {
                     )
                 })
                 .collect(),
+            revision: p.revision,
         }
     }
 }
@@ -212,6 +213,7 @@ impl From<&pb::ServicePlan> for ServicePlan {
                     )
                 })
                 .collect(),
+            revision: p.revision,
         }
     }
 }
@@ -241,6 +243,7 @@ mod tests {
                 },
             )]
             .into(),
+            revision: 12,
         };
         assert_eq!(ServicePlan::from(&pb::ServicePlan::from(&p)), p);
         let none = ServicePlan::default();

@@ -406,6 +406,66 @@ pub struct ProxyConfig {
     pub overload: Overload,
     #[serde(default)]
     pub forwarding: Forwarding,
+    /// OpenTelemetry span export (OTLP over gRPC). Default: off.
+    #[serde(default)]
+    pub otel: Option<Otel>,
+}
+
+/// OpenTelemetry: one span per proxied request, exported over OTLP/gRPC in batches
+/// (`crate::otel`, `docs/protocols.md`). Spans need the trace fields, so `forwarding.enabled`
+/// must stay on.
+///
+/// ```yaml
+/// otel: { endpoint: "http://127.0.0.1:4317", sample_ratio: 0.1 }
+/// ```
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Otel {
+    /// The collector's OTLP/gRPC address, `http://host:port`.
+    pub endpoint: String,
+    /// Share of new traces sampled (and flagged `01` upstream). A trusted incoming
+    /// `traceparent` keeps its own sampled flag. Default 1.0.
+    #[serde(default = "one_f64")]
+    pub sample_ratio: f64,
+    /// `service.name` of the exported resource. Default `loadshift-proxy`.
+    #[serde(default = "default_otel_service")]
+    pub service_name: String,
+    /// Spans waiting for export; past it new spans are dropped and counted. Default 2048.
+    #[serde(default = "default_otel_queue")]
+    pub max_queue: usize,
+    /// Spans per export call. Default 512.
+    #[serde(default = "default_otel_batch")]
+    pub max_batch: usize,
+    /// A partial batch is sent after this long. Default 1000.
+    #[serde(default = "default_otel_flush")]
+    pub flush_ms: u64,
+    /// One export call's deadline. Default 5000.
+    #[serde(default = "default_otel_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn one_f64() -> f64 {
+    1.0
+}
+
+fn default_otel_service() -> String {
+    "loadshift-proxy".into()
+}
+
+fn default_otel_queue() -> usize {
+    2048
+}
+
+fn default_otel_batch() -> usize {
+    512
+}
+
+fn default_otel_flush() -> u64 {
+    1000
+}
+
+fn default_otel_timeout() -> u64 {
+    5000
 }
 
 /// Forwarding, request-id and trace fields added to requests going upstream
@@ -533,6 +593,7 @@ impl ProxyConfig {
     /// What `crate::forwarding` does: trusting by default in sidecar mode, not standalone.
     pub fn forwarding_params(&self) -> crate::forwarding::Params {
         crate::forwarding::Params {
+            sample: self.otel.as_ref().map(|o| o.sample_ratio),
             enabled: self.forwarding.enabled,
             trust: self
                 .forwarding

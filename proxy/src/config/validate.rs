@@ -39,6 +39,9 @@ impl ProxyConfig {
                 "not a valid header name",
             ));
         }
+        if let Some(o) = &self.otel {
+            o.validate(self.forwarding.enabled)?;
+        }
         let mut names = HashSet::new();
         let mut authorities = HashSet::new();
         for (i, s) in self.services.iter().enumerate() {
@@ -201,6 +204,50 @@ impl ProxyConfig {
     }
 }
 
+impl super::Otel {
+    fn validate(&self, forwarding: bool) -> Result<(), ConfigError> {
+        let uri: Option<http::Uri> = self.endpoint.parse().ok();
+        if !uri.as_ref().is_some_and(|u| {
+            u.scheme_str() == Some("http") && u.host().is_some() && u.port_u16().is_some()
+        }) {
+            return Err(invalid(
+                "otel.endpoint",
+                &self.endpoint,
+                "must be http://host:port (the collector's OTLP/gRPC listener)",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(invalid(
+                "otel.sample_ratio",
+                self.sample_ratio,
+                "must be between 0 and 1",
+            ));
+        }
+        if self.max_queue == 0 || self.max_batch == 0 || self.max_batch > self.max_queue {
+            return Err(invalid(
+                "otel.max_batch",
+                format!("{} (max_queue {})", self.max_batch, self.max_queue),
+                "both must be positive, max_batch at most max_queue",
+            ));
+        }
+        if self.flush_ms == 0 || self.timeout_ms == 0 {
+            return Err(invalid(
+                "otel.flush_ms",
+                format!("{} / timeout_ms {}", self.flush_ms, self.timeout_ms),
+                "flush_ms and timeout_ms must be positive",
+            ));
+        }
+        if !forwarding {
+            return Err(invalid(
+                "otel",
+                "set",
+                "spans need the trace fields: forwarding.enabled must be true",
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,6 +282,20 @@ mod tests {
             (
                 format!("{MIN}timeouts: {{ upgraded_idle_ms: 0 }}\n"),
                 "timeouts.upgraded_idle_ms = 0: must be > 0",
+            ),
+            (
+                format!("{MIN}otel: {{ endpoint: \"localhost:4317\" }}\n"),
+                "otel.endpoint = localhost:4317: must be http://host:port",
+            ),
+            (
+                format!("{MIN}otel: {{ endpoint: \"http://c:4317\", sample_ratio: 1.5 }}\n"),
+                "otel.sample_ratio = 1.5",
+            ),
+            (
+                format!(
+                    "{MIN}otel: {{ endpoint: \"http://c:4317\" }}\nforwarding: {{ enabled: false }}\n"
+                ),
+                "forwarding.enabled must be true",
             ),
         ];
         for (text, want) in cases {
