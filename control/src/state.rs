@@ -169,8 +169,9 @@ impl TelemetryStore {
         endpoints: &BTreeMap<String, Vec<Endpoint>>,
         objectives: &BTreeMap<String, Objective>,
     ) -> Snapshot {
-        // (service, addr) -> merged outbound telemetry.
+        // (service, addr) -> merged outbound telemetry, overall and per caller zone.
         let mut outbound: HashMap<(&str, SocketAddr), Merge> = HashMap::new();
+        let mut by_zone: HashMap<(&str, SocketAddr), BTreeMap<&str, Merge>> = HashMap::new();
         // (service, container) -> inbound window and usage of the container's own proxy.
         let mut inbound: HashMap<(&str, &str), WindowSnapshot> = HashMap::new();
         let mut usage: HashMap<(&str, &str), ContainerUsage> = HashMap::new();
@@ -181,6 +182,14 @@ impl TelemetryStore {
         for (id, r) in self.fresh_reports(now, stale) {
             for s in &r.endpoints {
                 outbound.entry((&*s.service, s.addr)).or_default().add(s);
+                if s.window.count > 0 {
+                    by_zone
+                        .entry((&*s.service, s.addr))
+                        .or_default()
+                        .entry(&id.zone)
+                        .or_default()
+                        .add(s);
+                }
                 if s.window.window_s > 0.0 {
                     *edges
                         .entry((id.inbound_service.as_deref(), &*s.service))
@@ -222,6 +231,14 @@ impl TelemetryStore {
                                 .get(&(name.as_str(), ep.container.as_str()))
                                 .copied(),
                             outbound: m.map(Merge::window).unwrap_or_default(),
+                            outbound_by_zone: by_zone
+                                .get(&(name.as_str(), ep.addr))
+                                .map(|z| {
+                                    z.iter()
+                                        .map(|(zone, m)| (zone.to_string(), m.window()))
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
                             in_flight: m.map_or(0, |m| m.in_flight),
                             ewma_ms: m.map_or(0.0, Merge::ewma_ms),
                             usage: usage
@@ -397,7 +414,13 @@ mod tests {
         let eps: BTreeMap<String, Vec<Endpoint>> = [("b".to_string(), vec![ep])].into();
         let mut st = TelemetryStore::default();
         st.connect(1, id("a1", "a-1", Some("a"), &["b"]));
-        st.connect(2, id("a2", "a-2", Some("a"), &["b"]));
+        st.connect(
+            2,
+            ProxyIdentity {
+                zone: "y".into(),
+                ..id("a2", "a-2", Some("a"), &["b"])
+            },
+        );
         st.connect(3, id("b1", "b-1", Some("b"), &[]));
         let sample = |n, p95| EndpointSample {
             service: "b".into(),
@@ -426,6 +449,13 @@ mod tests {
         let c = &b.containers[0];
         assert_eq!(c.outbound.count, 40);
         assert!((c.outbound.p95_ms - 20.0).abs() < 1e-9);
+        // The callers' zones apart: a1 in z, a2 in y.
+        let zones: Vec<(&str, u64, f64)> = c
+            .outbound_by_zone
+            .iter()
+            .map(|(z, w)| (z.as_str(), w.count, w.p95_ms))
+            .collect();
+        assert_eq!(zones, vec![("y", 10, 50.0), ("z", 30, 10.0)]);
         assert_eq!(c.in_flight, 4);
         assert!((c.ewma_ms - 30.0).abs() < 1e-9);
         assert_eq!(c.inbound.map(|w| w.p95_ms), Some(7.0));

@@ -28,6 +28,9 @@ pub struct ContainerState {
     pub inbound: Option<WindowSnapshot>,
     /// Calls to this container as seen by every caller's outbound side, merged.
     pub outbound: WindowSnapshot,
+    /// The same calls split by the callers' zone (network plus container time as each zone's
+    /// callers see it); zones with no calls in the window are absent.
+    pub outbound_by_zone: BTreeMap<String, WindowSnapshot>,
     /// Requests in flight to the container summed over callers.
     pub in_flight: u32,
     /// Mean Peak-EWMA estimate over callers, milliseconds.

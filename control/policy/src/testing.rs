@@ -21,6 +21,7 @@ pub fn container(port: u16, host: &str, mean_ms: f64, n: u64) -> ContainerState 
         ),
         inbound: Some(w),
         outbound: WindowSnapshot::default(),
+        outbound_by_zone: Default::default(),
         in_flight: 0,
         ewma_ms: mean_ms,
         usage: Default::default(),

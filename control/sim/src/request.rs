@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use loadshift_core::telemetry::window::Window;
 use rand::Rng;
 
 use super::{
@@ -245,6 +246,18 @@ impl Engine {
         let ctr = &mut self.w.ctrs[cr.ctr as usize];
         ctr.in_flight -= 1;
         ctr.outbound.record(now_d, latency, cr.error);
+        if self.w.zones.len() > 1 {
+            let z = self.w.proxies[cr.proxy as usize].zone as usize;
+            let tp = &self.w.tp;
+            let ctr = &mut self.w.ctrs[cr.ctr as usize];
+            if ctr.outbound_by_zone.len() <= z {
+                ctr.outbound_by_zone.resize_with(z + 1, || None);
+            }
+            ctr.outbound_by_zone[z]
+                .get_or_insert_with(|| Box::new(Window::new(tp.slots, tp.slot_width)))
+                .record(now_d, latency, cr.error);
+        }
+        let ctr = &mut self.w.ctrs[cr.ctr as usize];
         let i = ctr.slot as usize;
         let ob = &mut self.w.proxies[cr.proxy as usize].out[cr.slot as usize];
         // Scaled-in containers have left the caller's endpoint list; nothing to update there.

@@ -42,6 +42,15 @@ impl Engine {
                         endpoint: svc.eps[i].clone(),
                         inbound: Some(ctr.inbound.snapshot(now)),
                         outbound: ctr.outbound.snapshot(now),
+                        outbound_by_zone: ctr
+                            .outbound_by_zone
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(z, win)| {
+                                let snap = win.as_ref()?.snapshot(now);
+                                (snap.count > 0).then(|| (w.zones[z].clone(), snap))
+                            })
+                            .collect(),
                         in_flight: ctr.in_flight,
                         ewma_ms: if n == 0 {
                             0.0

@@ -61,6 +61,9 @@ pub(super) struct Ctr {
     pub inbound: Window,
     /// Calls to this container as every caller saw them, merged.
     pub outbound: Window,
+    /// The same calls by the callers' zone index, when the scenario has more than one zone
+    /// (made on a zone's first call).
+    pub outbound_by_zone: Vec<Option<Box<Window>>>,
     pub in_flight: u32,
     /// Endpoint index in its service, `NONE` once scaled in.
     pub slot: u32,
@@ -377,6 +380,7 @@ impl World {
             queue: VecDeque::new(),
             inbound: Window::new(self.tp.slots, self.tp.slot_width),
             outbound: Window::new(self.tp.slots, self.tp.slot_width),
+            outbound_by_zone: Vec::new(),
             in_flight: 0,
             slot: svcs[svc as usize].members.len() as u32,
             busy_ns: 0,

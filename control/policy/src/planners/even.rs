@@ -52,6 +52,7 @@ mod tests {
             endpoint: Endpoint::new(([127, 0, 0, 1], port).into(), host, "z", format!("c{port}")),
             inbound: None,
             outbound: Default::default(),
+            outbound_by_zone: Default::default(),
             in_flight: 0,
             ewma_ms: 0.0,
             usage: Default::default(),

@@ -69,6 +69,7 @@ mod tests {
             endpoint: Endpoint::new(([127, 0, 0, 1], port).into(), "h", "z", "c"),
             inbound: None,
             outbound: Default::default(),
+            outbound_by_zone: Default::default(),
             in_flight: 0,
             ewma_ms: 0.0,
             usage: Default::default(),

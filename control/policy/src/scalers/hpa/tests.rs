@@ -16,6 +16,7 @@ fn container(i: usize, load: Option<(f64, f64)>) -> ContainerState {
             ..Default::default()
         }),
         outbound: WindowSnapshot::default(),
+        outbound_by_zone: Default::default(),
         in_flight: 0,
         ewma_ms: 0.0,
         usage: Default::default(),
