@@ -1,6 +1,8 @@
 //! One client connection: read a head, run the request path, stream the request body in and the
 //! response out, repeat while keep-alive holds. Between requests the connection owns no buffer.
-//! A `101` to a WebSocket upgrade turns the connection into a tunnel ([`super::tunnel`]).
+//! A `101` to a WebSocket upgrade turns the connection into a tunnel ([`super::tunnel`]); on
+//! HTTP/2, a stream's extended CONNECT for WebSocket turns that stream into one
+//! ([`super::connect`]).
 
 use std::{
     cell::{Cell, RefCell},
@@ -33,19 +35,22 @@ use tokio::{
 };
 
 use super::{
+    connect::{self, Connect},
     io::{Rewind, error_response},
     probation::Ticket,
     tunnel,
 };
 use crate::{
-    admission::{Admission, ClientTimeout},
+    admission::{Admission, ClientTimeout, ConnectionGuard},
     deadline::Timer,
+    error::ProxyError,
     h1::{
         chunked::{self, Decoder, Step},
         framing::{Framing, push_field},
         request::{self, Head, HeadError},
         response::{self, Persist},
     },
+    reply::Answer,
     request::{ClientAddr, RespBody, Worker, handle},
     side::Side,
     spare,
@@ -148,6 +153,10 @@ struct Streams {
     /// Counts send-progress checks; a stream's stamp is the count when it last handed hyper data.
     epoch: Cell<u64>,
     slots: RefCell<Slots>,
+    /// WebSockets (RFC 8441), from their request to the end of their tunnel.
+    tunnels: Cell<usize>,
+    /// Whether one of them has the upstream descriptor the connection is budgeted.
+    budgeted_tunnel: Cell<bool>,
 }
 
 #[derive(Default)]
@@ -224,6 +233,48 @@ impl Drop for StreamGuard {
     }
 }
 
+/// A stream's WebSocket, from its request to the end of its tunnel: an open stream (the
+/// connection is not idle while it lives) and a tunnel (a drain waits for it until the worker
+/// stops, as for an HTTP/1.1 one). The connection's first uses the upstream descriptor every
+/// client connection is budgeted; each other one holds a connection slot of its own against
+/// `limits.max_connections` and `max_connections_per_source`, as a connection would.
+struct TunnelGuard {
+    stream: StreamGuard,
+    /// `None`: the connection's budgeted descriptor.
+    slot: Option<ConnectionGuard>,
+}
+
+impl TunnelGuard {
+    /// `None` when a further tunnel finds no connection slot.
+    fn open(s: &Rc<Streams>, w: &Worker, side: Side, client: Option<ClientAddr>) -> Option<Self> {
+        let slot = if s.budgeted_tunnel.replace(true) {
+            let admission = &w.shared.admission;
+            if !admission.may_accept(side) {
+                return None;
+            }
+            let source = client.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0);
+            Some(admission.connection(side, source)?)
+        } else {
+            None
+        };
+        s.tunnels.set(s.tunnels.get() + 1);
+        Some(Self {
+            stream: StreamGuard::open(s),
+            slot,
+        })
+    }
+}
+
+impl Drop for TunnelGuard {
+    fn drop(&mut self) {
+        let s = &self.stream.streams;
+        s.tunnels.set(s.tunnels.get().saturating_sub(1));
+        if self.slot.is_none() {
+            s.budgeted_tunnel.set(false);
+        }
+    }
+}
+
 /// A response body that keeps its stream counted as open until it is done, and stamps when it
 /// hands hyper data (and when the response is handed over) so a client that stops granting
 /// window is noticed: hyper asks for the next frame only once the last one fits the window.
@@ -278,6 +329,8 @@ async fn serve_h2(
         changed: Notify::new(),
         epoch: Cell::new(0),
         slots: RefCell::default(),
+        tunnels: Cell::new(0),
+        budgeted_tunnel: Cell::new(false),
     });
     let counted = streams.clone();
     let admission = w.shared.admission.clone();
@@ -288,12 +341,27 @@ async fn serve_h2(
     let svc = service_fn(move |req: Request<Incoming>| {
         let w = w.clone();
         let stream = StreamGuard::open(&counted);
+        let streams = counted.clone();
         async move {
             let mut req = req.map(|b| ReqBody::hyper(b, limits.body_progress));
             if let Some(c) = client {
                 req.extensions_mut().insert(c);
             }
-            let Ok(mut resp) = handle(w, side, req).await;
+            let mut resp = match Connect::of(&req) {
+                Some(Connect::WebSocket) => {
+                    websocket(w, side, req, &streams, client, limits.upgraded_idle).await
+                }
+                Some(Connect::Other) => {
+                    Answer::for_request(req.headers()).error(&ProxyError::NotImplemented {
+                        what: "an extended CONNECT for a protocol other than websocket",
+                    })
+                }
+                // A plain CONNECT is the request path's to refuse.
+                Some(Connect::Plain) | None => {
+                    let Ok(resp) = handle(w, side, req).await;
+                    resp
+                }
+            };
             // An HTTP/1.1 upstream's fields travel raw; an HTTP/2 client needs them as a map.
             if let RespBody::H1(b) = resp.body_mut()
                 && let Some(raw) = b.take_fields()
@@ -308,6 +376,8 @@ async fn serve_h2(
     });
     let conn = hyper::server::conn::http2::Builder::new(LocalExec)
         .timer(TokioTimer::new())
+        // SETTINGS_ENABLE_CONNECT_PROTOCOL: clients may open WebSockets (RFC 8441 §3).
+        .enable_connect_protocol()
         .serve_connection(TokioIo::new(io), svc);
     let mut conn = std::pin::pin!(conn);
     let check_every = limits.send_progress / 2;
@@ -360,7 +430,37 @@ async fn serve_h2(
         }
     }
     conn.as_mut().graceful_shutdown();
-    let _ = tokio::time::timeout(limits.header_read, conn).await;
+    // Streams get the head-read limit to finish; tunnels run on until the drain deadline, when
+    // the worker stops, as on HTTP/1.1.
+    while tokio::time::timeout(limits.header_read, conn.as_mut())
+        .await
+        .is_err()
+        && streams.tunnels.get() > 0
+    {}
+}
+
+/// An HTTP/2 client's WebSocket: answered by [`connect`], its tunnel run in a task of its own
+/// once the answer has gone (hyper hands over the stream only then).
+async fn websocket(
+    w: Rc<Worker>,
+    side: Side,
+    req: Request<ReqBody>,
+    streams: &Rc<Streams>,
+    client: Option<ClientAddr>,
+    idle: Duration,
+) -> Response<RespBody> {
+    let Some(guard) = TunnelGuard::open(streams, &w, side, client) else {
+        return connect::no_room(w.shared.admission.limits.retry_after_s);
+    };
+    let deadlines = w.deadlines.clone();
+    let (resp, tunnel) = connect::websocket(w, side, req).await;
+    if let Some(tunnel) = tunnel {
+        tokio::task::spawn_local(async move {
+            tunnel.run(&deadlines, idle).await;
+            drop(guard);
+        });
+    }
+    resp
 }
 
 /// A new connection's first request: when it is due, and its place on probation until then.
@@ -471,10 +571,15 @@ async fn serve_h1(
     };
     // HTTP is over on this connection: the tunnel copies on the whole socket, starting with
     // what the client sent behind its upgrade request.
+    let early = tunnel::Early {
+        from_client: &carry,
+        // Written with the 101 head.
+        from_upstream: &[],
+    };
     tunnel::splice(
         &mut stream,
         upgraded.stream,
-        &carry,
+        early,
         limits.upgraded_idle,
         timer,
     )

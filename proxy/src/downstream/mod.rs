@@ -6,9 +6,11 @@
 //! body's first bytes, or a partial head). Responses go out in one write when the body's first
 //! chunk is already there. A connection that opens with the HTTP/2 preface is handed to hyper's
 //! HTTP/2 server (h2c prior knowledge). A connection whose WebSocket upgrade the upstream accepts
-//! becomes a byte tunnel ([`tunnel`]).
+//! becomes a byte tunnel ([`tunnel`]); so does an HTTP/2 stream that opens a WebSocket with an
+//! extended CONNECT ([`connect`], RFC 8441).
 
 mod conn;
+mod connect;
 mod io;
 mod probation;
 mod tunnel;

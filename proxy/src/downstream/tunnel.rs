@@ -3,6 +3,8 @@
 //! of them. The tunnel stays the client connection's task, so it counts against the listener's
 //! connection caps and the drain waits for it (up to `timeouts.drain_ms`, when the worker stops
 //! and closes it); `timeouts.upgraded_idle_ms` closes one on which nothing moved either way.
+//! An HTTP/2 client's WebSocket (RFC 8441, [`super::connect`]) is the same copy between its
+//! stream and the upstream socket, in a task of its own that its connection waits for.
 
 use std::{
     cell::Cell,
@@ -14,7 +16,6 @@ use std::{
 
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf},
-    net::TcpStream,
     time::Instant,
 };
 
@@ -41,22 +42,38 @@ impl End {
     }
 }
 
+/// Bytes read with the handshake that belong to the new protocol, each due to the other side
+/// before anything else.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Early<'a> {
+    /// What the client sent behind its upgrade request.
+    pub from_client: &'a [u8],
+    /// What the upstream sent behind its `101`, when the handshake's answer did not carry it.
+    pub from_upstream: &'a [u8],
+}
+
 /// Copies bytes between `client` and `upstream` until both directions have ended, a socket
 /// fails, or nothing has moved either way for `idle`; both are closed when dropped after.
-/// `from_client`: bytes the client sent behind its upgrade request, read with it, which go
-/// first.
-pub async fn splice(
-    client: &mut TcpStream,
-    mut upstream: TcpStream,
-    from_client: &[u8],
+pub async fn splice<C, U>(
+    client: &mut C,
+    mut upstream: U,
+    early: Early<'_>,
     idle: Duration,
     timer: &mut Timer,
-) -> End {
+) -> End
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
     let mut open = Open::new();
     let last = Cell::new(Instant::now());
     let copy = async {
-        if !from_client.is_empty() {
-            upstream.write_all(from_client).await?;
+        if !early.from_client.is_empty() {
+            upstream.write_all(early.from_client).await?;
+            last.set(Instant::now());
+        }
+        if !early.from_upstream.is_empty() {
+            client.write_all(early.from_upstream).await?;
             last.set(Instant::now());
         }
         let mut a = Watched {
@@ -159,7 +176,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use tokio::{io::AsyncReadExt, net::TcpStream};
 
     async fn pair() -> (TcpStream, TcpStream) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -180,10 +197,14 @@ mod tests {
                 let (proxy_up, mut upstream) = pair().await;
                 let mut timer = deadlines.timer();
                 let tunnel = tokio::task::spawn_local(async move {
+                    let early = Early {
+                        from_client: b"early",
+                        from_upstream: b"first",
+                    };
                     splice(
                         &mut proxy_client,
                         proxy_up,
-                        b"early",
+                        early,
                         Duration::from_secs(30),
                         &mut timer,
                     )
@@ -192,6 +213,8 @@ mod tests {
                 let mut got = [0u8; 5];
                 upstream.read_exact(&mut got).await.unwrap();
                 assert_eq!(&got, b"early");
+                client.read_exact(&mut got).await.unwrap();
+                assert_eq!(&got, b"first");
                 upstream.write_all(b"pong").await.unwrap();
                 let mut got = [0u8; 4];
                 client.read_exact(&mut got).await.unwrap();
@@ -219,7 +242,7 @@ mod tests {
                     splice(
                         &mut proxy_client,
                         proxy_up,
-                        b"",
+                        Early::default(),
                         Duration::from_secs(30),
                         &mut timer,
                     )

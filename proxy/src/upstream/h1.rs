@@ -207,6 +207,18 @@ impl H1Conn {
                             );
                             return Err(give_back(e, parts, None));
                         }
+                        // A key the proxy chose (a WebSocket over HTTP/2): the proxy checks the
+                        // answer the client cannot.
+                        if parts
+                            .extensions
+                            .get::<upgrade::Accept>()
+                            .is_some_and(|a| !a.answered_in(&h.fields))
+                        {
+                            let e = io::Error::other(
+                                "upstream's 101 lacks the Sec-WebSocket-Accept its key asks for",
+                            );
+                            return Err(give_back(e, parts, None));
+                        }
                         buf.advance(h.len);
                         break Some(h);
                     }
