@@ -270,8 +270,10 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
                 .into(),
         ],
         runs,
+        ..Report::default()
     };
     report.notes.extend(relay_notes);
+    report.describe_scenario(s, duration.as_secs_f64(), layout.rate_scale);
     let sim = if args.with_sim {
         Some(with_sim(s, &policies, duration).await?)
     } else {

@@ -164,10 +164,12 @@ pub fn compare(
             s.hosts.len()
         )],
         runs: Vec::new(),
+        ..Report::default()
     };
     if !s.description.is_empty() {
         report.notes.insert(0, s.description.clone());
     }
+    report.describe_scenario(s, s.duration_s, 1.0);
     if o.sla_scale != 1.0 {
         report.notes.push(format!(
             "Every flow's SLA latency multiplied by {} (--sla-scale).",

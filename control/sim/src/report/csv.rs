@@ -10,12 +10,13 @@
 //! ```
 //!
 //! Metrics: `requests`, `p50_ms`, `p95_ms`, `p99_ms`, `host_share`, `service_host_share`,
-//! `containers`, and in lab runs with zones `zone_rtt_ms` (the `host` column holds the zone pair
-//! `caller->callee`).
+//! `containers`; in scenarios with zones `zone_share` (the `host` column holds the zone: its
+//! hosts' `host_share` added up); and in lab runs with zones `zone_rtt_ms` (the `host` column
+//! holds the zone pair `caller->callee`).
 
 use std::fmt::Write;
 
-use super::Report;
+use super::{Report, context::zone_share};
 
 /// Renders the whole time series.
 pub(super) fn timeseries(r: &Report) -> String {
@@ -40,6 +41,11 @@ pub(super) fn timeseries(r: &Report) -> String {
                         field(s),
                         field(h)
                     );
+                }
+            }
+            if !r.zones.is_empty() {
+                for (z, v) in zone_share(iv, &r.zones) {
+                    let _ = writeln!(out, "{p},{t},zone_share,,{},{v:.4}", field(&z));
                 }
             }
             for (s, n) in &iv.containers {
@@ -75,5 +81,9 @@ mod tests {
         assert!(lines.contains(&"p2c-ewma,30,service_host_share,a,h2,0.5000"));
         assert!(lines.iter().all(|l| l.split(',').count() == 6));
         assert_eq!(field("a,b"), "\"a,b\"");
+        assert!(!csv.contains("zone_share"));
+        let mut zoned = crate::report::tests::sample();
+        zoned.zones = [("h1".into(), "us".into()), ("h2".into(), "us".into())].into();
+        assert!(timeseries(&zoned).contains("even,5,zone_share,,us,1.0000\n"));
     }
 }

@@ -1,16 +1,27 @@
 //! Results of `loadshift sim` and `loadshift lab`, in one format: `summary.json` (stable schema,
 //! documented in `docs/scenarios.md`), `timeseries.csv` (one row per interval, metric and key),
 //! `report.html` (self-contained, inline SVG charts drawn with `plotters`) and a terminal table.
+//!
+//! A report explains itself: what the scenario changes and when (`context.rs`, through
+//! [`Report::describe_scenario`]: events marked on every time chart, the SLAs drawn on the
+//! latency charts, the zones), a headline ratio per policy against the baselines
+//! ([`headline()`]) and what every column of its tables counts (`columns.rs`).
 
 mod charts;
+mod columns;
+mod context;
 mod csv;
+mod headline;
 mod html;
+mod sections;
 mod table;
 
 use std::{collections::BTreeMap, path::Path};
 
 use serde::{Deserialize, Serialize};
 
+pub use context::{Event, FlowSla};
+pub use headline::headline;
 pub use table::terminal_table;
 
 /// Everything one `sim` or `lab` invocation measured.
@@ -25,6 +36,18 @@ pub struct Report {
     /// `sim` or `lab`, and anything the reader must know (scale factor, duration).
     pub source: String,
     pub notes: Vec<String>,
+    /// What the scenario changes at one instant during the run (steps of interference, load and
+    /// RTT, turns of linear ramps), in time order: marked on every time chart and written to
+    /// `summary.json`.
+    pub events: Vec<Event>,
+    /// What the scenario holds steady or changes all the time (constant interference, RTT and
+    /// load, linear ramps, sinusoids, random levels, traces), one sentence per kind and value.
+    pub conditions: Vec<String>,
+    /// Every flow's SLA as the runs judged it (`sla_scale` applied), drawn on latency charts.
+    pub slas: Vec<FlowSla>,
+    /// Zone of every host when the scenario has more than one zone (the per-zone share chart);
+    /// empty otherwise.
+    pub zones: BTreeMap<String, String>,
     /// One run per policy, in the order they ran.
     pub runs: Vec<PolicyRun>,
 }
@@ -37,6 +60,10 @@ impl Default for Report {
             sla_scale: 1.0,
             source: String::new(),
             notes: Vec::new(),
+            events: Vec::new(),
+            conditions: Vec::new(),
+            slas: Vec::new(),
+            zones: BTreeMap::new(),
             runs: Vec::new(),
         }
     }
@@ -173,6 +200,7 @@ struct SummaryFile<'a> {
     seed: u64,
     sla_scale: f64,
     policies: BTreeMap<&'a str, &'a PolicySummary>,
+    events: &'a [Event],
 }
 
 impl Report {
@@ -187,6 +215,7 @@ impl Report {
                 .iter()
                 .map(|r| (r.policy.as_str(), &r.summary))
                 .collect(),
+            events: &self.events,
         };
         Ok(serde_json::to_string_pretty(&file)?)
     }
@@ -216,6 +245,14 @@ impl Report {
         std::fs::write(&p, html::render(self, beside)?).map_err(io(&p))?;
         Ok(())
     }
+}
+
+/// `s` as HTML text.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -283,6 +320,17 @@ pub(crate) mod tests {
             sla_scale: 1.0,
             source: "sim".into(),
             notes: vec!["note".into()],
+            events: vec![Event {
+                t_s: 12.0,
+                label: "interference on h2 (cpu 0.1 → 0.7)".into(),
+            }],
+            conditions: vec!["load of flow search: 200 req/s, Poisson".into()],
+            slas: vec![FlowSla {
+                flow: "search".into(),
+                latency_ms: 45.0,
+                percentile: 95.0,
+            }],
+            zones: BTreeMap::new(),
             runs: vec![run("even", 40.0), run("p2c-ewma", 30.0)],
         }
     }
@@ -291,6 +339,12 @@ pub(crate) mod tests {
     fn summary_has_the_documented_schema() {
         let v: serde_json::Value = serde_json::from_str(&sample().summary_json().unwrap()).unwrap();
         assert_eq!(v["scenario"], "t");
+        // `events` is the one field added since the first schema: old readers ignore it.
+        assert_eq!(
+            v["events"],
+            serde_json::json!([{"t_s": 12.0, "label": "interference on h2 (cpu 0.1 → 0.7)"}])
+        );
+        assert_eq!(v.as_object().unwrap().len(), 5);
         assert_eq!(v["seed"], 7);
         assert_eq!(v["sla_scale"], 1.0);
         let p = &v["policies"]["even"];
