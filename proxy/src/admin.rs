@@ -1,6 +1,6 @@
 //! The admin thread: `/metrics`, `/live`, `/ready`, `/plan`, `/stats` on the admin listener, and
-//! the background tasks (host pressure sampling, plan file reload, local shifting, the control
-//! plane client).
+//! the background tasks (host pressure sampling, plan file reload, local shifting, latency-outlier
+//! ejection, the control plane client).
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
@@ -60,6 +60,9 @@ pub fn run(
         }
         if let Some(params) = shared.config.local_shift {
             tokio::spawn(data_plane::local_shift(shared.clone(), params));
+        }
+        if let Some(params) = shared.config.ejection.latency() {
+            tokio::spawn(crate::ejection::run(shared.clone(), params));
         }
         if let Some(cfg) = shared.config.control.clone() {
             let dp = Arc::new(data_plane::ProxyDataPlane(shared.clone()));

@@ -15,6 +15,7 @@ pub mod config;
 pub mod data_plane;
 mod deadline;
 mod downstream;
+mod ejection;
 pub mod error;
 mod forwarding;
 mod grpc;

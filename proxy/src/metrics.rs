@@ -16,6 +16,7 @@ pub const REQUESTS: &str = "loadshift_proxy_requests_total";
 pub const RESPONSES: &str = "loadshift_proxy_responses_total";
 pub const UPSTREAM_ERRORS: &str = "loadshift_proxy_upstream_errors_total";
 pub const EJECTIONS: &str = "loadshift_proxy_ejections_total";
+pub const LATENCY_EJECTIONS: &str = "loadshift_proxy_latency_ejections_total";
 pub const BLOCKED: &str = "loadshift_proxy_blocked_total";
 pub const UNROUTED: &str = "loadshift_proxy_unrouted_total";
 pub const RETRIES: &str = "loadshift_proxy_retries_total";
@@ -87,6 +88,11 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         EJECTIONS,
         Kind::Counter,
         "Passive outlier ejections of the endpoint.",
+    ),
+    (
+        LATENCY_EJECTIONS,
+        Kind::Counter,
+        "Latency-outlier ejections of the endpoint (ejection.latency).",
     ),
     (
         BLOCKED,
@@ -308,6 +314,7 @@ pub struct EndpointMetrics {
     pub timeouts: Counter,
     pub protocol_errors: Counter,
     pub ejections: Counter,
+    pub latency_ejections: Counter,
     /// [`RESPONSE_LATENCY`], labelled by endpoint unless the service is past
     /// [`ENDPOINT_SERIES_MAX`].
     pub latency: Histogram,
@@ -351,6 +358,7 @@ impl EndpointMetrics {
             timeouts: err("timeout"),
             protocol_errors: err("protocol"),
             ejections: counter!(EJECTIONS, &labels),
+            latency_ejections: counter!(LATENCY_EJECTIONS, &labels),
             latency: histogram!(RESPONSE_LATENCY, "service" => service.to_string(), "endpoint" => series),
         }
     }

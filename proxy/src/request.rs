@@ -310,6 +310,7 @@ fn pick<'a>(
     let loads = LiveLoads {
         endpoints: &svc.endpoints,
         now,
+        slow_start: &w.shared.config.slow_start,
         tried,
     };
     let i = svc.balancer.pick(&mut *w.rng.borrow_mut(), &loads)?;

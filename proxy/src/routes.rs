@@ -2,7 +2,8 @@
 //! the balancer and the admission gates built from the plan in force. Swapped whole through
 //! `arc-swap` on a plan or membership change, so a request never waits for an update and an update
 //! never sees half a table. Endpoint state (telemetry, ejection) and gates (in-flight counts) are
-//! carried over by key into the new table.
+//! carried over by key into the new table; an endpoint new to a service that had endpoints starts
+//! its slow start ramp there.
 
 use std::{
     collections::HashMap,
@@ -18,9 +19,9 @@ use parking_lot::Mutex;
 use crate::{FastMap, config::Protocol, metrics::EndpointMetrics};
 use loadshift_core::{
     admission::Gate,
-    balance::{Balancer, Loads},
+    balance::{Balancer, Loads, slow_start::SlowStart},
     endpoint::Endpoint,
-    outlier::{Outlier, OutlierParams, Transition},
+    outlier::{Outlier, OutlierParams, Tally, Transition},
     plan::{Plan, ServicePlan},
     telemetry::{EndpointTelemetry, TelemetryParams, ewma},
 };
@@ -30,6 +31,8 @@ use loadshift_core::{
 pub struct Tracked {
     pub t: EndpointTelemetry,
     pub outlier: Outlier,
+    /// Calls since the latency-outlier detector last read them (`crate::ejection`).
+    pub tally: Tally,
 }
 
 impl std::ops::Deref for Tracked {
@@ -52,19 +55,27 @@ pub struct EndpointState {
     ewma_tau_ns: f64,
     /// Ejected until this clock reading (ns); 0 = not ejected.
     ejected_until_ns: AtomicU64,
+    /// Slow start ramps from this clock reading (ns): when the endpoint joined, or when its last
+    /// ejection ends. [`NOT_WARMING`]: present from the start and never ejected.
+    warm_since_ns: AtomicU64,
     /// Window, Peak-EWMA and ejection state behind one lock: one acquisition per call.
     pub telemetry: Mutex<Tracked>,
     pub metrics: EndpointMetrics,
 }
 
+/// `warm_since_ns` of an endpoint with no ramp to run.
+const NOT_WARMING: u64 = u64::MAX;
+
 impl EndpointState {
-    /// `per_endpoint`: see [`EndpointMetrics::new`].
+    /// `per_endpoint`: see [`EndpointMetrics::new`]; `joining`: the endpoint joined a service
+    /// that already had endpoints, so slow start ramps it from `now`.
     pub fn new(
         service: &str,
         endpoint: Endpoint,
         p: &TelemetryParams,
         now: Duration,
         per_endpoint: bool,
+        joining: bool,
     ) -> Self {
         let t = EndpointTelemetry::new(p, now);
         Self {
@@ -75,18 +86,25 @@ impl EndpointState {
             ewma_last_ns: AtomicU64::new(t.ewma.last().as_nanos() as u64),
             ewma_tau_ns: t.ewma.tau_ns(),
             ejected_until_ns: AtomicU64::new(0),
+            warm_since_ns: AtomicU64::new(if joining {
+                now.as_nanos() as u64
+            } else {
+                NOT_WARMING
+            }),
             telemetry: Mutex::new(Tracked {
                 t,
                 outlier: Outlier::default(),
+                tally: Tally::default(),
             }),
         }
     }
 
-    /// Records one finished call: window, Peak-EWMA and ejection.
+    /// Records one finished call: window, Peak-EWMA, the latency tally and ejection.
     pub fn record(&self, p: &OutlierParams, now: Duration, latency: Duration, ok: bool) {
         let transition = {
             let mut g = self.telemetry.lock();
             g.t.record(now, latency, !ok);
+            g.tally.record(latency);
             self.ewma_ns
                 .store(g.t.ewma.estimate_ns().to_bits(), Ordering::Relaxed);
             self.ewma_last_ns
@@ -94,10 +112,43 @@ impl EndpointState {
             g.outlier.observe(p, now, ok)
         };
         if let Transition::Ejected { until } = transition {
-            self.ejected_until_ns
-                .store(until.as_nanos() as u64, Ordering::Relaxed);
+            self.mark_ejected(until);
             self.metrics.ejections.increment(1);
             tracing::warn!(endpoint = %self.endpoint.addr, until_s = until.as_secs_f64(), "endpoint ejected");
+        }
+    }
+
+    /// Ejects the endpoint as a latency outlier (`crate::ejection`), with the latency backoff.
+    pub fn eject_slow(&self, p: &OutlierParams, now: Duration, mean: Duration) {
+        let transition = self.telemetry.lock().outlier.eject_slow(p, now);
+        if let Transition::Ejected { until } = transition {
+            self.mark_ejected(until);
+            self.metrics.latency_ejections.increment(1);
+            tracing::warn!(
+                endpoint = %self.endpoint.addr,
+                mean_ms = mean.as_secs_f64() * 1e3,
+                until_s = until.as_secs_f64(),
+                "endpoint ejected as a latency outlier"
+            );
+        }
+    }
+
+    /// Out of the balancer's choices until `until`, and ramped by slow start from then.
+    fn mark_ejected(&self, until: Duration) {
+        let ns = until.as_nanos() as u64;
+        self.ejected_until_ns.store(ns, Ordering::Relaxed);
+        self.warm_since_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// Slow start factor at `now` ([`SlowStart::factor`]); no atomic load with slow start off,
+    /// one when not warming.
+    pub fn warmth(&self, p: &SlowStart, now: Duration) -> f64 {
+        if !p.is_on() {
+            return 1.0;
+        }
+        match self.warm_since_ns.load(Ordering::Relaxed) {
+            NOT_WARMING => 1.0,
+            ns => p.factor(now, Some(Duration::from_nanos(ns))),
         }
     }
 
@@ -133,6 +184,7 @@ pub struct ServiceRoute {
 pub struct LiveLoads<'a> {
     pub endpoints: &'a [Arc<EndpointState>],
     pub now: Duration,
+    pub slow_start: &'a SlowStart,
     /// Endpoints this request already failed on before sending: a retry goes elsewhere when
     /// any other endpoint is available.
     pub tried: &'a [usize],
@@ -149,6 +201,10 @@ impl Loads for LiveLoads<'_> {
 
     fn in_flight(&self, i: usize) -> u32 {
         self.endpoints[i].in_flight.load(Ordering::Relaxed)
+    }
+
+    fn warmth(&self, i: usize) -> f64 {
+        self.endpoints[i].warmth(self.slow_start, self.now)
     }
 }
 
@@ -187,13 +243,22 @@ pub fn build_service(
     now: Duration,
 ) -> ServiceRoute {
     let per_endpoint = spec.endpoints.len() <= crate::metrics::ENDPOINT_SERIES_MAX;
+    // A service's first endpoints have nothing to be protected from; later ones join under load.
+    let joining = old.is_some_and(|o| !o.endpoints.is_empty());
     let endpoints: Vec<Arc<EndpointState>> = spec
         .endpoints
         .into_iter()
         .map(|ep| {
             old.and_then(|o| o.endpoints.iter().find(|e| e.endpoint == ep).cloned())
                 .unwrap_or_else(|| {
-                    Arc::new(EndpointState::new(spec.name, ep, p, now, per_endpoint))
+                    Arc::new(EndpointState::new(
+                        spec.name,
+                        ep,
+                        p,
+                        now,
+                        per_endpoint,
+                        joining,
+                    ))
                 })
         })
         .collect();
@@ -290,6 +355,43 @@ mod tests {
         assert_eq!(strip_port("web:8080"), "web");
         assert_eq!(strip_port("web"), "web");
         assert_eq!(strip_port("[::1]:80"), "::1");
+    }
+
+    #[test]
+    fn endpoints_joining_later_warm_up_and_first_ones_do_not() {
+        let p = TelemetryParams::default();
+        let ss = SlowStart::with_window(Duration::from_secs(10));
+        let s = Duration::from_secs(1);
+        let ep = |port: u16| {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            Endpoint::new(addr, "h", "z", format!("c{port}"))
+        };
+        let spec = |endpoints| RouteSpec {
+            name: "s",
+            protocol: Protocol::Auto,
+            endpoints,
+            plan: None,
+        };
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        let a = build_service(spec(vec![ep(1)]), None, "me", &p, Duration::ZERO);
+        assert_eq!(a.endpoints[0].warmth(&ss, Duration::ZERO), 1.0);
+        let t = 100 * s;
+        let b = build_service(spec(vec![ep(1), ep(2)]), Some(&a), "me", &p, t);
+        assert_eq!(b.endpoints[0].warmth(&ss, t), 1.0);
+        assert!(close(b.endpoints[1].warmth(&ss, t), 0.1));
+        assert!(close(b.endpoints[1].warmth(&ss, t + 5 * s), 0.5));
+        assert_eq!(b.endpoints[1].warmth(&ss, t + 10 * s), 1.0);
+        // Back from an ejection (1 s, the first backoff): ramped from its end.
+        let slow = &b.endpoints[0];
+        slow.eject_slow(&OutlierParams::default(), t, 50 * s);
+        assert!(slow.is_ejected(t) && !slow.is_ejected(t + s));
+        assert!(close(slow.warmth(&ss, t + s), 0.1));
+        assert!(close(slow.warmth(&ss, t + 6 * s), 0.5));
+        // A service's first endpoints (a discovery result for a service that had none) are not
+        // ramped.
+        let empty = build_service(spec(vec![]), None, "me", &p, Duration::ZERO);
+        let c = build_service(spec(vec![ep(3)]), Some(&empty), "me", &p, t);
+        assert_eq!(c.endpoints[0].warmth(&ss, t), 1.0);
     }
 
     #[test]

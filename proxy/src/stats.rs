@@ -38,6 +38,8 @@ pub struct EndpointStats {
     /// May this proxy connect to it under the plan in force.
     pub eligible: bool,
     pub ejected: bool,
+    /// Slow start factor in (0, 1]: the fraction of its share the endpoint gets now.
+    pub warmth: f64,
     pub in_flight: u32,
     pub ewma_ms: f64,
     pub window: WindowSnapshot,
@@ -68,6 +70,7 @@ fn service_stats(s: &ServiceRoute, shared: &Shared) -> ServiceStats {
                 container: e.endpoint.container.clone(),
                 eligible: s.balancer.allows(i),
                 ejected: e.is_ejected(now),
+                warmth: e.warmth(&shared.config.slow_start, now),
                 in_flight: e.in_flight.load(Ordering::Relaxed),
                 ewma_ms: t.ewma.estimate_ns() / 1e6,
                 window: t.window.snapshot(now),

@@ -1,11 +1,14 @@
 //! The event loop: one binary heap of events ordered by (time, sequence), the report-interval
-//! clock, the control rounds of the shared schedule, and the end of the run (drain, unfinished
-//! requests). The request path itself is in `request.rs`, the control side in `snapshot.rs` and
-//! `control.rs`.
+//! clock, the control rounds of the shared schedule, the proxies' latency-outlier rounds, and the
+//! end of the run (drain, unfinished requests). The request path itself is in `request.rs`, the
+//! control side in `snapshot.rs` and `control.rs`.
 
-use std::{cmp::Reverse, collections::BinaryHeap, sync::Arc};
+use std::{cmp::Reverse, collections::BinaryHeap, sync::Arc, time::Duration};
 
-use loadshift_core::outlier::OutlierParams;
+use loadshift_core::{
+    balance::slow_start::SlowStart,
+    outlier::{LatencyEjection, LatencySample, OutlierParams, Transition, latency_outliers},
+};
 use loadshift_policy::{
     ApplicationState, ScaleDecision, Snapshot,
     schedule::{Role, Round, Schedule},
@@ -59,6 +62,11 @@ pub(super) struct Engine {
     pub(super) placement: Placement,
     pub(super) next_host: usize,
     pub(super) outlier: OutlierParams,
+    /// The latency detector, when the scenario's `ejection.latency` enables it.
+    pub(super) latency: Option<LatencyEjection>,
+    pub(super) slow_start: SlowStart,
+    /// Latency-outlier ejections, every proxy together.
+    pub(super) latency_ejections: u64,
     pub(super) timeout_ns: Vec<u64>,
     pub(super) sla_ns: Vec<u64>,
     pub(super) svc_names: Vec<String>,
@@ -138,7 +146,10 @@ impl Engine {
             interference: s.interference.clone(),
             placement: s.placement,
             next_host: 0,
-            outlier: OutlierParams::default(),
+            outlier: s.ejection.params(),
+            latency: s.ejection.latency(),
+            slow_start: s.slow_start,
+            latency_ejections: 0,
             timeout_ns: s.flows.iter().map(|f| ns(f.timeout_ms / 1e3)).collect(),
             sla_ns: s.flows.iter().map(|f| ns(f.sla.latency_ms / 1e3)).collect(),
             cs_last: 0,
@@ -155,6 +166,38 @@ impl Engine {
             if t <= self.duration_ns {
                 self.push(t.max(self.now), Event::Control);
             }
+        }
+    }
+
+    /// The latency detector's round in every proxy over every downstream service, as the proxy's
+    /// `ejection::judge` does it: read and restart each endpoint's tally, judge the eligible
+    /// ones, eject the outliers. Then the next round, while requests still arrive.
+    fn outlier_round(&mut self) {
+        let Some(p) = self.latency else { return };
+        let now = Duration::from_nanos(self.now);
+        for proxy in &mut self.w.proxies {
+            for ob in &mut proxy.out {
+                let samples: Vec<LatencySample> = ob
+                    .tally
+                    .iter_mut()
+                    .zip(&ob.outlier)
+                    .map(|(t, o)| t.take(o.is_ejected(now)))
+                    .collect();
+                let eligible = ob.bal.eligible();
+                let judged: Vec<LatencySample> = eligible.iter().map(|&i| samples[i]).collect();
+                let verdict = latency_outliers(&judged, &p);
+                for k in verdict.normal {
+                    ob.outlier[eligible[k]].judged_normal();
+                }
+                for k in verdict.eject {
+                    let t = ob.outlier[eligible[k]].eject_slow(&self.outlier, now);
+                    self.latency_ejections += u64::from(t != Transition::None);
+                }
+            }
+        }
+        let next = self.now + p.interval().as_nanos() as u64;
+        if next < self.duration_ns {
+            self.push(next, Event::Outliers);
         }
     }
 
@@ -177,6 +220,12 @@ impl Engine {
             }
         }
         self.push_control();
+        if let Some(p) = self.latency {
+            let first = p.interval().as_nanos() as u64;
+            if first < self.duration_ns {
+                self.push(first, Event::Outliers);
+            }
+        }
         let hard_end =
             self.duration_ns + self.timeout_ns.iter().copied().max().unwrap_or(0) + 1_000_000_000;
         while let Some(Reverse((t, _, ev))) = self.heap.pop() {
@@ -196,6 +245,7 @@ impl Engine {
                 Event::CallArrive(c) => self.arrive(c),
                 Event::Done(c) => self.done(c),
                 Event::Control => self.control_round(),
+                Event::Outliers => self.outlier_round(),
             }
             if t >= self.duration_ns && self.live_reqs == 0 {
                 break;

@@ -11,6 +11,8 @@ pub(crate) enum Event {
     Done(u32),
     /// The control schedule has tasks due.
     Control,
+    /// The latency-outlier detector's round in every proxy (`ejection.latency`).
+    Outliers,
 }
 
 pub(crate) fn secs(ns: u64) -> f64 {

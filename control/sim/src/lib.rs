@@ -6,7 +6,9 @@
 //! plane's [`Balancer`](loadshift_core::balance::Balancer) built from the plan in force (one per
 //! caller proxy and downstream service, so per-proxy subsets apply), blocking by the data plane's
 //! [`Gate`](loadshift_core::admission::Gate), telemetry by its [`Window`] and
-//! [`PeakEwma`](loadshift_core::telemetry::PeakEwma), ejection by its outlier detector, and plans
+//! [`PeakEwma`](loadshift_core::telemetry::PeakEwma), ejection by its outlier detectors (failures,
+//! and latency outliers when the scenario's `ejection.latency` enables it), slow start by the
+//! balancer's own rule (the scenario's `slow_start`), and plans
 //! and scale decisions by the real planners and scalers from their registries, called at their own
 //! `interval()` with a [`Snapshot`](loadshift_policy::Snapshot) built from the simulated telemetry.
 //!
@@ -122,6 +124,8 @@ pub struct Outcome {
     pub cpu_s: Option<f64>,
     /// Plans refused by validation (kept the last good plan).
     pub plan_rejections: u64,
+    /// Latency-outlier ejections over every simulated proxy (the scenario's `ejection.latency`).
+    pub latency_ejections: u64,
     pub scale_decisions: Vec<ScaleDecision>,
     /// Decisions the simulated actuator did not carry out (limits, brownout), with the reason.
     pub refusals: Vec<Refusal>,
@@ -316,6 +320,7 @@ fn run_traced(
         wall_s: start.elapsed().as_secs_f64(),
         cpu_s,
         plan_rejections: e.plan_rejections,
+        latency_ejections: e.latency_ejections,
         scale_decisions: std::mem::take(&mut e.scale_decisions),
         refusals: std::mem::take(&mut e.refusals),
         rounds: e.trace.take().unwrap_or_default(),

@@ -4,8 +4,8 @@
 //! by the caller proxy's gate -> endpoint choice by the caller proxy's balancer -> network delay
 //! (inter-zone RTT) -> the container's queue (c servers, FIFO) -> service time x interference ->
 //! the service's calls (in sequence or in parallel, each with its probability) -> the response
-//! back to the caller, which feeds the caller's Peak-EWMA, outlier state and the container's
-//! windows. The response of the root call ends the request.
+//! back to the caller, which feeds the caller's Peak-EWMA, outlier state (and the latency
+//! detector's tally) and the container's windows. The balancer reads ejection and slow start. The response of the root call ends the request.
 //!
 //! A call that fails (the container's error, no endpoint, blocked) fails its request, unless it
 //! is to an optional service or below one: the optional service's caller goes on without it and
@@ -86,6 +86,7 @@ impl Engine {
             &LiveLoads {
                 ob: &*ob,
                 now: now_d,
+                slow_start: &self.slow_start,
             },
         );
         let Some(i) = pick else {
@@ -269,6 +270,7 @@ impl Engine {
                 ob.ewma[i].observe(now_d, latency);
             }
             ob.outlier[i].observe(&self.outlier, now_d, !cr.error);
+            ob.tally[i].record(latency);
         }
         if cr.gated
             && let Some(g) = ob.gates.get_mut(flow)

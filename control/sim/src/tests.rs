@@ -1,6 +1,7 @@
 //! Simulator behaviour: determinism, conservation, queueing theory, interference direction,
 //! blocking through the real gate, and scaling through a scaler.
 
+mod data_plane;
 mod flows;
 
 use std::{path::Path, time::Duration};

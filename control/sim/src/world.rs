@@ -1,7 +1,7 @@
 //! The simulated system's state: services, containers with their queues and telemetry windows,
 //! and one proxy per container (plus one ingress proxy per zone) holding, per downstream service,
-//! the real data-plane [`Balancer`], Peak-EWMA estimates, in-flight counts, outlier state and
-//! admission gates.
+//! the real data-plane [`Balancer`], Peak-EWMA estimates, in-flight counts, outlier state (and the
+//! latency detector's tallies), slow start and admission gates.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -11,9 +11,9 @@ use std::{
 
 use loadshift_core::{
     admission::Gate,
-    balance::{Balancer, Loads},
+    balance::{Balancer, Loads, slow_start::SlowStart},
     endpoint::Endpoint,
-    outlier::Outlier,
+    outlier::{Outlier, Tally},
     plan::ServicePlan,
     telemetry::{PeakEwma, TelemetryParams, Window},
 };
@@ -102,6 +102,11 @@ pub(super) struct Outbound {
     pub ewma: Vec<PeakEwma>,
     pub in_flight: Vec<u32>,
     pub outlier: Vec<Outlier>,
+    /// Calls since the latency detector's last round.
+    pub tally: Vec<Tally>,
+    /// When the endpoint joined this proxy's list after the list was first laid out (slow start
+    /// ramps from there, as in the proxy's `routes::build_service`); `None` for the first ones.
+    pub joined: Vec<Option<Duration>>,
     /// Per flow; empty until a plan blocks.
     pub gates: Vec<GateSlot>,
 }
@@ -114,10 +119,11 @@ pub(super) struct Proxy {
     pub out: Vec<Outbound>,
 }
 
-/// The balancer's view of live load: Peak-EWMA cost and ejection.
+/// The balancer's view of live load: Peak-EWMA cost, ejection and slow start.
 pub(super) struct LiveLoads<'a> {
     pub ob: &'a Outbound,
     pub now: Duration,
+    pub slow_start: &'a SlowStart,
 }
 
 impl Loads for LiveLoads<'_> {
@@ -129,6 +135,15 @@ impl Loads for LiveLoads<'_> {
     }
     fn in_flight(&self, i: usize) -> u32 {
         self.ob.in_flight[i]
+    }
+    /// Ramped from when it joined or its last ejection ends, whichever is later (the proxy's
+    /// `EndpointState::warmth`).
+    fn warmth(&self, i: usize) -> f64 {
+        if !self.slow_start.is_on() {
+            return 1.0;
+        }
+        let since = self.ob.joined[i].max(self.ob.outlier[i].ejected_until());
+        self.slow_start.factor(self.now, since)
     }
 }
 
@@ -413,17 +428,26 @@ impl World {
             let mut ewma = Vec::with_capacity(svc.members.len());
             let mut in_flight = Vec::with_capacity(svc.members.len());
             let mut outlier = Vec::with_capacity(svc.members.len());
+            let mut tally = Vec::with_capacity(svc.members.len());
+            let mut joined = Vec::with_capacity(svc.members.len());
+            // A list's first endpoints have nothing to be protected from; later ones join under
+            // load.
+            let joining = (!ob.layout.is_empty()).then_some(now);
             for c in &svc.members {
                 match old.get(c) {
                     Some(&i) => {
                         ewma.push(ob.ewma[i].clone());
                         in_flight.push(ob.in_flight[i]);
                         outlier.push(ob.outlier[i].clone());
+                        tally.push(ob.tally[i]);
+                        joined.push(ob.joined[i]);
                     }
                     None => {
                         ewma.push(PeakEwma::new(self.tp.default_rtt, self.tp.ewma_tau, now));
                         in_flight.push(0);
                         outlier.push(Outlier::default());
+                        tally.push(Tally::default());
+                        joined.push(joining);
                     }
                 }
             }
@@ -431,6 +455,8 @@ impl World {
             ob.ewma = ewma;
             ob.in_flight = in_flight;
             ob.outlier = outlier;
+            ob.tally = tally;
+            ob.joined = joined;
         }
         ob.bal = Balancer::new(&svc.eps, plan, &proxy.id);
         let blocks = plan.is_some_and(|pl| !pl.blocking.is_empty());
@@ -480,6 +506,8 @@ impl Outbound {
             ewma: Vec::new(),
             in_flight: Vec::new(),
             outlier: Vec::new(),
+            tally: Vec::new(),
+            joined: Vec::new(),
             gates: Vec::new(),
         }
     }

@@ -5,9 +5,10 @@
 //! - [`endpoint`]: one container as a routing target, with its `host` / `zone` / `container` labels.
 //! - [`plan`]: the plan type (weights, subsets, blocking) and its validation.
 //! - [`telemetry`]: Peak-EWMA, log-linear histograms, rotating windows, host-pressure parsing.
-//! - [`balance`]: alias tables, P2C, weighted P2C, round robin, least request, rendezvous subsets.
+//! - [`balance`]: alias tables, P2C, weighted P2C, round robin, least request, rendezvous subsets,
+//!   slow start.
 //! - [`admission`]: request blocking by error diffusion and in-flight caps.
-//! - [`outlier`]: consecutive-failure ejection with backoff.
+//! - [`outlier`]: consecutive-failure and latency-outlier ejection with backoff.
 //! - [`retry_budget`]: the retry budget for idempotent requests.
 //! - [`shift`]: Imbres Alg. 1, shared by the control-plane planner and the proxy's local mode.
 //! - `proto` (feature `proto`): conversions to and from the `loadshift.v1` wire types.

@@ -9,6 +9,25 @@ mod validate;
 
 use loadshift_core::{endpoint::Endpoint, outlier::OutlierParams, retry_budget::BudgetParams};
 
+/// Slow start for endpoints that join a service or come back from an ejection (Envoy's shape).
+/// Shared with scenarios.
+///
+/// ```yaml
+/// slow_start: { window_ms: 30000, min_weight: 0.1, aggression: 1.0 }
+/// ```
+pub use loadshift_core::balance::slow_start::SlowStart;
+/// Passive outlier ejection: consecutive failures, and the latency-outlier detector in
+/// `latency` (off by default). Shared with scenarios, so the twin reads the same section.
+///
+/// ```yaml
+/// ejection:
+///   consecutive_failures: 5
+///   base_ms: 1000
+///   max_ms: 60000
+///   latency: { enabled: true, k: 3, min_samples: 20, min_endpoints: 3, interval_ms: 10000, max_ejected_fraction: 0.3 }
+/// ```
+pub use loadshift_core::outlier::Ejection;
+
 /// Sidecar (inbound + outbound listeners around one app) or standalone (one listener).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -283,28 +302,6 @@ impl Default for Pool {
     }
 }
 
-/// Passive outlier ejection.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Ejection {
-    /// Consecutive failures (connect error, timeout, 5xx) that eject. Default 5.
-    pub consecutive_failures: u32,
-    /// First ejection. Default 1000 ms; doubles per repeated ejection.
-    pub base_ms: u64,
-    /// Longest ejection. Default 60000 ms.
-    pub max_ms: u64,
-}
-
-impl Default for Ejection {
-    fn default() -> Self {
-        Self {
-            consecutive_failures: 5,
-            base_ms: 1000,
-            max_ms: 60_000,
-        }
-    }
-}
-
 /// Retries of idempotent requests without a body after connect failures.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -394,8 +391,17 @@ pub struct ProxyConfig {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub pool: Pool,
+    /// Failure ejection (`consecutive_failures`, `base_ms`, `max_ms`) and latency-outlier
+    /// ejection (`latency`: `enabled` (false), `k` (3), `min_samples` (20), `min_endpoints` (3),
+    /// `interval_ms` (10000), `max_ejected_fraction` (0.3)); see [`Ejection`].
     #[serde(default)]
     pub ejection: Ejection,
+    /// Slow start (`window_ms` (0: off), `min_weight` (0.1), `aggression` (1.0)): an endpoint
+    /// that joins a service after the proxy built it, or comes back from an ejection, ramps from
+    /// `min_weight` of its share to all of it over the window, in every balancing mode. Default
+    /// off; see [`SlowStart`].
+    #[serde(default)]
+    pub slow_start: SlowStart,
     #[serde(default)]
     pub retries: Retries,
     #[serde(default)]
@@ -575,11 +581,7 @@ impl ProxyConfig {
     }
 
     pub fn outlier_params(&self) -> OutlierParams {
-        OutlierParams {
-            consecutive_failures: self.ejection.consecutive_failures,
-            base: Duration::from_millis(self.ejection.base_ms),
-            max: Duration::from_millis(self.ejection.max_ms),
-        }
+        self.ejection.params()
     }
 
     pub fn budget_params(&self) -> BudgetParams {

@@ -127,16 +127,12 @@ impl ProxyConfig {
         if self.pool.max_per_endpoint == 0 {
             return Err(invalid("pool.max_per_endpoint", 0, "must be > 0"));
         }
-        if self.ejection.consecutive_failures == 0 {
-            return Err(invalid("ejection.consecutive_failures", 0, "must be > 0"));
-        }
-        if self.ejection.base_ms > self.ejection.max_ms {
-            return Err(invalid(
-                "ejection.base_ms",
-                self.ejection.base_ms,
-                "must be <= ejection.max_ms",
-            ));
-        }
+        self.ejection
+            .validate()
+            .map_err(|e| invalid(format!("ejection.{}", e.field), e.value, e.reason))?;
+        self.slow_start
+            .validate()
+            .map_err(|e| invalid(format!("slow_start.{}", e.field), e.value, e.reason))?;
         let r = &self.retries;
         if !(0.0..=10.0).contains(&r.budget_ratio) {
             return Err(invalid(
@@ -262,6 +258,15 @@ mod tests {
         assert_eq!(c.workers, 1);
         assert_eq!(c.services[0].authority_list(), vec!["web"]);
         assert_eq!(c.timeouts.connect_ms, 1000);
+        assert!(!c.slow_start.is_on() && c.ejection.latency().is_none());
+        let on = ProxyConfig::parse(&format!(
+            "{MIN}slow_start: {{ window_ms: 30000 }}\nejection: {{ latency: {{ enabled: true }} }}\n"
+        ))
+        .unwrap();
+        assert_eq!(on.slow_start.window_ms, 30_000);
+        assert_eq!(on.slow_start.min_weight, 0.1);
+        assert_eq!(on.ejection.latency().map(|l| l.k), Some(3.0));
+        assert_eq!(on.ejection.consecutive_failures, 5);
     }
 
     #[test]
@@ -282,6 +287,36 @@ mod tests {
             (
                 format!("{MIN}timeouts: {{ upgraded_idle_ms: 0 }}\n"),
                 "timeouts.upgraded_idle_ms = 0: must be > 0",
+            ),
+            (
+                format!("{MIN}ejection: {{ base_ms: 2000, max_ms: 1000 }}\n"),
+                "ejection.base_ms = 2000: must be <= ejection.max_ms",
+            ),
+            (
+                format!("{MIN}ejection: {{ latency: {{ k: 0.5 }} }}\n"),
+                "ejection.latency.k = 0.5: must be finite and > 1",
+            ),
+            (
+                format!(
+                    "{MIN}ejection: {{ latency: {{ enabled: true, max_ejected_fraction: 1.5 }} }}\n"
+                ),
+                "ejection.latency.max_ejected_fraction = 1.5: must be in (0, 1]",
+            ),
+            (
+                format!("{MIN}ejection: {{ latency: {{ min_endpoints: 1 }} }}\n"),
+                "ejection.latency.min_endpoints = 1",
+            ),
+            (
+                format!("{MIN}ejection: {{ latency: {{ interval: 5 }} }}\n"),
+                "unknown field `interval`",
+            ),
+            (
+                format!("{MIN}slow_start: {{ window_ms: 30000, min_weight: 0 }}\n"),
+                "slow_start.min_weight = 0: must be in (0, 1]",
+            ),
+            (
+                format!("{MIN}slow_start: {{ aggression: 0 }}\n"),
+                "slow_start.aggression = 0: must be finite and > 0",
             ),
             (
                 format!("{MIN}otel: {{ endpoint: \"localhost:4317\" }}\n"),

@@ -174,7 +174,8 @@ fn control_client(control: SocketAddr, token: &Path) -> Value {
     json!({ "url": format!("http://{control}"), "token_file": token.display().to_string() })
 }
 
-/// Sidecar config of one container.
+/// Sidecar config of one container. The scenario's `ejection` and `slow_start` sections are the
+/// proxy config's own types and go in as they are, so the lab's proxies run what the twin's do.
 pub fn sidecar(
     s: &Scenario,
     placed: &[Placed],
@@ -192,6 +193,8 @@ pub fn sidecar(
         "priority_header": PRIORITY_HEADER,
         "services": services(s, placed),
         "control": control_client(control, token),
+        "ejection": s.ejection,
+        "slow_start": s.slow_start,
     })
 }
 
@@ -215,6 +218,8 @@ pub fn gateway(
         "priority_header": PRIORITY_HEADER,
         "services": services(s, placed),
         "control": control_client(control, token),
+        "ejection": s.ejection,
+        "slow_start": s.slow_start,
     })
 }
 

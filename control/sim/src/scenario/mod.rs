@@ -74,6 +74,14 @@ pub struct Scenario {
     pub interference: InterferenceModel,
     #[serde(default)]
     pub telemetry: TelemetrySpec,
+    /// Failure and latency-outlier ejection in every simulated proxy: the proxy config's
+    /// `ejection` section, the same type. Default: the proxy's defaults (latency detector off).
+    #[serde(default)]
+    pub ejection: loadshift_core::outlier::Ejection,
+    /// Slow start in every simulated proxy: the proxy config's `slow_start` section, the same
+    /// type. Default: the proxy's (off).
+    #[serde(default)]
+    pub slow_start: loadshift_core::balance::slow_start::SlowStart,
     /// Synthesise services, hosts and flows (added to the ones listed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generate: Option<Generate>,

@@ -296,6 +296,13 @@ pub(super) fn validate(s: &Scenario) -> R {
             "slot_ms and ewma_tau_ms must be >= 1",
         ));
     }
+    // The proxy's own checks, so a scenario is refused exactly where a proxy config would be.
+    s.ejection
+        .validate()
+        .map_err(|e| bad(format!("ejection.{}", e.field), e.value, e.reason))?;
+    s.slow_start
+        .validate()
+        .map_err(|e| bad(format!("slow_start.{}", e.field), e.value, e.reason))?;
     Ok(())
 }
 

@@ -14,8 +14,23 @@
 //! The eligible set is the plan's explicit subset, else a rendezvous subset of size `k`, else every
 //! endpoint. Ejected endpoints are skipped; when every eligible endpoint is ejected the balancer
 //! still picks one (failing open beats refusing all traffic on a correlated blip).
+//!
+//! Slow start ([`slow_start`]): an endpoint warming up has a factor `f` in (0, 1] ([`Loads::warmth`])
+//! that every mode reads, all in O(1) and without drawing a random number while `f` is 1, so a
+//! proxy without slow start picks exactly as before:
+//! - **weighted** and **weighted P2C**: a drawn candidate is kept with probability `f`, else drawn
+//!   again (rejection sampling: the draw follows `weight x f` exactly while a redraw is left; after
+//!   four redraws the first available candidate stands, so a pick stays O(1)); weighted P2C then
+//!   compares the two on their plain cost, so the factor counts once;
+//! - **P2C**: the cost compared is `cost / f` (Envoy's least request scales the same way, by
+//!   `weight / (active + 1)`): under load a warming endpoint is held near `f` times its peers'
+//!   cost, and an idle one still decays back into use;
+//! - **least request**: `(in_flight + 1) / f` is compared, so it carries about `f` times its
+//!   peers' requests in flight;
+//! - **round robin**: its turn is skipped with probability `1 - f`.
 
 pub mod alias;
+pub mod slow_start;
 pub mod subset;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,6 +52,11 @@ pub trait Loads {
     fn available(&self, i: usize) -> bool;
     /// Requests in flight to endpoint `i`, for `least-request`.
     fn in_flight(&self, i: usize) -> u32;
+    /// Slow start factor of endpoint `i` in (0, 1] ([`slow_start::SlowStart::factor`]); 1 when it
+    /// is not warming up.
+    fn warmth(&self, _i: usize) -> f64 {
+        1.0
+    }
 }
 
 /// Round-robin position. Shared by every request of the service through `&self`, hence atomic;
@@ -66,7 +86,8 @@ enum Mode {
     LeastRequest,
 }
 
-/// How many extra draws to try before giving up on skipping ejected endpoints.
+/// How many extra draws to try before giving up on skipping ejected (or, by chance, warming)
+/// endpoints.
 const REDRAWS: usize = 4;
 
 /// The selection state for one service, rebuilt on every plan or membership change.
@@ -145,9 +166,16 @@ impl Balancer {
                 let b = self.draw_available(t, rng, loads);
                 Some(better(a, b, loads))
             }
-            Mode::P2c => self.two_choices(rng, loads, |a, b| better(a, b, loads)),
+            Mode::P2c => self.two_choices(rng, loads, |a, b| {
+                if warm_cost(b, loads) < warm_cost(a, loads) {
+                    b
+                } else {
+                    a
+                }
+            }),
             Mode::LeastRequest => self.two_choices(rng, loads, |a, b| {
-                if loads.in_flight(b) < loads.in_flight(a) {
+                let busy = |i| f64::from(loads.in_flight(i)) + 1.0;
+                if busy(b) / loads.warmth(b) < busy(a) / loads.warmth(a) {
                     b
                 } else {
                     a
@@ -160,16 +188,21 @@ impl Balancer {
                 }
                 let start = cursor.0.fetch_add(1, Ordering::Relaxed);
                 let at = |off: usize| self.eligible[start.wrapping_add(off) % n];
-                Some(
-                    (0..n)
-                        .map(at)
-                        .find(|&i| loads.available(i))
-                        .unwrap_or(at(0)),
-                )
+                let mut first_available = None;
+                for i in (0..n).map(at).filter(|&i| loads.available(i)) {
+                    if keep(rng, loads.warmth(i)) {
+                        return Some(i);
+                    }
+                    first_available.get_or_insert(i);
+                }
+                Some(first_available.unwrap_or(at(0)))
             }
         }
     }
 
+    /// A draw by weight, skipping ejected endpoints and keeping a warming one with probability
+    /// its factor; after [`REDRAWS`] the first available draw, else the first available eligible
+    /// endpoint, else the first draw.
     fn draw_available<R: Rng + ?Sized, L: Loads + ?Sized>(
         &self,
         t: &AliasTable,
@@ -177,19 +210,21 @@ impl Balancer {
         loads: &L,
     ) -> usize {
         let first = t.sample(rng);
-        if loads.available(first) {
-            return first;
-        }
-        for _ in 0..REDRAWS {
-            let i = t.sample(rng);
+        let mut first_available = None;
+        let mut i = first;
+        for redraw in 0..=REDRAWS {
+            if redraw > 0 {
+                i = t.sample(rng);
+            }
             if loads.available(i) {
-                return i;
+                if keep(rng, loads.warmth(i)) {
+                    return i;
+                }
+                first_available.get_or_insert(i);
             }
         }
-        self.eligible
-            .iter()
-            .copied()
-            .find(|&i| loads.available(i))
+        first_available
+            .or_else(|| self.eligible.iter().copied().find(|&i| loads.available(i)))
             .unwrap_or(first)
     }
 
@@ -231,6 +266,17 @@ impl Balancer {
 
 fn better<L: Loads + ?Sized>(a: usize, b: usize, loads: &L) -> usize {
     if loads.cost(b) < loads.cost(a) { b } else { a }
+}
+
+/// P2C's cost with the slow start factor: `cost / f`, the plain cost when `f` is 1.
+fn warm_cost<L: Loads + ?Sized>(i: usize, loads: &L) -> f64 {
+    loads.cost(i) / loads.warmth(i)
+}
+
+/// Keeps a candidate with probability `f`; draws a number only while `f < 1`, so picks without
+/// slow start consume the random stream exactly as they did before it existed.
+fn keep<R: Rng + ?Sized>(rng: &mut R, f: f64) -> bool {
+    f >= 1.0 || rng.random::<f64>() < f
 }
 
 #[cfg(test)]
@@ -437,6 +483,142 @@ mod tests {
         let s = shares(&b, &loads, 4);
         // Two eligible endpoints: P2C always compares both and picks the cheaper.
         assert!(s[2] > 0.99, "{s:?}");
+    }
+
+    /// Loads with a slow start factor per endpoint.
+    struct Warming {
+        cost: Vec<f64>,
+        in_flight: Vec<u32>,
+        warmth: Vec<f64>,
+    }
+    impl Loads for Warming {
+        fn cost(&self, i: usize) -> f64 {
+            self.cost[i]
+        }
+        fn available(&self, _: usize) -> bool {
+            true
+        }
+        fn in_flight(&self, i: usize) -> u32 {
+            self.in_flight[i]
+        }
+        fn warmth(&self, i: usize) -> f64 {
+            self.warmth[i]
+        }
+    }
+
+    fn warm_shares(b: &Balancer, loads: &Warming) -> Vec<f64> {
+        let n = loads.cost.len();
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut c = vec![0u32; n];
+        let draws = 100_000;
+        for _ in 0..draws {
+            c[b.pick(&mut rng, loads).unwrap()] += 1;
+        }
+        c.iter().map(|&x| f64::from(x) / f64::from(draws)).collect()
+    }
+
+    /// `n` equal endpoints with two requests in flight each, the last at factor 0.1.
+    fn one_warming(n: usize) -> Warming {
+        let mut warmth = vec![1.0; n];
+        warmth[n - 1] = 0.1;
+        Warming {
+            cost: vec![1.0; n],
+            in_flight: vec![2; n],
+            warmth,
+        }
+    }
+
+    #[test]
+    fn slow_start_in_weighted_modes_scales_the_weight() {
+        let e = eps(4);
+        let even = ServicePlan {
+            host_weights: BTreeMap::from([("h0".into(), 1.0), ("h1".into(), 1.0)]),
+            ..Default::default()
+        };
+        let b = Balancer::new(&e, Some(&even), "me");
+        let s = warm_shares(&b, &one_warming(4));
+        // weight x f: 0.1 / 3.1 of the draws, a little more from the bounded redraws.
+        assert!((s[3] - 0.1 / 3.1).abs() < 0.005, "{s:?}");
+        assert!((s[0] - 1.0 / 3.1).abs() < 0.01, "{s:?}");
+
+        let p2c = ServicePlan {
+            weighted_p2c: true,
+            ..even
+        };
+        let b = Balancer::new(&e, Some(&p2c), "me");
+        let s = warm_shares(&b, &one_warming(4));
+        // Both candidates drawn by weight x f, then compared on equal costs (the first wins a
+        // tie): about 2 x 0.032 x 1/2 of the picks, against 1/4 without slow start.
+        assert!(s[3] < 0.05, "{s:?}");
+        assert!(s[3] > 0.01, "still gets some traffic: {s:?}");
+    }
+
+    #[test]
+    fn slow_start_in_p2c_scales_the_cost() {
+        let e = eps(2);
+        let b = Balancer::new(&e, None, "me");
+        // Two endpoints: P2C always compares both; the warming one's cost counts ten times.
+        let mut loads = Warming {
+            cost: vec![1.0, 1.0],
+            in_flight: vec![0, 0],
+            warmth: vec![1.0, 0.1],
+        };
+        let s = warm_shares(&b, &loads);
+        assert!(s[1] < 0.01, "{s:?}");
+        // It wins again once its cost is below a tenth of its peer's (say, its estimate decayed
+        // while it was avoided).
+        loads.cost = vec![1.0, 0.05];
+        let s = warm_shares(&b, &loads);
+        assert!(s[1] > 0.99, "{s:?}");
+        // Factor 1: plain P2C.
+        loads.warmth = vec![1.0, 1.0];
+        loads.cost = vec![1.0, 2.0];
+        assert!(warm_shares(&b, &loads)[0] > 0.99);
+    }
+
+    #[test]
+    fn slow_start_in_least_request_scales_in_flight() {
+        let e = eps(3);
+        let b = Balancer::new(&e, Some(&with(Algorithm::LeastRequest)), "me");
+        let s = warm_shares(&b, &one_warming(3));
+        // Equal in flight: the warming endpoint loses every pair it is in.
+        assert!(s[2] < 0.01, "{s:?}");
+        // Its peers at 20 in flight and it at 1: (1 + 1) / 0.1 = 20 < 21, it wins its pairs.
+        let mut loads = one_warming(3);
+        loads.in_flight = vec![20, 20, 1];
+        let s = warm_shares(&b, &loads);
+        assert!((s[2] - 2.0 / 3.0).abs() < 0.02, "{s:?}");
+    }
+
+    #[test]
+    fn slow_start_in_round_robin_skips_the_turn() {
+        let e = eps(4);
+        let b = Balancer::new(&e, Some(&with(Algorithm::RoundRobin)), "me");
+        let s = warm_shares(&b, &one_warming(4));
+        // Its turn is kept one time in ten and otherwise goes to the next endpoint.
+        assert!((s[3] - 0.025).abs() < 0.005, "{s:?}");
+        assert!((s[0] - (0.25 + 0.225)).abs() < 0.01, "{s:?}");
+    }
+
+    #[test]
+    fn round_robin_without_warming_draws_no_random_number() {
+        // A factor of 1 never consumes the random stream, so a proxy without slow start, and the
+        // twin's seeded runs, pick exactly as before slow start existed.
+        let e = eps(3);
+        let b = Balancer::new(&e, Some(&with(Algorithm::RoundRobin)), "me");
+        let mut rng = SmallRng::seed_from_u64(5);
+        let loads = Warming {
+            cost: vec![1.0; 3],
+            in_flight: vec![0; 3],
+            warmth: vec![1.0; 3],
+        };
+        for _ in 0..10 {
+            b.pick(&mut rng, &loads);
+        }
+        assert_eq!(
+            rng.random::<u64>(),
+            SmallRng::seed_from_u64(5).random::<u64>()
+        );
     }
 
     #[test]
