@@ -23,9 +23,12 @@ use opentelemetry_proto::tonic::{
     trace::v1::{Span, span::SpanKind, status::StatusCode},
 };
 
-/// What the receiver got: (resource attributes, span) pairs.
+/// One exported span with its resource's attributes.
+type Exported = (Vec<(String, String)>, Span);
+
+/// What the receiver got.
 #[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<(Vec<(String, String)>, Span)>>>);
+struct Received(Arc<Mutex<Vec<Exported>>>);
 
 #[tonic::async_trait]
 impl TraceService for Received {
@@ -82,7 +85,7 @@ fn attr(s: &Span, key: &str) -> Option<Value> {
         .and_then(|kv| kv.value.clone()?.value)
 }
 
-async fn wait_spans(got: &Received, n: usize) -> Vec<(Vec<(String, String)>, Span)> {
+async fn wait_spans(got: &Received, n: usize) -> Vec<Exported> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let spans = got.0.lock().unwrap().clone();

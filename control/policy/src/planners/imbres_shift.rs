@@ -365,6 +365,12 @@ impl CallerSide {
         weighted_p2c: bool,
     ) -> BTreeMap<ProxyId, BTreeMap<String, ServicePlan>> {
         self.net.update(snap);
+        // Recovery's anchor is the proportional share, which a zone's callers should not return
+        // to across a costly link: the caller side steps by Alg. 1's line 9 only.
+        let caller_params = ShiftParams {
+            recovery: 0.0,
+            ..params
+        };
         let mut live = BTreeSet::new();
         let mut out: BTreeMap<ProxyId, BTreeMap<String, ServicePlan>> = BTreeMap::new();
         for (name, svc) in &snap.services {
@@ -375,7 +381,7 @@ impl CallerSide {
                 let sh = self
                     .shifters
                     .entry(key.clone())
-                    .or_insert_with(|| Shifter::new(params));
+                    .or_insert_with(|| Shifter::new(caller_params));
                 sh.step(&samples);
                 let shares = sh.shares();
                 if shares.is_empty() {

@@ -161,13 +161,18 @@ fn every_shipped_scenario_loads() {
     assert_eq!(
         names,
         [
+            "equal",
+            "flash-crowd",
             "hotel",
             "hotel-diurnal",
             "imbalance",
             "imbalance-cold",
             "large",
             "mesh-two-services",
-            "multicloud"
+            "moving-interference",
+            "multicloud",
+            "skew",
+            "zone-link"
         ]
     );
 }

@@ -257,16 +257,24 @@ fn params_validate_names_the_field() {
     .unwrap_err();
     assert!(e.to_string().contains("max_step"), "{e}");
     assert!(ShiftParams::default().validate().is_ok());
-    // The default departs from the paper in eta and in publishing through a deadband only.
+    // The default departs from the paper in eta, the deadband and recovery only.
     assert_eq!(ShiftParams::paper().eta, 0.2);
     assert_eq!(
         ShiftParams {
             eta: 0.2,
             deadband: 0.0,
+            recovery: 0.0,
             ..Default::default()
         },
         ShiftParams::paper()
     );
+    let e = ShiftParams {
+        recovery: -1.0,
+        ..Default::default()
+    }
+    .validate()
+    .unwrap_err();
+    assert!(e.to_string().contains("recovery"), "{e}");
     let e = ShiftParams {
         deadband: 0.5,
         ..Default::default()
@@ -306,4 +314,53 @@ proptest! {
             }
         }
     }
+}
+
+/// A host that recovers (faster than the mean two steps running, under its proportional share)
+/// closes `min(1, recovery * dl)` of the gap per step; one fast window alone moves it only by
+/// line 9; the paper's variant only ever by line 9.
+#[test]
+fn a_recovered_host_regains_its_share_within_a_few_steps() {
+    let hosts = |a: f64, b: f64, c: f64| -> BTreeMap<String, HostSample> {
+        [("a", a), ("b", b), ("c", c)]
+            .into_iter()
+            .map(|(h, l)| {
+                (
+                    h.to_string(),
+                    HostSample {
+                        latency_ms: l,
+                        samples: 100,
+                        containers: 1,
+                    },
+                )
+            })
+            .collect()
+    };
+    let run = |p: ShiftParams| {
+        let mut sh = Shifter::new(p);
+        sh.step(&hosts(10.0, 10.0, 10.0));
+        // `a` noisy: pushed to its floor.
+        for _ in 0..12 {
+            sh.step(&hosts(40.0, 10.0, 10.0));
+        }
+        let low = sh.shares()["a"];
+        // The interference moves to `c`: count steps until `a` is within 10 % of 1/3.
+        let steps = (1..=30)
+            .find(|_| {
+                sh.step(&hosts(10.0, 10.0, 40.0));
+                sh.shares()["a"] >= 0.3
+            })
+            .unwrap_or(99);
+        (low, steps)
+    };
+    let (low, with) = run(ShiftParams::default());
+    assert!(low < 0.05, "{low}");
+    let (_, without) = run(ShiftParams {
+        recovery: 0.0,
+        ..Default::default()
+    });
+    let (_, paper) = run(ShiftParams::paper());
+    assert!(with <= 3, "recovery: {with} steps");
+    assert!(without > with + 2, "line 9 alone: {without} steps");
+    assert!(paper >= without, "the paper's eta: {paper} steps");
 }
