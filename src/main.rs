@@ -12,7 +12,7 @@ mod cmd;
 mod signal;
 mod tools;
 
-use cmd::{control, ctl, proxy, sim, token};
+use cmd::{control, ctl, identity, proxy, sim, token};
 use tools::{app, bench, lab, load};
 
 /// jemalloc, whose background thread returns freed memory to the system: after a connection
@@ -45,6 +45,8 @@ enum Cli {
     Sim(sim::SimArgs),
     /// Bearer tokens for the control plane (`token create`).
     Token(token::TokenArgs),
+    /// A file-based CA and workload certificates for mTLS (`identity ca`, `identity issue`).
+    Identity(identity::IdentityArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Cli::Ctl(args) => ctl::main(args),
         Cli::Sim(args) => sim::main(args),
         Cli::Token(args) => token::main(args),
+        Cli::Identity(args) => identity::main(args),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The admin thread: `/metrics`, `/live`, `/ready`, `/plan`, `/stats` on the admin listener, and
 //! the background tasks (host pressure sampling, plan file reload, local shifting, latency-outlier
-//! ejection, the control plane client).
+//! ejection, the control plane client, certificate reloads).
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
@@ -23,6 +23,7 @@ pub fn run(
     shared: Arc<Shared>,
     listener: std::net::TcpListener,
     prom: PrometheusHandle,
+    certificates: crate::tls::Pairs,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -38,6 +39,7 @@ pub fn run(
     rt.block_on(async move {
         tokio::spawn(sample_host(shared.clone()));
         tokio::spawn(crate::metrics::upkeep(prom.clone()));
+        tokio::spawn(certificates.watch(crate::tls::provider()));
         if let (Some(cfg), Some(queue)) =
             (shared.config.otel.clone(), shared.otel_queue.lock().take())
         {

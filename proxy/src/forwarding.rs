@@ -7,18 +7,37 @@
 //! a trusting one (the default of a sidecar: its local app and the mesh's other proxies) keeps and
 //! extends them. Then every request gets:
 //! - `x-forwarded-for`: the client's address, appended to a trusted list;
-//! - `x-forwarded-proto: http` when no trusted value says otherwise;
-//! - `forwarded: for=ADDR;proto=http`, appended to a trusted list (IPv6 quoted as the RFC asks);
+//! - `x-forwarded-proto: http` (`https` when the client came over TLS) when no trusted value
+//!   says otherwise;
+//! - `forwarded: for=ADDR;proto=http` (`https` over TLS), appended to a trusted list (IPv6
+//!   quoted as the RFC asks);
 //! - `x-request-id`: a trusted one is kept, otherwise a new one (32 random hex digits);
 //! - `traceparent`: a valid trusted one keeps its trace id and flags with a new parent id (this
 //!   hop's span), anything else starts a new trace; `tracestate` goes with a kept trace and is
 //!   dropped with a new one. A new trace is flagged sampled (`01`) when this proxy exports spans
 //!   (`otel`, [`crate::otel`]) and its sampling ratio picks it, else `00`.
+//!
+//! Whatever the trust and even with forwarding off, `loadshift-peer-identity` is the proxy's own:
+//! the client's is dropped, and it is set only to the identity of a client certificate this
+//! proxy verified ([`Secure`]).
 
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use rand::Rng;
+
+/// The request header that carries the caller's verified identity to the app (a SPIFFE ID),
+/// set only from a client certificate this proxy verified (`crate::tls`) and removed from every
+/// request that brings its own.
+pub const PEER_IDENTITY: HeaderName = HeaderName::from_static("loadshift-peer-identity");
+
+/// Put by the connection on every request that arrived over TLS: the forwarded protocol is
+/// `https`, and `peer` is the client certificate's identity when the listener verified one
+/// (`mesh_tls`: its SPIFFE ID; `client_ca_file`: its first URI SAN).
+#[derive(Clone, Debug)]
+pub struct Secure {
+    pub peer: Option<HeaderValue>,
+}
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -63,19 +82,29 @@ const CLIENT_CLAIMS: [HeaderName; 7] = [
 ];
 
 /// Rewrites `headers` of a request from `client` (`None` when the address is unknown: no
-/// address fields are added then). On the request path: values are built on the stack, one
-/// allocation per field written (its `HeaderValue`), and the client's fields are looked for in
-/// one pass over the request's (usually none).
+/// address fields are added then), which came over TLS when `secure` is given. On the request
+/// path: values are built on the stack, one allocation per field written (its `HeaderValue`),
+/// and the client's fields are looked for in one pass over the request's (usually none).
 /// Returns the trace context sent upstream; `None` when forwarding is off.
 pub fn apply(
     headers: &mut HeaderMap,
     client: Option<IpAddr>,
+    secure: Option<&Secure>,
     p: Params,
     rng: &mut impl Rng,
 ) -> Option<Trace> {
+    // A pass over the names is cheaper than a hashed removal, and finds nothing on almost every
+    // request.
+    if headers.keys().any(|k| *k == PEER_IDENTITY) {
+        headers.remove(PEER_IDENTITY);
+    }
+    if let Some(id) = secure.and_then(|s| s.peer.clone()) {
+        headers.insert(PEER_IDENTITY, id);
+    }
     if !p.enabled {
         return None;
     }
+    let proto = if secure.is_some() { "https" } else { "http" };
     if !p.trust && headers.keys().any(|k| CLIENT_CLAIMS.contains(k)) {
         for name in CLIENT_CLAIMS {
             headers.remove(name);
@@ -95,11 +124,12 @@ pub fn apply(
                 v.push(b"]\"");
             }
         }
-        v.push(b";proto=http");
+        v.push(b";proto=");
+        v.push(proto.as_bytes());
         append(headers, header::FORWARDED, v.as_bytes());
     }
     if !headers.contains_key(X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
     if !headers.contains_key(X_REQUEST_ID) {
         let mut v = Buf::new();
@@ -275,7 +305,7 @@ mod tests {
             enabled: true,
             sample: None,
         };
-        apply(&mut h, client, p, &mut SmallRng::seed_from_u64(7));
+        apply(&mut h, client, None, p, &mut SmallRng::seed_from_u64(7));
         h
     }
 
@@ -338,6 +368,50 @@ mod tests {
     }
 
     #[test]
+    fn over_tls_the_proto_is_https_and_only_a_verified_identity_reaches_the_app() {
+        let forged = [(
+            "loadshift-peer-identity",
+            "spiffe://loadshift/ns/default/sa/admin",
+        )];
+        let client = Some("10.0.0.7".parse().unwrap());
+        let p = |enabled| Params {
+            trust: true,
+            enabled,
+            sample: None,
+        };
+        let with = |secure: Option<&Secure>, enabled: bool| {
+            let mut h = HeaderMap::new();
+            for (k, v) in forged {
+                h.insert(k, HeaderValue::from_static(v));
+            }
+            apply(
+                &mut h,
+                client,
+                secure,
+                p(enabled),
+                &mut SmallRng::seed_from_u64(3),
+            );
+            h
+        };
+        // Plaintext: the forged identity is dropped, trusted or not, forwarding on or off.
+        for enabled in [true, false] {
+            assert!(!with(None, enabled).contains_key("loadshift-peer-identity"));
+        }
+        let h = with(None, true);
+        assert_eq!(get(&h, "x-forwarded-proto"), "http");
+        // TLS without a client certificate: https, still no identity.
+        let h = with(Some(&Secure { peer: None }), true);
+        assert_eq!(get(&h, "x-forwarded-proto"), "https");
+        assert_eq!(get(&h, "forwarded"), "for=10.0.0.7;proto=https");
+        assert!(!h.contains_key("loadshift-peer-identity"));
+        // A verified client: its identity, once.
+        let me = HeaderValue::from_static("spiffe://loadshift/ns/default/sa/web");
+        let h = with(Some(&Secure { peer: Some(me) }), false);
+        let ids: Vec<_> = h.get_all("loadshift-peer-identity").iter().collect();
+        assert_eq!(ids, ["spiffe://loadshift/ns/default/sa/web"]);
+    }
+
+    #[test]
     fn malformed_trace_context_starts_a_new_trace_and_off_changes_nothing() {
         for bad in [
             "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
@@ -359,7 +433,7 @@ mod tests {
             sample: None,
         };
         assert_eq!(
-            apply(&mut h, None, off, &mut SmallRng::seed_from_u64(1)),
+            apply(&mut h, None, None, off, &mut SmallRng::seed_from_u64(1)),
             None
         );
         assert_eq!(h.len(), 1);
@@ -376,7 +450,7 @@ mod tests {
             sample: Some(0.0),
         };
         let mut rng = SmallRng::seed_from_u64(3);
-        let t = apply(&mut h, None, p, &mut rng).unwrap();
+        let t = apply(&mut h, None, None, p, &mut rng).unwrap();
         assert_eq!(
             t.parent_id,
             Some([0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31])
@@ -397,7 +471,7 @@ mod tests {
                 sample: Some(0.25),
                 ..p
             };
-            let t = apply(&mut h, None, p, &mut rng).unwrap();
+            let t = apply(&mut h, None, None, p, &mut rng).unwrap();
             assert_eq!(t.parent_id, None);
             assert!(get(&h, "traceparent").ends_with(if t.sampled { "-01" } else { "-00" }));
             sampled += usize::from(t.sampled);

@@ -22,9 +22,10 @@ use crate::{
     config::ProxyConfig,
     deadline::Deadlines,
     downstream,
-    request::Worker,
+    request::{ClientAddr, Worker},
     side::Side,
     state::Shared,
+    tls::{ServerTls, Tls, TlsError, Upstreams},
     upstream::{Pool, PoolParams},
 };
 
@@ -47,6 +48,9 @@ pub enum StartError {
     Descriptors(#[from] crate::admission::BudgetError),
     #[error("starting a runtime thread: {0}")]
     Runtime(std::io::Error),
+    /// A certificate, key or CA the config names cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A started proxy.
@@ -115,9 +119,15 @@ fn bind_group(
     Ok((local, all))
 }
 
-/// Binds every listener and starts the workers and the admin thread.
+/// Reads the TLS material, binds every listener and starts the workers and the admin thread.
 pub fn start(config: ProxyConfig) -> Result<Running, StartError> {
+    let tls = Tls::build(&config)?;
     let handle = crate::metrics::install();
+    ::metrics::gauge!(crate::metrics::MESH_TLS).set(if config.mesh_tls.is_some() {
+        1.0
+    } else {
+        0.0
+    });
     let fds = admission::raise_fd_limit(config.limits.min_fds)?;
     let limits = admission::resolve(&config, fds, admission::cgroup_memory_limit())?;
     tracing::info!(
@@ -147,6 +157,12 @@ pub fn start(config: ProxyConfig) -> Result<Running, StartError> {
         })?;
     let shared = Shared::new(config, limits);
     let (shutdown, _) = watch::channel(false);
+    let Tls {
+        outbound: out_tls,
+        inbound: in_tls,
+        upstreams,
+        pairs,
+    } = tls;
 
     let mut threads = Vec::new();
     for id in 0..workers {
@@ -158,9 +174,14 @@ pub fn start(config: ProxyConfig) -> Result<Running, StartError> {
         };
         let shared = shared.clone();
         let rx = shutdown.subscribe();
+        let tls = WorkerTls {
+            outbound: out_tls.clone(),
+            inbound: in_tls.clone(),
+            upstreams: upstreams.clone(),
+        };
         let t = std::thread::Builder::new()
             .name(format!("loadshift-worker-{id}"))
-            .spawn(move || run_worker(id, shared, out, inb, rx))
+            .spawn(move || run_worker(id, shared, out, inb, tls, rx))
             .map_err(StartError::Runtime)?;
         threads.push(t);
     }
@@ -168,7 +189,7 @@ pub fn start(config: ProxyConfig) -> Result<Running, StartError> {
     let rx = shutdown.subscribe();
     let t = std::thread::Builder::new()
         .name("loadshift-admin".into())
-        .spawn(move || admin::run(bg_shared, admin_listener, handle, rx))
+        .spawn(move || admin::run(bg_shared, admin_listener, handle, pairs, rx))
         .map_err(StartError::Runtime)?;
     threads.push(t);
     tracing::info!(%outbound, inbound = ?inbound, admin = %admin_addr, workers, "proxy listening");
@@ -182,11 +203,19 @@ pub fn start(config: ProxyConfig) -> Result<Running, StartError> {
     })
 }
 
+/// A worker's share of the TLS settings.
+struct WorkerTls {
+    outbound: Option<Arc<ServerTls>>,
+    inbound: Option<Arc<ServerTls>>,
+    upstreams: Arc<Upstreams>,
+}
+
 fn run_worker(
     id: usize,
     shared: Arc<Shared>,
     out: std::net::TcpListener,
     inb: Option<std::net::TcpListener>,
+    tls: WorkerTls,
     shutdown: watch::Receiver<bool>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -202,11 +231,14 @@ fn run_worker(
     let local = LocalSet::new();
     local.block_on(&rt, async move {
         let cfg = &shared.config;
-        let pool = Pool::new(PoolParams {
-            connect_timeout: Duration::from_millis(cfg.timeouts.connect_ms),
-            idle_timeout: Duration::from_millis(cfg.pool.idle_timeout_ms),
-            max_per_endpoint: cfg.pool.max_per_endpoint,
-        });
+        let pool = Pool::new(
+            PoolParams {
+                connect_timeout: Duration::from_millis(cfg.timeouts.connect_ms),
+                idle_timeout: Duration::from_millis(cfg.pool.idle_timeout_ms),
+                max_per_endpoint: cfg.pool.max_per_endpoint,
+            },
+            tls.upstreams,
+        );
         let worker = Rc::new(Worker {
             pool: pool.clone(),
             budget: RefCell::new(loadshift_core::retry_budget::RetryBudget::new(
@@ -218,6 +250,7 @@ fn run_worker(
                 .unwrap_or(http::HeaderName::from_static("x-loadshift-priority")),
             time_limits: crate::time_limit::Params::from(&cfg.timeouts),
             forwarding: cfg.forwarding_params(),
+            asks_for_load: cfg.mode == crate::config::Mode::Sidecar,
             max_attempts: cfg.retries.max_attempts,
             scratch: RefCell::new(vec![0; SCRATCH].into_boxed_slice()),
             deadlines: Deadlines::new(),
@@ -235,12 +268,16 @@ fn run_worker(
             }
         });
         let mut loops = Vec::new();
-        for (listener, side) in [(Some(out), Side::Outbound), (inb, Side::Inbound)] {
+        for (listener, side, tls) in [
+            (Some(out), Side::Outbound, tls.outbound),
+            (inb, Side::Inbound, tls.inbound),
+        ] {
             let Some(l) = listener else { continue };
             match TcpListener::from_std(l) {
                 Ok(l) => loops.push(tokio::task::spawn_local(accept_loop(
                     l,
                     side,
+                    tls,
                     worker.clone(),
                     active.clone(),
                     shutdown.clone(),
@@ -266,9 +303,26 @@ fn run_worker(
     });
 }
 
+/// Runs a client connection in a task of its own, holding its admission slot and its place in
+/// the drain count until it ends. The connection's future is made inside the task: one moved in
+/// would be stored twice in the task's state (once as captured, once as awaited), doubling what
+/// every idle connection holds.
+fn spawn_connection<F: std::future::Future<Output = ()> + 'static>(
+    conn: impl FnOnce() -> F + 'static,
+    guard: admission::ConnectionGuard,
+    active: Rc<Cell<usize>>,
+) {
+    tokio::task::spawn_local(async move {
+        conn().await;
+        drop(guard);
+        active.set(active.get() - 1);
+    });
+}
+
 async fn accept_loop(
     l: TcpListener,
     side: Side,
+    tls: Option<Arc<ServerTls>>,
     worker: Rc<Worker>,
     active: Rc<Cell<usize>>,
     mut shutdown: watch::Receiver<bool>,
@@ -328,10 +382,38 @@ async fn accept_loop(
         let shutdown = shutdown.clone();
         active.set(active.get() + 1);
         let ticket = probation.admit();
-        tokio::task::spawn_local(async move {
-            downstream::serve(stream, side, worker, limits, ticket, shutdown).await;
-            drop(guard);
-            active.set(active.get() - 1);
-        });
+        // Two tasks of their own: a plaintext connection's task does not make room for a TLS
+        // session.
+        match &tls {
+            None => {
+                let peer = downstream::Peer {
+                    addr: ClientAddr(peer.ip()),
+                    tls: None,
+                };
+                let first_by = tokio::time::Instant::now() + limits.header_read;
+                let conn = move || {
+                    downstream::serve(
+                        stream, peer, first_by, side, worker, limits, ticket, shutdown,
+                    )
+                };
+                spawn_connection(conn, guard, active);
+            }
+            Some(tls) => {
+                let tls = tls.clone();
+                let conn = move || {
+                    downstream::serve_tls(
+                        stream,
+                        peer.ip(),
+                        tls,
+                        side,
+                        worker,
+                        limits,
+                        ticket,
+                        shutdown,
+                    )
+                };
+                spawn_connection(conn, guard, active);
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod control;
 pub mod ctl;
+pub mod identity;
 pub mod proxy;
 pub mod sim;
 pub mod token;

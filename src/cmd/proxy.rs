@@ -30,6 +30,11 @@ pub fn main(args: ProxyArgs) -> ExitCode {
         }
     };
     if args.check {
+        // The certificates and keys, as the running proxy would read them.
+        if let Err(e) = loadshift_proxy::tls::Tls::build(&config) {
+            eprintln!("loadshift proxy: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
         // The plan file too: the running proxy would refuse a bad one and keep none.
         return match loadshift_proxy::plan_file::check(&config) {
             Ok(None) => {
@@ -51,6 +56,11 @@ pub fn main(args: ProxyArgs) -> ExitCode {
     }
     let running = match loadshift_proxy::start(config) {
         Ok(r) => r,
+        // TLS material that cannot be used is a configuration error, named by its field.
+        Err(e @ loadshift_proxy::StartError::Tls(_)) => {
+            eprintln!("loadshift proxy: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
         // A listener address that cannot be bound is a configuration the host cannot run.
         // So is a descriptor limit below the floor or below what the connection caps need.
         Err(

@@ -5,7 +5,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
+mod tls;
 mod validate;
+
+pub use tls::{Alpn, ListenerTls, MeshTls, SniCert, UpstreamTls, is_dns_name};
 
 use loadshift_core::{endpoint::Endpoint, outlier::OutlierParams, retry_budget::BudgetParams};
 
@@ -93,6 +96,9 @@ fn local() -> String {
 pub struct Listener {
     /// Address to bind; port 0 picks a free one (see `admin /stats` for the bound address).
     pub listen: SocketAddr,
+    /// TLS termination (the outbound listener only; see [`ListenerTls`]). Default: plaintext.
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
 }
 
 /// The sidecar's inbound side: a listener in front of the local app.
@@ -149,6 +155,10 @@ pub struct ServiceConfig {
     /// Static endpoints (the control plane may add discovery results).
     #[serde(default)]
     pub endpoints: Vec<EndpointConfig>,
+    /// TLS to the endpoints ([`UpstreamTls`]); in a sidecar it replaces `mesh_tls` for this
+    /// service. Default: `mesh_tls` in a sidecar that has it, else plaintext.
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
 }
 
 /// Timeouts in milliseconds. Each says when it starts and ends; `docs/security.md` ("Timeouts")
@@ -156,7 +166,8 @@ pub struct ServiceConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
-    /// From the start of a TCP connect to an endpoint to the connection being established; also
+    /// From the start of a TCP connect to an endpoint to the connection being established (an
+    /// endpoint reached over TLS gets as long again for the handshake); also
     /// the longest wait for a free connection when an endpoint has `pool.max_per_endpoint` busy
     /// ones (then 503 `pool-exhausted`). A connect that fails or times out is retried on
     /// another endpoint within the retry budget, else 502 / 504. Default 1000 ms.
@@ -415,6 +426,10 @@ pub struct ProxyConfig {
     /// OpenTelemetry span export (OTLP over gRPC). Default: off.
     #[serde(default)]
     pub otel: Option<Otel>,
+    /// Sidecar only: mTLS between sidecars with SPIFFE identities ([`MeshTls`]). Default: off,
+    /// plaintext between sidecars (shown in `/stats` and `loadshift_proxy_mesh_tls`).
+    #[serde(default)]
+    pub mesh_tls: Option<MeshTls>,
 }
 
 /// OpenTelemetry: one span per proxied request, exported over OTLP/gRPC in batches
@@ -504,6 +519,7 @@ impl Default for Forwarding {
 fn default_admin() -> Listener {
     Listener {
         listen: SocketAddr::from(([127, 0, 0, 1], 9990)),
+        tls: None,
     }
 }
 

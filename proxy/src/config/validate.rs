@@ -42,6 +42,7 @@ impl ProxyConfig {
         if let Some(o) = &self.otel {
             o.validate(self.forwarding.enabled)?;
         }
+        self.validate_tls()?;
         let mut names = HashSet::new();
         let mut authorities = HashSet::new();
         for (i, s) in self.services.iter().enumerate() {

@@ -2,7 +2,8 @@
 //! response out, repeat while keep-alive holds. Between requests the connection owns no buffer.
 //! A `101` to a WebSocket upgrade turns the connection into a tunnel ([`super::tunnel`]); on
 //! HTTP/2, a stream's extended CONNECT for WebSocket turns that stream into one
-//! ([`super::connect`]).
+//! ([`super::connect`]). A TLS connection comes here once its handshake is done
+//! ([`super::tls`]); everything is generic over the stream ([`ClientIo`]).
 
 use std::{
     cell::{Cell, RefCell},
@@ -25,18 +26,14 @@ use http_body_util::BodyExt;
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf},
-    net::{
-        TcpStream,
-        tcp::{ReadHalf, WriteHalf},
-    },
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
     sync::{Notify, mpsc, watch},
     time::Instant,
 };
 
 use super::{
     connect::{self, Connect},
-    io::{Rewind, error_response},
+    io::{ClientIo, Rewind, error_response},
     probation::Ticket,
     tunnel,
 };
@@ -44,6 +41,7 @@ use crate::{
     admission::{Admission, ClientTimeout, ConnectionGuard},
     deadline::Timer,
     error::ProxyError,
+    forwarding::Secure,
     h1::{
         chunked::{self, Decoder, Step},
         framing::{Framing, push_field},
@@ -87,11 +85,37 @@ pub struct Limits {
     pub upgraded_idle: Duration,
 }
 
+/// Who is at the other end of a client connection, learnt once per connection and put on each
+/// of its requests.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub addr: ClientAddr,
+    /// Over TLS: `https`, and the client certificate's identity if one was verified.
+    pub tls: Option<Secure>,
+}
+
+impl Peer {
+    /// `req` with this peer's marks. By value, so a caller can build the request inside the
+    /// call: a request kept in a local would take room of its own in the caller's future.
+    fn mark<B>(&self, mut req: Request<B>) -> Request<B> {
+        req.extensions_mut().insert(self.addr);
+        if let Some(s) = &self.tls {
+            req.extensions_mut().insert(s.clone());
+        }
+        req
+    }
+}
+
 /// Serves one accepted connection until it closes, fails, or the worker drains.
 /// Until its first request the connection is on probation (`ticket`): at a full listener it
-/// may be evicted to make room.
-pub async fn serve(
-    mut stream: TcpStream,
+/// may be evicted to make room. Its first request head (HTTP/2: its first stream) is due by
+/// `first_by`, the accept plus `header_read` (a TLS handshake spends from the same limit).
+// The connection's parts, each used on its own; a struct would only be taken apart again.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve<S: ClientIo>(
+    mut stream: S,
+    peer: Peer,
+    first_by: Instant,
     side: Side,
     w: Rc<Worker>,
     limits: Limits,
@@ -100,7 +124,6 @@ pub async fn serve(
 ) {
     let mut carry = BytesMut::new();
     let mut timer = w.deadlines.timer();
-    let first_by = Instant::now() + limits.header_read;
     // The first bytes say which protocol: the HTTP/2 preface, or anything else as HTTP/1.1.
     loop {
         let n = carry.len().min(PREFACE.len());
@@ -114,7 +137,10 @@ pub async fn serve(
             };
             // Boxed: an idle HTTP/1.1 connection should not carry an HTTP/2 one's state.
             drop(timer);
-            return Box::pin(serve_h2(io, side, w, limits, first_by, ticket, shutdown)).await;
+            return Box::pin(serve_h2(
+                io, peer, side, w, limits, first_by, ticket, shutdown,
+            ))
+            .await;
         }
         // The preface (or the first head), however slowly its bytes trickle in, must be complete
         // within the head-read limit of the accept.
@@ -138,7 +164,10 @@ pub async fn serve(
         by: first_by,
         ticket,
     };
-    serve_h1(stream, carry, &mut timer, side, w, limits, first, shutdown).await;
+    serve_h1(
+        stream, carry, &peer, &mut timer, side, w, limits, first, shutdown,
+    )
+    .await;
 }
 
 /// The open streams of one HTTP/2 connection: since when it has had none, and which of them
@@ -313,8 +342,9 @@ impl Body for Tracked {
 /// no data of for `limits.send_progress` (a zero window) closes the connection.
 // The connection's parts, each used on its own; a struct would only be taken apart again.
 #[allow(clippy::too_many_arguments)]
-async fn serve_h2(
-    io: Rewind,
+async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin + 'static>(
+    io: Rewind<S>,
+    peer: Peer,
     side: Side,
     w: Rc<Worker>,
     limits: Limits,
@@ -334,19 +364,17 @@ async fn serve_h2(
     });
     let counted = streams.clone();
     let admission = w.shared.admission.clone();
-    let client = io.inner.peer_addr().ok().map(|a| ClientAddr(a.ip()));
+    let client = Some(peer.addr);
     // The connection's limits go through the worker's deadline table, so a storm of them
     // expiring together is woken in batches.
     let mut timer = w.deadlines.timer();
     let svc = service_fn(move |req: Request<Incoming>| {
+        let req = peer.mark(req);
         let w = w.clone();
         let stream = StreamGuard::open(&counted);
         let streams = counted.clone();
         async move {
-            let mut req = req.map(|b| ReqBody::hyper(b, limits.body_progress));
-            if let Some(c) = client {
-                req.extensions_mut().insert(c);
-            }
+            let req = req.map(|b| ReqBody::hyper(b, limits.body_progress));
             let mut resp = match Connect::of(&req) {
                 Some(Connect::WebSocket) => {
                     websocket(w, side, req, &streams, client, limits.upgraded_idle).await
@@ -483,9 +511,10 @@ enum HeadRead {
 
 // The connection's parts, each used on its own; a struct would only be taken apart again.
 #[allow(clippy::too_many_arguments)]
-async fn serve_h1(
-    mut stream: TcpStream,
+async fn serve_h1<S: ClientIo>(
+    mut stream: S,
     mut carry: BytesMut,
+    peer: &Peer,
     timer: &mut Timer,
     side: Side,
     w: Rc<Worker>,
@@ -493,11 +522,12 @@ async fn serve_h1(
     first: First,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (mut rd, wr) = stream.split();
+    let (mut rd, wr) = stream.halves();
     let mut out = Out {
         wr,
         limit: limits.send_progress,
         admission: &w.shared.admission,
+        flush: S::BUFFERED,
     };
     let mut first = Some(first);
     let upgraded = loop {
@@ -553,6 +583,7 @@ async fn serve_h1(
                 out: &mut out,
                 timer,
                 carry: &mut carry,
+                peer,
             },
             &w,
             side,
@@ -569,6 +600,8 @@ async fn serve_h1(
             After::Tunnel(up) => break up,
         }
     };
+    // The halves borrow the stream the tunnel takes whole.
+    drop((rd, out));
     // HTTP is over on this connection: the tunnel copies on the whole socket, starting with
     // what the client sent behind its upgrade request.
     let early = tunnel::Early {
@@ -588,31 +621,41 @@ async fn serve_h1(
 
 /// The response side of an HTTP/1.1 connection. Every write must make progress within `limit`:
 /// a client that stops reading (a full socket buffer, a zero TCP window) is cut off.
-struct Out<'a> {
-    wr: WriteHalf<'a>,
+struct Out<'a, W> {
+    wr: W,
     limit: Duration,
     admission: &'a Admission,
+    /// Flush after each write: the stream may hold written bytes back (TLS records).
+    flush: bool,
 }
 
-impl Out<'_> {
+impl<W: AsyncWrite + Unpin> Out<'_, W> {
     async fn write_all(&mut self, timer: &mut Timer, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
             let n = match timer.bound_for(self.limit, self.wr.write(buf)).await {
                 Some(r) => r?,
-                None => {
-                    self.admission.timed_out(ClientTimeout::Send);
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("client read nothing for {:?}", self.limit),
-                    ));
-                }
+                None => return Err(self.stalled()),
             };
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
             buf = &buf[n..];
         }
+        if self.flush {
+            match timer.bound_for(self.limit, self.wr.flush()).await {
+                Some(r) => r?,
+                None => return Err(self.stalled()),
+            }
+        }
         Ok(())
+    }
+
+    fn stalled(&self) -> io::Error {
+        self.admission.timed_out(ClientTimeout::Send);
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("client read nothing for {:?}", self.limit),
+        )
     }
 
     /// Answers with a short error and closes.
@@ -636,11 +679,12 @@ impl Out<'_> {
 }
 
 /// The parts of an HTTP/1.1 connection one exchange uses.
-struct Conn<'c, 'a, 'b> {
-    rd: &'c mut ReadHalf<'a>,
-    out: &'c mut Out<'b>,
+struct Conn<'c, 'b, R, W> {
+    rd: &'c mut R,
+    out: &'c mut Out<'b, W>,
     timer: &'c mut Timer,
     carry: &'c mut BytesMut,
+    peer: &'c Peer,
 }
 
 /// What follows an exchange on a connection.
@@ -653,8 +697,8 @@ enum After {
 }
 
 /// One request and its response, and what follows on the connection.
-async fn exchange(
-    conn: Conn<'_, '_, '_>,
+async fn exchange<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    conn: Conn<'_, '_, R, W>,
     w: &Rc<Worker>,
     side: Side,
     head: Head,
@@ -666,9 +710,10 @@ async fn exchange(
         out,
         timer,
         carry,
+        peer,
     } = conn;
     let Head {
-        mut parts,
+        parts,
         framing,
         keep_alive,
         expect_continue,
@@ -676,9 +721,6 @@ async fn exchange(
     } = head;
     let method = parts.method.clone();
     let version = parts.version;
-    if let Ok(a) = rd.peer_addr() {
-        parts.extensions.insert(ClientAddr(a.ip()));
-    }
 
     let (body, feed) = match framing {
         // `request::parse` never gives a request `UntilClose`: without length fields it has none.
@@ -715,7 +757,11 @@ async fn exchange(
     // In a block of its own so the handler's state and the response writer's do not both take
     // room in this future, which is boxed once per request.
     let resp = {
-        let handler = std::pin::pin!(handle(w.clone(), side, Request::from_parts(parts, body)));
+        let handler = std::pin::pin!(handle(
+            w.clone(),
+            side,
+            peer.mark(Request::from_parts(parts, body))
+        ));
         match pump.as_mut() {
             None => handler.await,
             Some(p) => match select(handler, p.as_mut()).await {
@@ -773,8 +819,8 @@ async fn exchange(
 /// (borrowed only inside one poll) and keeps just the bytes after the head.
 /// `first`: the connection's first head is due by then, whether or not any of it has arrived,
 /// and the connection may be evicted until it is complete.
-async fn read_head(
-    rd: &mut ReadHalf<'_>,
+async fn read_head<R: AsyncRead + Unpin>(
+    rd: &mut R,
     w: &Worker,
     carry: &mut BytesMut,
     timer: &mut Timer,
@@ -874,8 +920,8 @@ struct Unread;
 
 /// Moves a request body from the socket to the request's body stream. A client that delivers
 /// no byte for `progress.1` fails the body as stalled.
-async fn pump_body(
-    rd: &mut ReadHalf<'_>,
+async fn pump_body<R: AsyncRead + Unpin>(
+    rd: &mut R,
     carry: &mut BytesMut,
     feed: Feed,
     tx: mpsc::Sender<Result<bytes::Bytes, BodyError>>,
@@ -925,8 +971,8 @@ async fn pump_body(
     }
 }
 
-async fn read_more(
-    rd: &mut ReadHalf<'_>,
+async fn read_more<R: AsyncRead + Unpin>(
+    rd: &mut R,
     carry: &mut BytesMut,
     timer: &mut Timer,
     limit: Duration,
@@ -941,8 +987,8 @@ async fn read_more(
 }
 
 /// Writes a response; `Ok(true)` when the connection may carry another request.
-async fn write_response(
-    wr: &mut Out<'_>,
+async fn write_response<W: AsyncWrite + Unpin>(
+    wr: &mut Out<'_, W>,
     timer: &mut Timer,
     resp: Response<RespBody>,
     method: &Method,

@@ -7,13 +7,16 @@
 //! chunk is already there. A connection that opens with the HTTP/2 preface is handed to hyper's
 //! HTTP/2 server (h2c prior knowledge). A connection whose WebSocket upgrade the upstream accepts
 //! becomes a byte tunnel ([`tunnel`]); so does an HTTP/2 stream that opens a WebSocket with an
-//! extended CONNECT ([`connect`], RFC 8441).
+//! extended CONNECT ([`connect`], RFC 8441). A TLS listener's connections come in through
+//! [`serve_tls`], which runs the handshake and then serves them the same way.
 
 mod conn;
 mod connect;
 mod io;
 mod probation;
+mod tls;
 mod tunnel;
 
-pub use conn::{Limits, serve};
+pub use conn::{Limits, Peer, serve};
 pub use probation::{MIN_AGE, Probation};
+pub use tls::serve_tls;

@@ -68,12 +68,16 @@ where
     let mut open = Open::new();
     let last = Cell::new(Instant::now());
     let copy = async {
+        // Flushed: over TLS the bytes could otherwise wait in the session until the copy
+        // writes again.
         if !early.from_client.is_empty() {
             upstream.write_all(early.from_client).await?;
+            upstream.flush().await?;
             last.set(Instant::now());
         }
         if !early.from_upstream.is_empty() {
             client.write_all(early.from_upstream).await?;
+            client.flush().await?;
             last.set(Instant::now());
         }
         let mut a = Watched {
