@@ -22,6 +22,7 @@ mod grpc;
 mod h1;
 mod headers;
 mod host_sampler;
+pub mod load;
 pub mod metrics;
 pub mod otel;
 pub mod plan_file;
@@ -31,9 +32,11 @@ pub mod routes;
 pub mod server;
 mod side;
 mod spare;
+pub mod spiffe;
 pub mod state;
 pub mod stats;
 mod time_limit;
+pub mod tls;
 mod upstream;
 
 /// The HTTP/1.1 codec's parsers, for the fuzz targets in `fuzz/`; not an API.

@@ -20,6 +20,7 @@ pub const LATENCY_EJECTIONS: &str = "loadshift_proxy_latency_ejections_total";
 pub const BLOCKED: &str = "loadshift_proxy_blocked_total";
 pub const UNROUTED: &str = "loadshift_proxy_unrouted_total";
 pub const RETRIES: &str = "loadshift_proxy_retries_total";
+pub const LOAD_REPORTS_INVALID: &str = "loadshift_proxy_load_reports_invalid_total";
 pub const IN_FLIGHT: &str = "loadshift_proxy_in_flight";
 pub const WINDOW_LATENCY: &str = "loadshift_proxy_window_latency_seconds";
 pub const EWMA: &str = "loadshift_proxy_ewma_seconds";
@@ -40,6 +41,7 @@ pub const CLIENT_TIMEOUTS: &str = "loadshift_proxy_client_timeouts_total";
 pub const UPGRADED_CONNECTIONS: &str = "loadshift_proxy_upgraded_connections";
 pub const UPGRADED_ENDED: &str = "loadshift_proxy_upgraded_connections_ended_total";
 pub const RESPONSE_LATENCY: &str = "loadshift_proxy_response_latency_seconds";
+pub const MESH_TLS: &str = "loadshift_proxy_mesh_tls";
 
 /// Buckets of [`RESPONSE_LATENCY`], seconds: 1 ms to 10 s, closest where microservice SLAs sit
 /// (tens to hundreds of milliseconds), so `histogram_quantile` over them is within one bucket's
@@ -108,6 +110,11 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         RETRIES,
         Kind::Counter,
         "Connection-failure retries taken from the retry budget.",
+    ),
+    (
+        LOAD_REPORTS_INVALID,
+        Kind::Counter,
+        "Upstream loadshift-load fields dropped as malformed, oversized or repeated.",
     ),
     (
         IN_FLIGHT,
@@ -204,6 +211,11 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         UPGRADED_ENDED,
         Kind::Counter,
         "Upgraded connections ended, by how.",
+    ),
+    (
+        MESH_TLS,
+        Kind::Gauge,
+        "1 when sidecars talk mTLS (mesh_tls), 0 when the mesh is plaintext.",
     ),
     (
         crate::otel::SPANS,

@@ -1,5 +1,7 @@
 //! The request path, in order: route -> admission (blocking) -> balance (weights / subset) ->
-//! endpoint connection (retried elsewhere only when nothing was sent) -> send -> telemetry.
+//! endpoint connection (retried elsewhere only when nothing was sent) -> send -> telemetry, and
+//! the load report: asked for on every request upstream, kept from the response by the caller's
+//! side, made by the inbound side for a caller that asked (`load`), never passed to an app.
 //! Bodies stream in both directions; nothing is buffered. Every attempt runs under the request's
 //! time limits (`time_limit`); the proxy's own answers are plain HTTP, or trailers-only
 //! responses to gRPC calls (`reply`).
@@ -21,6 +23,7 @@ use crate::{
     deadline::Deadlines,
     error::{ErrorSource, ProxyError},
     headers::strip_hop_by_hop,
+    load::{self, Carried},
     metrics,
     otel::SpanSlot,
     reply::Answer,
@@ -28,7 +31,7 @@ use crate::{
     side::Side,
     state::Shared,
     time_limit::{self, RequestTime},
-    upstream::{Pool, Unsent, body::ReqBody},
+    upstream::{Dest, Pool, Unsent, body::ReqBody},
 };
 
 pub use crate::upstream::body::RespBody;
@@ -43,6 +46,9 @@ pub struct Worker {
     pub priority_header: HeaderName,
     /// The request timeout, the cap on gRPC calls and the upload's progress limit.
     pub time_limits: time_limit::Params,
+    /// Every request upstream asks for a load report (a sidecar: its upstreams are the mesh's
+    /// inbound sidecars); otherwise only `prequal` services ask.
+    pub asks_for_load: bool,
     /// Forwarding, request-id and trace fields ([`crate::forwarding`]).
     pub forwarding: crate::forwarding::Params,
     pub max_attempts: u32,
@@ -65,12 +71,23 @@ pub async fn handle(
     side: Side,
     req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, Infallible> {
-    let Some(tracer) = w.shared.otel.clone() else {
+    if w.shared.otel.is_none() {
         return serve(w, side, req, None).await;
-    };
+    }
+    // Boxed, so the span's state costs the requests of a proxy without `otel` nothing: this
+    // future is copied whole into the connection's box for every request.
+    Box::pin(traced(w, side, req)).await
+}
+
+async fn traced(
+    w: Rc<Worker>,
+    side: Side,
+    req: Request<ReqBody>,
+) -> Result<Response<RespBody>, Infallible> {
+    let tracer = w.shared.otel.clone();
     let span = SpanSlot::default();
     let resp = serve(w, side, req, Some(&span)).await;
-    if let Ok(r) = &resp
+    if let (Ok(r), Some(tracer)) = (&resp, tracer)
         && let Some(finished) = span.finish(r)
     {
         tracer.record(finished);
@@ -128,10 +145,25 @@ async fn serve(
 
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    let asked = match side {
+        // A sidecar's upstreams are the mesh's inbound sidecars, which take the field out; a
+        // standalone proxy asks only for a service balanced on the reports, so upstreams that
+        // may be apps outside the mesh never see it. Whatever the client sent in it is dropped.
+        Side::Outbound => {
+            if w.asks_for_load || svc.balancer.uses_reports() {
+                load::ask(&mut parts.headers);
+            } else {
+                parts.headers.remove(load::NAME);
+            }
+            false
+        }
+        Side::Inbound => load::asked(&mut parts.headers),
+    };
     let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
     let trace = crate::forwarding::apply(
         &mut parts.headers,
         client,
+        parts.extensions.get::<crate::forwarding::Secure>(),
         w.forwarding,
         &mut *w.rng.borrow_mut(),
     );
@@ -173,6 +205,8 @@ async fn serve(
         Err(e) => return Ok(answer.error(&e)),
     };
     let mut req = Request::from_parts(parts, body);
+    // Plaintext, the service's own TLS, or the mesh's mTLS: part of every endpoint's pool key.
+    let tls = w.pool.tls_for(side, &svc.name);
     let mut attempt = 0;
     // Indices that failed before sending; empty (and unallocated) on the first attempt.
     let mut tried = Vec::new();
@@ -194,10 +228,10 @@ async fn serve(
         if let Some(span) = span {
             span.attempt(addr);
         }
-        let mut ready = w
-            .pool
-            .checkout_ready(addr, h2, w.shared.clock.instant(start));
-        if probe_h2 && ready.is_none() && !w.pool.speaks_h2(addr).await {
+        let mut ready =
+            w.pool
+                .checkout_ready(Dest::new(addr, tls), h2, w.shared.clock.instant(start));
+        if probe_h2 && ready.is_none() && !w.pool.speaks_h2(Dest::new(addr, tls)).await {
             // This request's later attempts go as HTTP/1.1 too: a service's containers run one app.
             probe_h2 = false;
             h2 = false;
@@ -206,16 +240,21 @@ async fn serve(
                 return Ok(answer.error(&e));
             }
             req = Request::from_parts(parts, body);
-            ready = w
-                .pool
-                .checkout_ready(addr, false, w.shared.clock.instant(start));
+            ready =
+                w.pool
+                    .checkout_ready(Dest::new(addr, tls), false, w.shared.clock.instant(start));
         }
         // Getting a connection and sending both run under the request's time limits, so a
         // retry never outlives them.
         let conn = match ready {
             Some(conn) => Ok(Ok(conn)),
-            None => time.checkout(w.pool.checkout(addr, h2)).await,
+            None => {
+                time.checkout(w.pool.checkout(Dest::new(addr, tls), h2))
+                    .await
+            }
         };
+        // Requests in flight to the endpoint before this one: what its latency is filed under.
+        let mut rif_at_arrival = 0;
         let outcome = match conn {
             Err(cut) => Err(Unsent {
                 error: time.error(cut, addr),
@@ -227,8 +266,11 @@ async fn serve(
                 request: Some(Box::new(req)),
             }),
             Ok(Ok(conn)) => {
-                ep.in_flight.fetch_add(1, Ordering::Relaxed);
-                let r = match time.send(w.pool.send(addr, conn, req)).await {
+                rif_at_arrival = ep.begin();
+                let r = match time
+                    .send(w.pool.send(Dest::new(addr, tls), conn, req))
+                    .await
+                {
                     Ok(r) => r,
                     Err(cut) => Err(Unsent {
                         error: time.error(cut, addr),
@@ -245,12 +287,24 @@ async fn serve(
                 let status = resp.status();
                 ep.metrics.response(status.as_u16());
                 ep.metrics.record_latency(now - start);
-                ep.record(
-                    &w.shared.outlier,
-                    now,
-                    now - start,
-                    !status.is_server_error(),
-                );
+                let ok = !status.is_server_error();
+                match side {
+                    Side::Outbound => {
+                        ep.record(&w.shared.outlier, now, now - start, ok);
+                        keep_report(svc, ep, &mut resp, now, now - start);
+                    }
+                    Side::Inbound => {
+                        let outlier = &w.shared.outlier;
+                        let report =
+                            ep.record_inbound(outlier, now, now - start, ok, rif_at_arrival);
+                        // The app's own field never passes; the sidecar's goes to a caller that
+                        // asked.
+                        take_load(&mut resp);
+                        if let Some(r) = report.filter(|_| asked) {
+                            resp.headers_mut().insert(load::NAME, load::format(r));
+                        }
+                    }
+                }
                 strip_hop_by_hop(resp.headers_mut());
                 return Ok(time.bound_response(resp));
             }
@@ -315,6 +369,36 @@ fn pick<'a>(
     };
     let i = svc.balancer.pick(&mut *w.rng.borrow_mut(), &loads)?;
     Some((i, svc.endpoints.get(i)?))
+}
+
+/// The caller's side keeps an upstream's load report (for `prequal`) and takes it off the
+/// response; a malformed one is counted and dropped.
+fn keep_report(
+    svc: &ServiceRoute,
+    ep: &EndpointState,
+    resp: &mut Response<RespBody>,
+    now: Duration,
+    latency: Duration,
+) {
+    match take_load(resp) {
+        Some(Carried::Report(r)) => ep.store_report(r, now, latency),
+        Some(Carried::Invalid) => {
+            ::metrics::counter!(metrics::LOAD_REPORTS_INVALID, "service" => svc.name.clone())
+                .increment(1);
+        }
+        None => {}
+    }
+}
+
+/// A response's `loadshift-load`, removed: an HTTP/1.1 upstream's was picked out of its head as
+/// it was parsed, any other is in the header map.
+fn take_load(resp: &mut Response<RespBody>) -> Option<Carried> {
+    let from_head = match resp.body_mut() {
+        RespBody::H1(b) => b.take_load(),
+        _ => None,
+    };
+    let from_map = load::take(resp.headers_mut());
+    from_head.or(from_map)
 }
 
 fn count_error(ep: &EndpointState, e: &ProxyError) {

@@ -4,6 +4,10 @@
 //! never sees half a table. Endpoint state (telemetry, ejection) and gates (in-flight counts) are
 //! carried over by key into the new table; an endpoint new to a service that had endpoints starts
 //! its slow start ramp there.
+//!
+//! An endpoint also keeps the latest load report its inbound sidecar sent (`loadshift-load`,
+//! [`crate::load`]) in atomics, for `prequal`; the inbound endpoint (the local app) keeps the
+//! latency by requests in flight it reports from.
 
 use std::{
     collections::HashMap,
@@ -16,14 +20,14 @@ use std::{
 
 use parking_lot::Mutex;
 
-use crate::{FastMap, config::Protocol, metrics::EndpointMetrics};
+use crate::{FastMap, config::Protocol, load::Report, metrics::EndpointMetrics};
 use loadshift_core::{
     admission::Gate,
-    balance::{Balancer, Loads, slow_start::SlowStart},
+    balance::{Balancer, Loads, Reported, slow_start::SlowStart},
     endpoint::Endpoint,
     outlier::{Outlier, OutlierParams, Tally, Transition},
     plan::{Plan, ServicePlan},
-    telemetry::{EndpointTelemetry, TelemetryParams, ewma},
+    telemetry::{EndpointTelemetry, RifLatency, TelemetryParams, ewma},
 };
 
 /// The locked part of an endpoint's state.
@@ -33,6 +37,9 @@ pub struct Tracked {
     pub outlier: Outlier,
     /// Calls since the latency-outlier detector last read them (`crate::ejection`).
     pub tally: Tally,
+    /// Latency by requests in flight at arrival; fed only on the inbound endpoint, whose
+    /// reports it makes ([`EndpointState::record_inbound`]).
+    pub by_rif: RifLatency,
 }
 
 impl std::ops::Deref for Tracked {
@@ -58,6 +65,15 @@ pub struct EndpointState {
     /// Slow start ramps from this clock reading (ns): when the endpoint joined, or when its last
     /// ejection ends. [`NOT_WARMING`]: present from the start and never ejected.
     warm_since_ns: AtomicU64,
+    /// Its latest load report: requests in flight (high 32 bits) and latency in ms (`f32` bits).
+    report: AtomicU64,
+    /// Clock reading (ns) when that report arrived; 0 before the first.
+    report_at_ns: AtomicU64,
+    /// Requests sent to it since that report (Prequal's increment on use).
+    sent_since_report: AtomicU32,
+    /// What the network and the proxies add on the way to it, ns (`f64` bits; NaN before the
+    /// first report that says the app's own time): a mean with weight [`OVERHEAD_WEIGHT`].
+    overhead_ns: AtomicU64,
     /// Window, Peak-EWMA and ejection state behind one lock: one acquisition per call.
     pub telemetry: Mutex<Tracked>,
     pub metrics: EndpointMetrics,
@@ -65,6 +81,10 @@ pub struct EndpointState {
 
 /// `warm_since_ns` of an endpoint with no ramp to run.
 const NOT_WARMING: u64 = u64::MAX;
+
+/// Weight of a call in an endpoint's overhead mean: 1/8, about its last eight calls (the same
+/// memory as the app's own latency estimate, `loadshift_core::telemetry::rif_latency::WEIGHT`).
+const OVERHEAD_WEIGHT: f64 = 0.125;
 
 impl EndpointState {
     /// `per_endpoint`: see [`EndpointMetrics::new`]; `joining`: the endpoint joined a service
@@ -91,17 +111,136 @@ impl EndpointState {
             } else {
                 NOT_WARMING
             }),
+            report: AtomicU64::new(0),
+            report_at_ns: AtomicU64::new(0),
+            sent_since_report: AtomicU32::new(0),
+            overhead_ns: AtomicU64::new(f64::NAN.to_bits()),
             telemetry: Mutex::new(Tracked {
                 t,
                 outlier: Outlier::default(),
                 tally: Tally::default(),
+                by_rif: RifLatency::default(),
             }),
+        }
+    }
+
+    /// A request leaves for it: one more in flight (and sent since its last report). Returns
+    /// how many were in flight before this one, the RIF a latency sample is filed under.
+    pub fn begin(&self) -> u32 {
+        self.sent_since_report.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Keeps an upstream's load report (the outbound side, [`crate::load`]); `latency` is the
+    /// call's as this proxy measured it, which, less the app's own time the report states, is
+    /// the overhead on the way.
+    pub fn store_report(&self, r: Report, now: Duration, latency: Duration) {
+        if let Some(app_ms) = r.app_ms {
+            let x = (latency.as_nanos() as f64 - app_ms * 1e6).max(0.0);
+            let old = self.overhead_ns();
+            let new = if old.is_nan() {
+                x
+            } else {
+                old + OVERHEAD_WEIGHT * (x - old)
+            };
+            self.overhead_ns.store(new.to_bits(), Ordering::Relaxed);
+        }
+        let packed = (u64::from(r.rif) << 32) | u64::from((r.latency_ms as f32).to_bits());
+        self.report.store(packed, Ordering::Relaxed);
+        self.sent_since_report.store(0, Ordering::Relaxed);
+        // After the value: a reader that sees the time sees this report or a later one.
+        self.report_at_ns
+            .store((now.as_nanos() as u64).max(1), Ordering::Release);
+    }
+
+    /// Its latest report as the balancer reads it at `now`: the requests in flight it reported
+    /// plus those sent since, its latency, its age. `None` before the first.
+    pub fn reported(&self, now: Duration) -> Option<Reported> {
+        let at = self.report_at_ns.load(Ordering::Acquire);
+        if at == 0 {
+            return None;
+        }
+        let (rif, latency_ms) = self.report_parts();
+        let overhead = self.overhead_ns();
+        Some(Reported {
+            rif: rif.saturating_add(self.sent_since_report.load(Ordering::Relaxed)),
+            latency_ms,
+            overhead_ms: if overhead.is_nan() {
+                0.0
+            } else {
+                overhead / 1e6
+            },
+            age: now.saturating_sub(Duration::from_nanos(at)),
+        })
+    }
+
+    /// The overhead mean, ns; NaN before the first sample.
+    pub fn overhead_ns(&self) -> f64 {
+        f64::from_bits(self.overhead_ns.load(Ordering::Relaxed))
+    }
+
+    /// The latest report as it came: requests in flight and latency, ms.
+    pub fn report_parts(&self) -> (u32, f64) {
+        let packed = self.report.load(Ordering::Relaxed);
+        (
+            (packed >> 32) as u32,
+            f64::from(f32::from_bits(packed as u32)),
+        )
+    }
+
+    /// Requests sent since the latest report.
+    pub fn sent_since_report(&self) -> u32 {
+        self.sent_since_report.load(Ordering::Relaxed)
+    }
+
+    /// Time of the latest report, if any.
+    pub fn report_at(&self) -> Option<Duration> {
+        match self.report_at_ns.load(Ordering::Acquire) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
         }
     }
 
     /// Records one finished call: window, Peak-EWMA, the latency tally and ejection.
     pub fn record(&self, p: &OutlierParams, now: Duration, latency: Duration, ok: bool) {
-        let transition = {
+        self.record_then(p, now, latency, ok, |_| ());
+    }
+
+    /// [`record`](Self::record) for the local app's call on the inbound side, under the same
+    /// lock: a success's latency is filed under `rif_at_arrival`, and the report for the caller
+    /// is made from the requests in flight now (this one done), the estimate at that many and
+    /// this call's own time. Failures are not filed: an app failing fast must not look fast.
+    pub fn record_inbound(
+        &self,
+        p: &OutlierParams,
+        now: Duration,
+        latency: Duration,
+        ok: bool,
+        rif_at_arrival: u32,
+    ) -> Option<Report> {
+        self.record_then(p, now, latency, ok, |g| {
+            if ok {
+                g.by_rif.observe(rif_at_arrival, latency);
+            }
+            let rif = self.in_flight.load(Ordering::Relaxed);
+            let latency_ms = g.by_rif.estimate_ms(rif)?;
+            Some(Report {
+                rif,
+                latency_ms,
+                app_ms: Some(latency.as_secs_f64() * 1e3),
+            })
+        })
+    }
+
+    fn record_then<T>(
+        &self,
+        p: &OutlierParams,
+        now: Duration,
+        latency: Duration,
+        ok: bool,
+        then: impl FnOnce(&mut Tracked) -> T,
+    ) -> T {
+        let (transition, out) = {
             let mut g = self.telemetry.lock();
             g.t.record(now, latency, !ok);
             g.tally.record(latency);
@@ -109,8 +248,14 @@ impl EndpointState {
                 .store(g.t.ewma.estimate_ns().to_bits(), Ordering::Relaxed);
             self.ewma_last_ns
                 .store(g.t.ewma.last().as_nanos() as u64, Ordering::Relaxed);
-            g.outlier.observe(p, now, ok)
+            let transition = g.outlier.observe(p, now, ok);
+            (transition, then(&mut g))
         };
+        self.eject_on(transition);
+        out
+    }
+
+    fn eject_on(&self, transition: Transition) {
         if let Transition::Ejected { until } = transition {
             self.mark_ejected(until);
             self.metrics.ejections.increment(1);
@@ -205,6 +350,10 @@ impl Loads for LiveLoads<'_> {
 
     fn warmth(&self, i: usize) -> f64 {
         self.endpoints[i].warmth(self.slow_start, self.now)
+    }
+
+    fn reported(&self, i: usize) -> Option<Reported> {
+        self.endpoints[i].reported(self.now)
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Stats {
     pub host_pressure: HostPressure,
     /// Client connections, requests in flight, resident memory, and what was refused or shed.
     pub admission: AdmissionStats,
+    /// Between sidecars: `mesh` (mTLS, `mesh_tls`) or `off` (plaintext).
+    pub tls: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -43,6 +45,27 @@ pub struct EndpointStats {
     pub in_flight: u32,
     pub ewma_ms: f64,
     pub window: WindowSnapshot,
+    /// Its latest load report (`loadshift-load`), what `prequal` balances on; absent before the
+    /// first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported: Option<ReportedStats>,
+}
+
+/// An endpoint's latest load report as `/stats` shows it.
+#[derive(Debug, Serialize)]
+pub struct ReportedStats {
+    /// Requests in flight at the app, as reported.
+    pub rif: u32,
+    /// Requests this proxy sent it since (counted on top of `rif`).
+    pub sent_since: u32,
+    /// The app's latency estimate at that load, ms.
+    pub latency_ms: f64,
+    /// What the network and the proxies add on this proxy's way to it, ms (added to
+    /// `latency_ms` by `prequal`); absent until a report stated the app's own time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overhead_ms: Option<f64>,
+    /// Time since the report arrived, ms (`prequal` drops reports older than 1000).
+    pub age_ms: f64,
 }
 
 fn service_stats(s: &ServiceRoute, shared: &Shared) -> ServiceStats {
@@ -74,6 +97,16 @@ fn service_stats(s: &ServiceRoute, shared: &Shared) -> ServiceStats {
                 in_flight: e.in_flight.load(Ordering::Relaxed),
                 ewma_ms: t.ewma.estimate_ns() / 1e6,
                 window: t.window.snapshot(now),
+                reported: e.report_at().map(|at| {
+                    let (rif, latency_ms) = e.report_parts();
+                    ReportedStats {
+                        rif,
+                        sent_since: e.sent_since_report(),
+                        latency_ms,
+                        overhead_ms: Some(e.overhead_ns() / 1e6).filter(|v| !v.is_nan()),
+                        age_ms: now.saturating_sub(at).as_secs_f64() * 1e3,
+                    }
+                }),
             }
         })
         .collect();
@@ -100,6 +133,7 @@ pub fn collect(shared: &Arc<Shared>) -> Stats {
         inbound: routes.inbound.as_ref().map(|s| service_stats(s, shared)),
         host_pressure: *shared.host.lock(),
         admission: shared.admission.stats(),
+        tls: crate::tls::mesh_mode(&shared.config),
     }
 }
 

@@ -18,6 +18,9 @@ pub(crate) struct CallRec {
     pub gated: bool,
     pub t_send: u64,
     pub t_arrive: u64,
+    /// Calls at the container when this one arrived: what its latency sample is filed under in
+    /// the container's [`loadshift_core::telemetry::RifLatency`].
+    pub rif_at_arrive: u32,
 }
 
 #[derive(Clone, Copy)]

@@ -5,7 +5,10 @@
 //! (inter-zone RTT) -> the container's queue (c servers, FIFO) -> service time x interference ->
 //! the service's calls (in sequence or in parallel, each with its probability) -> the response
 //! back to the caller, which feeds the caller's Peak-EWMA, outlier state (and the latency
-//! detector's tally) and the container's windows. The balancer reads ejection and slow start. The response of the root call ends the request.
+//! detector's tally) and the container's windows, and carries the container's load report (its
+//! calls in flight and latency estimate at that load, as the inbound sidecar's `loadshift-load`).
+//! The balancer reads ejection, slow start and the reports. The response of the root call ends
+//! the request.
 //!
 //! A call that fails (the container's error, no endpoint, blocked) fails its request, unless it
 //! is to an optional service or below one: the optional service's caller goes on without it and
@@ -20,7 +23,7 @@ use super::{
     calls::{CallRec, Req},
     engine::Engine,
     events::{Event, ns, secs},
-    world::{LiveLoads, NONE},
+    world::{LiveLoads, NONE, OVERHEAD_WEIGHT, Report},
 };
 use crate::scenario::CallMode;
 
@@ -100,6 +103,7 @@ impl Engine {
         };
         let c = ob.layout[i];
         ob.in_flight[i] += 1;
+        ob.sent_since[i] += 1;
         let ctr = &mut self.w.ctrs[c as usize];
         ctr.in_flight += 1;
         let (czone, host) = (ctr.zone, ctr.host as usize);
@@ -120,6 +124,7 @@ impl Engine {
             gated,
             t_send: self.now,
             t_arrive: self.now + delay,
+            rif_at_arrive: 0,
         };
         let call = match self.free_calls.pop() {
             Some(k) => {
@@ -142,6 +147,8 @@ impl Engine {
     pub(super) fn arrive(&mut self, call: u32) {
         let c = self.calls[call as usize].ctr as usize;
         self.calls[call as usize].t_arrive = self.now;
+        self.calls[call as usize].rif_at_arrive = self.w.ctrs[c].rif;
+        self.w.ctrs[c].rif += 1;
         let servers = self.w.svcs[self.w.ctrs[c].svc as usize].servers;
         if self.w.ctrs[c].busy < servers {
             self.start(call);
@@ -260,6 +267,19 @@ impl Engine {
         }
         let ctr = &mut self.w.ctrs[cr.ctr as usize];
         let i = ctr.slot as usize;
+        // The container's inbound sidecar: this call's time there (a failure's not filed: a
+        // replica failing fast must not look fast), then its report.
+        let here = Duration::from_nanos(self.now - cr.t_arrive);
+        ctr.rif -= 1;
+        if !cr.error {
+            ctr.load.observe(cr.rif_at_arrive, here);
+        }
+        let rif = ctr.rif;
+        let report = ctr.load.estimate_ms(rif).map(|latency_ms| Report {
+            rif,
+            latency_ms,
+            at: now_d,
+        });
         let ob = &mut self.w.proxies[cr.proxy as usize].out[cr.slot as usize];
         // Scaled-in containers have left the caller's endpoint list; nothing to update there.
         if ob.layout.get(i) == Some(&cr.ctr) {
@@ -271,6 +291,13 @@ impl Engine {
             }
             ob.outlier[i].observe(&self.outlier, now_d, !cr.error);
             ob.tally[i].record(latency);
+            if report.is_some() {
+                ob.reports[i] = report;
+                ob.sent_since[i] = 0;
+                let x = (latency - here).as_secs_f64() * 1e3;
+                let o = &mut ob.overhead_ms[i];
+                *o = Some(o.map_or(x, |m| m + OVERHEAD_WEIGHT * (x - m)));
+            }
         }
         if cr.gated
             && let Some(g) = ob.gates.get_mut(flow)

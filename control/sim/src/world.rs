@@ -1,7 +1,14 @@
 //! The simulated system's state: services, containers with their queues and telemetry windows,
 //! and one proxy per container (plus one ingress proxy per zone) holding, per downstream service,
 //! the real data-plane [`Balancer`], Peak-EWMA estimates, in-flight counts, outlier state (and the
-//! latency detector's tallies), slow start and admission gates.
+//! latency detector's tallies), slow start, admission gates, and the load each container last
+//! reported with a response (what `prequal` reads, as the proxy's `loadshift-load` header).
+//!
+//! A container reports as its inbound sidecar would: requests in flight are the calls it has
+//! (queued, in service, or waiting on their own downstream calls), latency its [`RifLatency`]
+//! estimate at that load, from the time its calls spent there, and the answered call's own time,
+//! from which the caller learns the network time on its way there (inter-zone RTT); the report's
+//! age is the time since that caller's last response from it.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -11,11 +18,11 @@ use std::{
 
 use loadshift_core::{
     admission::Gate,
-    balance::{Balancer, Loads, slow_start::SlowStart},
+    balance::{Balancer, Loads, Reported, slow_start::SlowStart},
     endpoint::Endpoint,
     outlier::{Outlier, Tally},
     plan::ServicePlan,
-    telemetry::{PeakEwma, TelemetryParams, Window},
+    telemetry::{PeakEwma, RifLatency, TelemetryParams, Window},
 };
 
 use crate::scenario::{CallMode, Scenario, Schedule, ServiceTime};
@@ -71,7 +78,22 @@ pub(super) struct Ctr {
     /// last snapshot.
     pub busy_ns: u64,
     pub busy_ns_at_snapshot: u64,
+    /// Calls that arrived and are not answered yet: the requests in flight its sidecar counts.
+    pub rif: u32,
+    /// Its calls' time there by the calls there at arrival, for its load reports.
+    pub load: RifLatency,
 }
+
+/// A load report as a caller keeps it: what the container said, and when.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Report {
+    pub rif: u32,
+    pub latency_ms: f64,
+    pub at: Duration,
+}
+
+/// Weight of a call in a caller's mean overhead to an endpoint (the proxy's `OVERHEAD_WEIGHT`).
+pub(super) const OVERHEAD_WEIGHT: f64 = 0.125;
 
 /// One request class: where it enters, its SLA and its end-to-end latency as the ingress sees it.
 pub(super) struct FlowRt {
@@ -109,6 +131,12 @@ pub(super) struct Outbound {
     pub joined: Vec<Option<Duration>>,
     /// Per flow; empty until a plan blocks.
     pub gates: Vec<GateSlot>,
+    /// The latest load report from each endpoint, and the calls sent to it since.
+    pub reports: Vec<Option<Report>>,
+    pub sent_since: Vec<u32>,
+    /// Mean network time on the way to each endpoint, ms (call latency minus the container's
+    /// own time), once known.
+    pub overhead_ms: Vec<Option<f64>>,
 }
 
 pub(super) struct Proxy {
@@ -144,6 +172,17 @@ impl Loads for LiveLoads<'_> {
         }
         let since = self.ob.joined[i].max(self.ob.outlier[i].ejected_until());
         self.slow_start.factor(self.now, since)
+    }
+    /// The container's last report plus what this proxy sent it since (the proxy's
+    /// `EndpointState::reported`).
+    fn reported(&self, i: usize) -> Option<Reported> {
+        let r = self.ob.reports[i]?;
+        Some(Reported {
+            rif: r.rif.saturating_add(self.ob.sent_since[i]),
+            latency_ms: r.latency_ms,
+            overhead_ms: self.ob.overhead_ms[i].unwrap_or(0.0),
+            age: self.now.saturating_sub(r.at),
+        })
     }
 }
 
@@ -400,6 +439,8 @@ impl World {
             slot: svcs[svc as usize].members.len() as u32,
             busy_ns: 0,
             busy_ns_at_snapshot: 0,
+            rif: 0,
+            load: RifLatency::default(),
         });
         c
     }
@@ -430,6 +471,9 @@ impl World {
             let mut outlier = Vec::with_capacity(svc.members.len());
             let mut tally = Vec::with_capacity(svc.members.len());
             let mut joined = Vec::with_capacity(svc.members.len());
+            let mut reports = Vec::with_capacity(svc.members.len());
+            let mut sent_since = Vec::with_capacity(svc.members.len());
+            let mut overhead_ms = Vec::with_capacity(svc.members.len());
             // A list's first endpoints have nothing to be protected from; later ones join under
             // load.
             let joining = (!ob.layout.is_empty()).then_some(now);
@@ -441,6 +485,9 @@ impl World {
                         outlier.push(ob.outlier[i].clone());
                         tally.push(ob.tally[i]);
                         joined.push(ob.joined[i]);
+                        reports.push(ob.reports[i]);
+                        sent_since.push(ob.sent_since[i]);
+                        overhead_ms.push(ob.overhead_ms[i]);
                     }
                     None => {
                         ewma.push(PeakEwma::new(self.tp.default_rtt, self.tp.ewma_tau, now));
@@ -448,6 +495,9 @@ impl World {
                         outlier.push(Outlier::default());
                         tally.push(Tally::default());
                         joined.push(joining);
+                        reports.push(None);
+                        sent_since.push(0);
+                        overhead_ms.push(None);
                     }
                 }
             }
@@ -457,6 +507,9 @@ impl World {
             ob.outlier = outlier;
             ob.tally = tally;
             ob.joined = joined;
+            ob.reports = reports;
+            ob.sent_since = sent_since;
+            ob.overhead_ms = overhead_ms;
         }
         ob.bal = Balancer::new(&svc.eps, plan, &proxy.id);
         let blocks = plan.is_some_and(|pl| !pl.blocking.is_empty());
@@ -509,6 +562,9 @@ impl Outbound {
             tally: Vec::new(),
             joined: Vec::new(),
             gates: Vec::new(),
+            reports: Vec::new(),
+            sent_since: Vec::new(),
+            overhead_ms: Vec::new(),
         }
     }
 }

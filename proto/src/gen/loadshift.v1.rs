@@ -165,6 +165,9 @@ pub enum Algorithm {
     LeastRequest = 3,
     /// P2C over Peak-EWMA, ignoring weights.
     P2cEwma = 4,
+    /// Prequal's hot-cold rule over the endpoints' server-reported requests in flight and latency;
+    /// with weights, two candidates drawn by weight settled by that rule.
+    Prequal = 5,
 }
 impl Algorithm {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -178,6 +181,7 @@ impl Algorithm {
             Self::RoundRobin => "ALGORITHM_ROUND_ROBIN",
             Self::LeastRequest => "ALGORITHM_LEAST_REQUEST",
             Self::P2cEwma => "ALGORITHM_P2C_EWMA",
+            Self::Prequal => "ALGORITHM_PREQUAL",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -188,6 +192,7 @@ impl Algorithm {
             "ALGORITHM_ROUND_ROBIN" => Some(Self::RoundRobin),
             "ALGORITHM_LEAST_REQUEST" => Some(Self::LeastRequest),
             "ALGORITHM_P2C_EWMA" => Some(Self::P2cEwma),
+            "ALGORITHM_PREQUAL" => Some(Self::Prequal),
             _ => None,
         }
     }

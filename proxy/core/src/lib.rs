@@ -4,9 +4,10 @@
 //!
 //! - [`endpoint`]: one container as a routing target, with its `host` / `zone` / `container` labels.
 //! - [`plan`]: the plan type (weights, subsets, blocking) and its validation.
-//! - [`telemetry`]: Peak-EWMA, log-linear histograms, rotating windows, host-pressure parsing.
-//! - [`balance`]: alias tables, P2C, weighted P2C, round robin, least request, rendezvous subsets,
-//!   slow start.
+//! - [`telemetry`]: Peak-EWMA, log-linear histograms, rotating windows, host-pressure parsing,
+//!   a server's latency by its requests in flight.
+//! - [`balance`]: alias tables, P2C, weighted P2C, round robin, least request, Prequal's hot-cold
+//!   rule, rendezvous subsets, slow start.
 //! - [`admission`]: request blocking by error diffusion and in-flight caps.
 //! - [`outlier`]: consecutive-failure and latency-outlier ejection with backoff.
 //! - [`retry_budget`]: the retry budget for idempotent requests.

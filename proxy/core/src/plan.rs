@@ -84,6 +84,10 @@ pub enum Algorithm {
     LeastRequest,
     /// P2C over Peak-EWMA among the eligible endpoints, ignoring weights.
     P2cEwma,
+    /// Prequal's hot-cold rule over a pool of the endpoints' server-reported requests in flight
+    /// and latency ([`crate::balance::prequal`]). With weights (a shifting planner's shares), two
+    /// candidates are drawn by weight and the hot-cold rule settles between them.
+    Prequal,
 }
 
 impl Algorithm {

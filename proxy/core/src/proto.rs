@@ -167,6 +167,7 @@ impl From<Algorithm> for pb::Algorithm {
             Algorithm::RoundRobin => pb::Algorithm::RoundRobin,
             Algorithm::LeastRequest => pb::Algorithm::LeastRequest,
             Algorithm::P2cEwma => pb::Algorithm::P2cEwma,
+            Algorithm::Prequal => pb::Algorithm::Prequal,
         }
     }
 }
@@ -177,6 +178,7 @@ fn algorithm_from_wire(v: i32) -> Algorithm {
         Ok(pb::Algorithm::RoundRobin) => Algorithm::RoundRobin,
         Ok(pb::Algorithm::LeastRequest) => Algorithm::LeastRequest,
         Ok(pb::Algorithm::P2cEwma) => Algorithm::P2cEwma,
+        Ok(pb::Algorithm::Prequal) => Algorithm::Prequal,
         Ok(pb::Algorithm::Weighted | pb::Algorithm::Unspecified) | Err(_) => Algorithm::Weighted,
     }
 }
@@ -253,6 +255,19 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(ServicePlan::from(&future).algorithm, Algorithm::Weighted);
+        for algorithm in [
+            Algorithm::Weighted,
+            Algorithm::RoundRobin,
+            Algorithm::LeastRequest,
+            Algorithm::P2cEwma,
+            Algorithm::Prequal,
+        ] {
+            let p = ServicePlan {
+                algorithm,
+                ..Default::default()
+            };
+            assert_eq!(ServicePlan::from(&pb::ServicePlan::from(&p)), p);
+        }
     }
 
     #[test]

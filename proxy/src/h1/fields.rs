@@ -6,12 +6,14 @@
 //! field, then a walk to encode it again) cost about a seventh of a proxied request's
 //! instructions. So the fields are copied once, as `name: value` lines with hop-by-hop and
 //! framing fields already removed (RFC 9110 §7.6.1, RFC 9112 §6), and turned into a map only for
-//! an HTTP/2 client ([`RawFields::to_header_map`]).
+//! an HTTP/2 client ([`RawFields::to_header_map`]). The proxies' own `loadshift-load` field is
+//! picked out on the way ([`Collected::load`], [`crate::load`]): it is read, never forwarded.
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::{
     headers::{is_hop_by_hop_name, names_a_field},
+    load::{self, Carried},
     spare,
 };
 
@@ -36,6 +38,9 @@ pub struct Collected {
     /// The `Upgrade` field (dropped from the lines like every hop-by-hop field): what a `101`
     /// switches to.
     pub upgrade: Option<HeaderValue>,
+    /// The upstream's load report (`loadshift-load`, not kept in the lines); two fields are
+    /// invalid.
+    pub load: Option<Carried>,
 }
 
 impl RawFields {
@@ -97,8 +102,18 @@ pub fn collect(fields: &[httparse::Header<'_>], http11: bool) -> Result<Collecte
     let mut chunked = false;
     let mut until_close = false;
     let mut upgrade = None;
+    let mut report = None;
     for f in fields {
         let name = f.name.as_bytes();
+        if name.len() == load::NAME.as_str().len()
+            && name.eq_ignore_ascii_case(load::NAME.as_str().as_bytes())
+        {
+            report = Some(match report {
+                None => Carried::of(f.value),
+                Some(_) => Carried::Invalid,
+            });
+            continue;
+        }
         if name.eq_ignore_ascii_case(b"transfer-encoding") {
             let v = std::str::from_utf8(f.value).unwrap_or("");
             let last = v.rsplit(',').next().unwrap_or("").trim();
@@ -146,6 +161,7 @@ pub fn collect(fields: &[httparse::Header<'_>], http11: bool) -> Result<Collecte
         until_close,
         keep_alive: keep_alive && !close,
         upgrade,
+        load: report,
     })
 }
 
@@ -190,6 +206,32 @@ mod tests {
         assert_eq!(m["server"], "up");
         assert_eq!(m["x-kept"], "a, b");
         assert_eq!(m["content-length"], "12");
+    }
+
+    #[test]
+    fn the_load_field_is_read_and_not_kept() {
+        let c = parse(
+            b"HTTP/1.1 200 OK\r\nX-A: 1\r\nLoadshift-Load: rif=4;lat=2.5\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(std::str::from_utf8(c.fields.lines()).unwrap(), "X-A: 1\r\n");
+        let want = load::Report {
+            rif: 4,
+            latency_ms: 2.5,
+            app_ms: None,
+        };
+        assert_eq!(c.load, Some(Carried::Report(want)));
+        let c = parse(b"HTTP/1.1 200 OK\r\nloadshift-load: rif=4\r\n\r\n").unwrap();
+        assert_eq!(
+            (c.load, c.fields.lines().is_empty()),
+            (Some(Carried::Invalid), true)
+        );
+        let c = parse(
+            b"HTTP/1.1 200 OK\r\nloadshift-load: rif=1;lat=1\r\nloadshift-load: rif=1;lat=1\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(c.load, Some(Carried::Invalid));
+        assert_eq!(parse(b"HTTP/1.1 200 OK\r\n\r\n").unwrap().load, None);
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct Head {
     pub keep_alive: bool,
     /// The `Upgrade` field: what a `101` switches to.
     pub upgrade: Option<HeaderValue>,
+    /// The upstream's load report (`loadshift-load`), kept out of `fields`.
+    pub load: Option<crate::load::Carried>,
     /// Bytes the head took in the buffer.
     pub len: usize,
 }
@@ -57,6 +59,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, io::Error> {
         framing,
         keep_alive: c.keep_alive,
         upgrade: c.upgrade,
+        load: c.load,
         len,
     }))
 }

@@ -14,7 +14,7 @@ use std::{
     io,
     pin::Pin,
     rc::Rc,
-    task::{Context, Poll, ready},
+    task::{Poll, ready},
 };
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -22,15 +22,14 @@ use futures_util::FutureExt;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{
-    OpenSlot, Pool,
+    Dest, OpenSlot, Pool, UpIo,
     body::{BodyError, ClientBodyError, ReqBody, client_fault},
 };
+use crate::load::Carried;
+use crate::tls::Wants;
 use crate::{
     h1::{
         chunked::{self, Decoder, Step},
@@ -50,10 +49,10 @@ const WRITE_BATCH: usize = 16 * 1024;
 
 /// One upstream HTTP/1.1 connection; dropping it closes it and frees its pool slot.
 pub struct H1Conn {
-    stream: TcpStream,
+    stream: UpIo,
     /// Its place in the pool's count; `None` for one opened for an upgrade, which never joins
     /// the pool.
-    _slot: Option<OpenSlot>,
+    slot: Option<OpenSlot>,
     /// Has carried a request before (a pooled connection the upstream may have closed).
     reused: bool,
 }
@@ -61,7 +60,7 @@ pub struct H1Conn {
 /// An upstream connection that answered an upgrade with `101 Switching Protocols`: from now on
 /// the proxy only copies bytes on it.
 pub struct Upgraded {
-    pub stream: TcpStream,
+    pub stream: UpIo,
     /// What the upstream sent after its `101` head in the same reads: the new protocol's first
     /// bytes, due to the client before anything else.
     pub early: Bytes,
@@ -78,33 +77,25 @@ pub struct SendError {
 }
 
 impl H1Conn {
-    pub(super) fn new(stream: TcpStream, slot: OpenSlot) -> Self {
+    pub(super) fn new(stream: UpIo, slot: OpenSlot) -> Self {
         Self {
             stream,
-            _slot: Some(slot),
+            slot: Some(slot),
             reused: false,
         }
     }
 
-    /// False when the upstream closed an idle connection or sent bytes nobody asked for. Costs
-    /// a syscall only when the socket has signalled something since it went idle.
-    pub fn is_reusable(&self) -> bool {
-        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            Poll::Ready(Ok(())) => {
-                let mut b = [0u8; 1];
-                matches!(self.stream.try_read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
-        }
+    /// False when the upstream closed an idle connection or sent bytes nobody asked for
+    /// ([`UpIo::is_reusable`]).
+    pub fn is_reusable(&mut self) -> bool {
+        self.stream.is_reusable()
     }
 
     /// Sends `req` and reads the response head; the body follows as the caller polls it.
     pub async fn send(
         mut self,
         pool: Rc<Pool>,
-        addr: std::net::SocketAddr,
+        dest: Dest,
         req: Request<ReqBody>,
     ) -> Result<Response<H1Body>, SendError> {
         let (mut parts, body) = req.into_parts();
@@ -114,14 +105,14 @@ impl H1Conn {
             // slots, and an idle connection may be closed by the upstream's keep-alive timer
             // while the handshake is under way: the upgrade takes a new connection of its own and
             // the pooled one goes back idle.
-            match pool.connect(addr).await {
+            match pool.connect(dest, Wants::Http1).await {
                 Ok(stream) => {
                     let fresh = Self {
                         stream,
-                        _slot: None,
+                        slot: None,
                         reused: false,
                     };
-                    pool.put_h1(addr, std::mem::replace(&mut self, fresh));
+                    pool.put_h1(dest, std::mem::replace(&mut self, fresh));
                 }
                 Err(e) => {
                     return Err(SendError {
@@ -246,9 +237,9 @@ impl H1Conn {
                 buf,
                 conn: Some(self),
                 pool,
-                addr,
                 keep_alive: false,
                 fields: Some(head.fields),
+                load: head.load,
             });
             *resp.status_mut() = head.status;
             spare::give_map(std::mem::take(&mut parts.headers));
@@ -275,13 +266,13 @@ impl H1Conn {
             buf,
             conn: Some(self),
             pool,
-            addr,
             // An upgrade's connection never goes back, whatever the answer.
             keep_alive: head.keep_alive
                 && body_framing != Framing::UntilClose
                 && !stray
                 && upgrade.is_none(),
             fields: Some(head.fields),
+            load: head.load,
         });
         *resp.status_mut() = head.status;
         resp.body_mut().release_if_done();
@@ -289,9 +280,11 @@ impl H1Conn {
         Ok(resp)
     }
 
-    /// Writes the request head in `out` and the body after it. A body that is whole leaves with
-    /// the head in one write; a streamed one is written as its chunks arrive (gathered while more
-    /// are ready, so a slow client's bytes are not held back waiting for a batch).
+    /// Writes the request head in `out` and the body after it, each write flushed (over TLS,
+    /// records may wait in the session otherwise; a plain socket's flush is done at once). A
+    /// body that is whole leaves with the head in one write; a streamed one is written as its
+    /// chunks arrive (gathered while more are ready, so a slow client's bytes are not held back
+    /// waiting for a batch).
     async fn write_body(
         &mut self,
         out: &mut Vec<u8>,
@@ -309,6 +302,7 @@ impl H1Conn {
                         None => {
                             if !out.is_empty() {
                                 self.stream.write_all(out).await?;
+                                self.stream.flush().await?;
                                 out.clear();
                             }
                             body.frame().await
@@ -337,6 +331,7 @@ impl H1Conn {
                     }
                     if out.len() >= WRITE_BATCH {
                         self.stream.write_all(out).await?;
+                        self.stream.flush().await?;
                         out.clear();
                     }
                 }
@@ -345,7 +340,8 @@ impl H1Conn {
                 }
             }
         }
-        Ok(self.stream.write_all(out).await?)
+        self.stream.write_all(out).await?;
+        Ok(self.stream.flush().await?)
     }
 }
 
@@ -382,16 +378,22 @@ pub struct H1Body {
     buf: BytesMut,
     conn: Option<H1Conn>,
     pool: Rc<Pool>,
-    addr: std::net::SocketAddr,
     keep_alive: bool,
     /// The response's header fields until the client side takes them.
     fields: Option<RawFields>,
+    /// The upstream's load report, picked out of the head (never among `fields`).
+    load: Option<Carried>,
 }
 
 impl H1Body {
     /// The response's header fields, once: the response itself carries an empty map.
     pub fn take_fields(&mut self) -> Option<RawFields> {
         self.fields.take()
+    }
+
+    /// The upstream's `loadshift-load` field, once.
+    pub fn take_load(&mut self) -> Option<Carried> {
+        self.load.take()
     }
 
     /// The connection of a `101`, once, leaving the pool's count: the client side copies bytes
@@ -423,12 +425,15 @@ impl H1Body {
             && let Some(conn) = self.conn.take()
             && self.keep_alive
             && self.buf.is_empty()
+            // Its slot knows where it goes (one opened for an upgrade has none, and is never
+            // kept alive).
+            && let Some(dest) = conn.slot.as_ref().map(|s| s.dest)
         {
-            self.pool.put_h1(self.addr, conn);
+            self.pool.put_h1(dest, conn);
         }
     }
 
-    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    fn poll_read_more(&mut self, cx: &mut std::task::Context<'_>) -> Poll<io::Result<usize>> {
         let Some(conn) = self.conn.as_mut() else {
             return Poll::Ready(Ok(0));
         };
@@ -443,7 +448,7 @@ impl Body for H1Body {
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        cx: &mut std::task::Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         loop {

@@ -4,6 +4,8 @@
 //! - `round-robin`: every service on the data plane's round-robin mode (no weights);
 //! - `least-request`: every service on least-request (two random choices, fewer in flight wins);
 //! - `p2c-ewma`: every service on P2C over Peak-EWMA, the data plane's own default without a plan;
+//! - `prequal`: every service on Prequal's hot-cold rule over the endpoints' server-reported load
+//!   (`loadshift_core::balance::prequal`, Wydrowski et al., NSDI 2024);
 //! - `local`: each caller proxy sends only to containers in its own zone (when the zone has any;
 //!   otherwise it keeps the default over all containers);
 //! - `random-partial`: each caller connects to 10 containers chosen uniformly at random (seeded,
@@ -40,7 +42,8 @@ fn uniform(snap: &Snapshot, plan: &ServicePlan) -> PlanUpdate {
     }
 }
 
-/// A data-plane balancing mode as a planner: `round-robin`, `least-request` or `p2c-ewma`.
+/// A data-plane balancing mode as a planner: `round-robin`, `least-request`, `p2c-ewma` or
+/// `prequal`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mode {
     name: &'static str,
@@ -66,6 +69,13 @@ impl Mode {
         Self {
             name: "p2c-ewma",
             algorithm: Algorithm::P2cEwma,
+        }
+    }
+
+    pub fn prequal() -> Self {
+        Self {
+            name: "prequal",
+            algorithm: Algorithm::Prequal,
         }
     }
 }
@@ -248,6 +258,7 @@ mod tests {
             (Mode::round_robin(), Algorithm::RoundRobin),
             (Mode::least_request(), Algorithm::LeastRequest),
             (Mode::p2c_ewma(), Algorithm::P2cEwma),
+            (Mode::prequal(), Algorithm::Prequal),
         ] {
             let up = p.plan(&snap);
             assert_eq!(up.services["s"].algorithm, alg, "{}", p.name());

@@ -11,7 +11,10 @@
 //! - `imbres-shift` (the product's shifting planner): host shares as `host_weights` with
 //!   `weighted_p2c = true`: the proxy draws two candidates by weight and keeps the one with the lower
 //!   Peak-EWMA cost, so the data plane still steers around a stall inside the planned shares. Its
-//!   latencies are what the **caller** pays (below).
+//!   latencies are what the **caller** pays (below). With `planner_settings.inner_pick: hot-cold`
+//!   the two candidates are settled by Prequal's hot-cold rule over the endpoints' reported load
+//!   instead (`algorithm: prequal` with the weights; measured against the default in
+//!   `docs/balancing.md`).
 //! - `imbres-shift-pure` (the paper's variant): host shares as weights only, from container
 //!   latency only.
 //!
@@ -54,9 +57,10 @@ use std::{
 };
 
 use loadshift_core::{
-    plan::ServicePlan,
+    plan::{Algorithm, ServicePlan},
     shift::{HostSample, ShiftParams, Shifter},
 };
+use serde::{Deserialize, Serialize};
 
 use crate::{ContainerState, PlanUpdate, Planner, ProxyId, ServiceState, Snapshot};
 
@@ -235,11 +239,41 @@ pub(crate) fn caller_samples(
         .collect()
 }
 
+/// How `imbres-shift`'s callers pick inside the host shares (`planner_settings.inner_pick`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InnerPick {
+    /// Weighted P2C over Peak-EWMA: two candidates drawn by weight, the lower cost wins. The
+    /// default.
+    #[default]
+    P2cEwma,
+    /// Two candidates drawn by weight, settled by Prequal's hot-cold rule over the endpoints'
+    /// server-reported requests in flight and latency (`algorithm: prequal` with weights).
+    HotCold,
+}
+
+impl InnerPick {
+    /// The plan fields that say it (weights come on top).
+    fn plan(self) -> ServicePlan {
+        match self {
+            Self::P2cEwma => ServicePlan {
+                weighted_p2c: true,
+                ..Default::default()
+            },
+            Self::HotCold => ServicePlan {
+                algorithm: Algorithm::Prequal,
+                ..Default::default()
+            },
+        }
+    }
+}
+
 /// The `imbres-shift` / `imbres-shift-pure` planner.
 #[derive(Clone, Debug)]
 pub struct ImbresShift {
     name: &'static str,
-    weighted_p2c: bool,
+    /// Every published plan's fields besides the weights: how callers pick inside the shares.
+    inside: ServicePlan,
     shifters: Shifters,
     /// Per service: the shares last published (the deadband's reference).
     published: BTreeMap<String, BTreeMap<String, f64>>,
@@ -275,7 +309,7 @@ impl ImbresShift {
     pub fn new(params: ShiftParams) -> Self {
         Self {
             name: "imbres-shift",
-            weighted_p2c: true,
+            inside: InnerPick::default().plan(),
             shifters: Shifters::new(params),
             published: BTreeMap::new(),
             callers: Some(CallerSide::default()),
@@ -286,10 +320,18 @@ impl ImbresShift {
     pub fn pure(params: ShiftParams) -> Self {
         Self {
             name: "imbres-shift-pure",
-            weighted_p2c: false,
+            inside: ServicePlan::default(),
             shifters: Shifters::new(params),
             published: BTreeMap::new(),
             callers: None,
+        }
+    }
+
+    /// `imbres-shift` with its callers picking inside the shares by `pick`.
+    pub fn inner_pick(self, pick: InnerPick) -> Self {
+        Self {
+            inside: pick.plan(),
+            ..self
         }
     }
 
@@ -338,14 +380,13 @@ impl Planner for ImbresShift {
                 };
                 let plan = ServicePlan {
                     host_weights: published,
-                    weighted_p2c: self.weighted_p2c,
-                    ..Default::default()
+                    ..self.inside.clone()
                 };
                 Some((name.clone(), plan))
             })
             .collect();
         let per_proxy = match self.callers.as_mut() {
-            Some(cs) => cs.plan(snap, *self.shifters.params(), self.weighted_p2c),
+            Some(cs) => cs.plan(snap, *self.shifters.params(), &self.inside),
             None => BTreeMap::new(),
         };
         PlanUpdate {
@@ -362,7 +403,7 @@ impl CallerSide {
         &mut self,
         snap: &Snapshot,
         params: ShiftParams,
-        weighted_p2c: bool,
+        inside: &ServicePlan,
     ) -> BTreeMap<ProxyId, BTreeMap<String, ServicePlan>> {
         self.net.update(snap);
         // Recovery's anchor is the proportional share, which a zone's callers should not return
@@ -396,8 +437,7 @@ impl CallerSide {
                 };
                 let plan = ServicePlan {
                     host_weights: published,
-                    weighted_p2c,
-                    ..Default::default()
+                    ..inside.clone()
                 };
                 for caller in &svc.callers {
                     if zone_of(caller).as_deref() == Some(zone.as_str()) {
@@ -484,6 +524,15 @@ mod tests {
         let mut pure = ImbresShift::pure(ShiftParams::paper());
         pure.plan(&snap);
         let up = pure.plan(&snap);
+        assert!(!up.services["s"].weighted_p2c);
+        assert_eq!(up.services["s"].algorithm, Algorithm::Weighted);
+
+        // The hot-cold inner pick: the same shares, Prequal's rule between the two candidates.
+        let mut hc = ImbresShift::new(ShiftParams::paper()).inner_pick(InnerPick::HotCold);
+        hc.plan(&snap);
+        let up = hc.plan(&snap);
+        assert_eq!(&up.services["s"].host_weights, w);
+        assert_eq!(up.services["s"].algorithm, Algorithm::Prequal);
         assert!(!up.services["s"].weighted_p2c);
         assert_eq!(pure.name(), "imbres-shift-pure");
         assert_eq!(pure.interval(), Duration::from_secs(5));

@@ -14,7 +14,7 @@ use crate::{Planner, ScopeKind};
 pub use baselines::{Connections, Local, Mode};
 pub use even::Even;
 pub use imbres_connect::ImbresConnect;
-pub use imbres_shift::ImbresShift;
+pub use imbres_shift::{ImbresShift, InnerPick};
 pub use settings::{PlannerSettings, build_with};
 pub use r#static::Static;
 
@@ -36,6 +36,7 @@ pub const NAMES: &[&str] = &[
     "round-robin",
     "least-request",
     "p2c-ewma",
+    "prequal",
     "local",
     "random-partial",
     "full",
@@ -63,6 +64,10 @@ pub const ABOUT: &[(&str, &str)] = &[
     ("round-robin", "the data plane's round robin, no weights"),
     ("least-request", "two random choices, fewer in flight wins"),
     ("p2c-ewma", "P2C over Peak-EWMA, the data plane's default"),
+    (
+        "prequal",
+        "Prequal's hot-cold rule over server-reported requests in flight and latency",
+    ),
     (
         "local",
         "each caller sends only to containers in its own zone",
@@ -103,6 +108,7 @@ pub fn build(name: &str) -> Result<Box<dyn Planner>, UnknownPlanner> {
         "round-robin" => Ok(Box::new(Mode::round_robin())),
         "least-request" => Ok(Box::new(Mode::least_request())),
         "p2c-ewma" => Ok(Box::new(Mode::p2c_ewma())),
+        "prequal" => Ok(Box::new(Mode::prequal())),
         "local" => Ok(Box::new(Local)),
         "random-partial" => Ok(Box::new(Connections::random_partial(
             Default::default(),

@@ -12,6 +12,7 @@
 //!   table: { interference_buckets: 4, interference_max: 0.8, load_buckets: 4, target_cpu: 0.5 }
 //!   table_store: { kind: redb, path: /var/lib/loadshift/perf.redb }
 //!   random_partial: { seed: 0, per_caller: 10 }
+//!   inner_pick: p2c-ewma         # imbres-shift's pick inside its shares; or hot-cold (Prequal)
 //! ```
 
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Connections, ImbresConnect, ImbresShift, UnknownPlanner, build, imbres_connect::ConnectParams,
-    perf_table::TableParams,
+    imbres_shift::InnerPick, perf_table::TableParams,
 };
 use crate::{BadSetting, Planner};
 
@@ -49,6 +50,10 @@ pub struct PlannerSettings {
     pub table_store: TableStoreConfig,
     /// `random-partial` baseline.
     pub random_partial: RandomPartialSettings,
+    /// How `imbres-shift`'s callers pick inside its host shares: `p2c-ewma` (weighted P2C over
+    /// Peak-EWMA) or `hot-cold` (Prequal's rule over the endpoints' reported load). Default
+    /// `p2c-ewma` (the two measured in `docs/balancing.md`).
+    pub inner_pick: InnerPick,
 }
 
 impl Default for PlannerSettings {
@@ -61,6 +66,7 @@ impl Default for PlannerSettings {
             table: TableParams::default(),
             table_store: TableStoreConfig::default(),
             random_partial: RandomPartialSettings::default(),
+            inner_pick: InnerPick::default(),
         }
     }
 }
@@ -166,7 +172,7 @@ impl PlannerSettings {
 pub fn build_with(name: &str, s: &PlannerSettings) -> Result<Box<dyn Planner>, SettingsError> {
     s.validate()?;
     Ok(match name {
-        "imbres-shift" => Box::new(ImbresShift::new(s.shift)),
+        "imbres-shift" => Box::new(ImbresShift::new(s.shift).inner_pick(s.inner_pick)),
         "imbres-shift-pure" => Box::new(ImbresShift::pure(s.shift_pure)),
         "full" => Box::new(Connections::full(s.shift)),
         "random-partial" => Box::new(Connections::random_partial(
@@ -206,6 +212,9 @@ mod tests {
         assert_eq!(s.connect.cap_per_downstream, 10);
         assert_eq!(s.table.interference_buckets, 4);
         assert_eq!(s.random_partial.per_caller, 10);
+        assert_eq!(s.inner_pick, InnerPick::P2cEwma);
+        let hc: PlannerSettings = serde_yaml_ng::from_str("inner_pick: hot-cold\n").unwrap();
+        assert_eq!(hc.inner_pick, InnerPick::HotCold);
         assert_eq!(
             s.table_store,
             TableStoreConfig::Redb {

@@ -9,7 +9,11 @@
 //! - **round robin** (`round-robin`): the eligible endpoints in turn, O(1) (O(n) only while
 //!   skipping ejected endpoints);
 //! - **least request** (`least-request`): two distinct candidates uniformly, the one with fewer
-//!   requests in flight wins (Envoy's least-request with two choices), O(1).
+//!   requests in flight wins (Envoy's least-request with two choices), O(1);
+//! - **Prequal** (`prequal`): the hot-cold rule over a pool of at most 16 endpoints' reported
+//!   requests in flight and latency ([`prequal`], Wydrowski et al., NSDI 2024), O(16); with
+//!   weights, two candidates drawn by weight settled by that rule (the shifting planner's
+//!   hot-cold inner pick).
 //!
 //! The eligible set is the plan's explicit subset, else a rendezvous subset of size `k`, else every
 //! endpoint. Ejected endpoints are skipped; when every eligible endpoint is ejected the balancer
@@ -27,9 +31,12 @@
 //!   cost, and an idle one still decays back into use;
 //! - **least request**: `(in_flight + 1) / f` is compared, so it carries about `f` times its
 //!   peers' requests in flight;
-//! - **round robin**: its turn is skipped with probability `1 - f`.
+//! - **round robin**: its turn is skipped with probability `1 - f`;
+//! - **Prequal**: an entry's RIF is compared as `(rif + 1) / f - 1` and its latency as
+//!   `latency / f`; inside weights, as weighted P2C (the draw carries the factor).
 
 pub mod alias;
+pub mod prequal;
 pub mod slow_start;
 pub mod subset;
 
@@ -43,10 +50,13 @@ use crate::{
     endpoint::Endpoint,
     plan::{Algorithm, ServicePlan},
 };
+pub use prequal::Reported;
+use prequal::{Entry, Pool};
 
 /// Live per-endpoint state the balancer reads when it picks.
 pub trait Loads {
-    /// P2C cost of endpoint `i` (Peak-EWMA times in-flight + 1).
+    /// P2C cost of endpoint `i` in nanoseconds (Peak-EWMA times in-flight + 1, the estimate
+    /// decayed while idle).
     fn cost(&self, i: usize) -> f64;
     /// False while endpoint `i` is ejected.
     fn available(&self, i: usize) -> bool;
@@ -56,6 +66,11 @@ pub trait Loads {
     /// is not warming up.
     fn warmth(&self, _i: usize) -> f64 {
         1.0
+    }
+    /// Endpoint `i`'s latest load report from its inbound sidecar, for `prequal`; `None` when it
+    /// has sent none (no sidecar in front of it, or nothing answered yet).
+    fn reported(&self, _i: usize) -> Option<Reported> {
+        None
     }
 }
 
@@ -80,10 +95,15 @@ impl PartialEq for Cursor {
 #[derive(Clone, Debug, PartialEq)]
 enum Mode {
     Weighted(AliasTable),
-    WeightedP2c(AliasTable),
+    /// The alias table and each endpoint's weight (the candidates' costs are compared per unit
+    /// of weight).
+    WeightedP2c(AliasTable, Vec<f64>),
     P2c,
     RoundRobin(Cursor),
     LeastRequest,
+    Prequal(Pool),
+    /// The table, the weights it was built from (per endpoint index) and the pool.
+    WeightedPrequal(AliasTable, Vec<f64>, Pool),
 }
 
 /// How many extra draws to try before giving up on skipping ejected (or, by chance, warming)
@@ -119,13 +139,30 @@ impl Balancer {
         };
         let mode = match plan.map(|p| p.algorithm).unwrap_or_default() {
             Algorithm::Weighted => match table {
-                Some(t) if plan.is_some_and(|p| p.weighted_p2c) => Mode::WeightedP2c(t),
+                Some(t) if plan.is_some_and(|p| p.weighted_p2c) => Mode::WeightedP2c(
+                    t,
+                    resolved
+                        .as_ref()
+                        .map(|r| r.weights.clone())
+                        .unwrap_or_default(),
+                ),
                 Some(t) => Mode::Weighted(t),
                 None => Mode::P2c,
             },
             Algorithm::P2cEwma => Mode::P2c,
             Algorithm::RoundRobin => Mode::RoundRobin(Cursor::default()),
             Algorithm::LeastRequest => Mode::LeastRequest,
+            Algorithm::Prequal => match table {
+                Some(t) => Mode::WeightedPrequal(
+                    t,
+                    resolved
+                        .as_ref()
+                        .map(|r| r.weights.clone())
+                        .unwrap_or_default(),
+                    Pool::new(eligible.len()),
+                ),
+                None => Mode::Prequal(Pool::new(eligible.len())),
+            },
         };
         let mut allowed = vec![false; n];
         for &i in &eligible {
@@ -148,9 +185,18 @@ impl Balancer {
         &self.eligible
     }
 
+    /// True when picks read the endpoints' load reports (`prequal`), so requests should ask for
+    /// them.
+    pub fn uses_reports(&self) -> bool {
+        matches!(self.mode, Mode::Prequal(_) | Mode::WeightedPrequal(..))
+    }
+
     /// True when a plan's weights drive selection.
     pub fn is_weighted(&self) -> bool {
-        matches!(self.mode, Mode::Weighted(_) | Mode::WeightedP2c(_))
+        matches!(
+            self.mode,
+            Mode::Weighted(_) | Mode::WeightedP2c(..) | Mode::WeightedPrequal(..)
+        )
     }
 
     /// Picks an endpoint index; `None` only when the service has no eligible endpoint.
@@ -161,10 +207,22 @@ impl Balancer {
     ) -> Option<usize> {
         match &self.mode {
             Mode::Weighted(t) => Some(self.draw_available(t, rng, loads)),
-            Mode::WeightedP2c(t) => {
+            Mode::WeightedP2c(t, w) => {
                 let a = self.draw_available(t, rng, loads);
-                let b = self.draw_available(t, rng, loads);
-                Some(better(a, b, loads))
+                // Two distinct candidates when the weights allow: the same endpoint drawn twice
+                // is no choice at all (a quarter of the picks among four equal endpoints). The
+                // lower cost per unit of weight wins (Envoy's weighted least request divides by
+                // the weight too), so a candidate the plan gives little must be much less
+                // loaded to win: a second distinct draw does not undo the plan's shares.
+                let mut b = self.draw_available(t, rng, loads);
+                for _ in 0..REDRAWS {
+                    if b != a {
+                        break;
+                    }
+                    b = self.draw_available(t, rng, loads);
+                }
+                let per_weight = |i: usize| loads.cost(i) / w.get(i).copied().unwrap_or(1.0);
+                Some(if per_weight(b) < per_weight(a) { b } else { a })
             }
             Mode::P2c => self.two_choices(rng, loads, |a, b| {
                 if warm_cost(b, loads) < warm_cost(a, loads) {
@@ -197,7 +255,71 @@ impl Balancer {
                 }
                 Some(first_available.unwrap_or(at(0)))
             }
+            Mode::Prequal(pool) => {
+                let mut now = pool.entries(&self.eligible, loads);
+                let entries = now.as_slice();
+                let pick = prequal::threshold(entries)
+                    .and_then(|theta| prequal::hot_cold(entries, theta))
+                    .map(|k| entries[k].i);
+                pool.probe(&self.eligible, rng, &mut now);
+                pick.or_else(|| self.random_available(rng, loads))
+            }
+            Mode::WeightedPrequal(t, w, pool) => {
+                let a = self.draw_available(t, rng, loads);
+                // Two distinct candidates when the weights allow, as weighted P2C draws them.
+                let mut b = self.draw_available(t, rng, loads);
+                for _ in 0..REDRAWS {
+                    if b != a {
+                        break;
+                    }
+                    b = self.draw_available(t, rng, loads);
+                }
+                let mut now = pool.entries(&self.eligible, loads);
+                let pick = match prequal::threshold(now.as_slice()) {
+                    Some(theta) if a != b => {
+                        let weight = |i: usize| w.get(i).copied().unwrap_or(1.0);
+                        let top = weight(a).max(weight(b));
+                        prequal::settle(
+                            &Entry::per_weight(a, loads, weight(a) / top),
+                            &Entry::per_weight(b, loads, weight(b) / top),
+                            theta,
+                        )
+                    }
+                    _ => a,
+                };
+                pool.probe(&self.eligible, rng, &mut now);
+                Some(pick)
+            }
         }
+    }
+
+    /// Prequal's fallback when its pool has nothing available: a uniformly random available
+    /// eligible endpoint (after [`REDRAWS`] misses the first available one), else any eligible
+    /// one (failing open).
+    fn random_available<R: Rng + ?Sized, L: Loads + ?Sized>(
+        &self,
+        rng: &mut R,
+        loads: &L,
+    ) -> Option<usize> {
+        let n = self.eligible.len();
+        if n == 0 {
+            return None;
+        }
+        let first = self.eligible[rng.random_range(0..n)];
+        let mut i = first;
+        for _ in 0..REDRAWS {
+            if loads.available(i) {
+                return Some(i);
+            }
+            i = self.eligible[rng.random_range(0..n)];
+        }
+        Some(
+            self.eligible
+                .iter()
+                .copied()
+                .find(|&i| loads.available(i))
+                .unwrap_or(first),
+        )
     }
 
     /// A draw by weight, skipping ejected endpoints and keeping a warming one with probability
@@ -262,10 +384,6 @@ impl Balancer {
             }
         }
     }
-}
-
-fn better<L: Loads + ?Sized>(a: usize, b: usize, loads: &L) -> usize {
-    if loads.cost(b) < loads.cost(a) { b } else { a }
 }
 
 /// P2C's cost with the slow start factor: `cost / f`, the plain cost when `f` is 1.

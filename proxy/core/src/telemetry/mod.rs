@@ -1,5 +1,6 @@
-//! Inline telemetry: Peak-EWMA per endpoint, rotating latency windows, host pressure and the
-//! container's own resource use.
+//! Inline telemetry: Peak-EWMA per endpoint, rotating latency windows, host pressure, the
+//! container's own resource use, and a server's latency by its requests in flight (Prequal's
+//! server-side estimate).
 //!
 //! Everything here is sans-IO: callers pass the clock reading (`Duration` since an epoch of their
 //! choosing), so the proxy, the control plane and the simulator share the code.
@@ -8,12 +9,14 @@ pub mod counter;
 pub mod ewma;
 pub mod histogram;
 pub mod pressure;
+pub mod rif_latency;
 pub mod usage;
 pub mod window;
 
 use std::time::Duration;
 
 pub use ewma::PeakEwma;
+pub use rif_latency::RifLatency;
 pub use window::{Aggregate, Window, WindowSnapshot};
 
 /// Shape of every telemetry window and estimator.
