@@ -12,7 +12,7 @@ mod cmd;
 mod signal;
 mod tools;
 
-use cmd::{control, ctl, identity, proxy, sim, token};
+use cmd::{control, ctl, identity, model, proxy, sim, token};
 use tools::{app, bench, lab, load};
 
 /// jemalloc, whose background thread returns freed memory to the system: after a connection
@@ -47,6 +47,8 @@ enum Cli {
     Token(token::TokenArgs),
     /// A file-based CA and workload certificates for mTLS (`identity ca`, `identity issue`).
     Identity(identity::IdentityArgs),
+    /// Learned models of the planners: collect a trace in the twin, train on it.
+    Model(model::ModelArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Cli::Sim(args) => sim::main(args),
         Cli::Token(args) => token::main(args),
         Cli::Identity(args) => identity::main(args),
+        Cli::Model(args) => model::main(args),
     }
 }
 

@@ -364,3 +364,118 @@ fn bad_scalers_and_sla_scales_exit_64_before_simulating() {
         "{err}"
     );
 }
+
+fn run_ok(c: &mut Command) -> String {
+    let o = c.output().expect("loadshift runs");
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout
+}
+
+/// The acceptance command of the objective planner: with nothing prepared a model is trained
+/// first, both policies are scored by ANR, the step log is written; `model collect` and `model
+/// train objective` make a model that `--planner-settings` then names, and bad input exits 64.
+#[test]
+fn objective_and_random_are_scored_by_anr_with_nothing_prepared() {
+    let out = tmp("objective");
+    let stdout = run_ok(
+        bin()
+            .arg("sim")
+            .arg(scenario("mesh-two-services-sin.yaml"))
+            .args(["--compare", "objective,random", "--duration", "60", "--out"])
+            .arg(&out),
+    );
+    assert!(
+        stdout.contains("training one on mesh-two-services-sin"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("model s1: held out"), "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let anr = |p: &str| v["policies"][p]["anr"].as_f64().unwrap_or(-1.0);
+    assert!(anr("objective") > 0.0 && anr("random") > 0.0, "{v}");
+    // Random actions block half the requests on average: far from the best action.
+    assert!(anr("objective") > anr("random"), "{v}");
+    assert!(out.join("objective-model.json").exists());
+    let steps = std::fs::read_to_string(out.join("steps.csv")).unwrap();
+    assert!(
+        steps.starts_with("policy,t_s,service,offered_rps"),
+        "{steps}"
+    );
+    assert!(
+        steps
+            .lines()
+            .any(|l| l.starts_with("random,") && l.contains(",s2,"))
+    );
+
+    let trace = out.join("trace.json");
+    let stdout = run_ok(
+        bin()
+            .args(["model", "collect"])
+            .arg(scenario("mesh-two-services.yaml"))
+            .args(["--steps", "200", "--out"])
+            .arg(&trace),
+    );
+    assert!(stdout.contains("s1 on n1+n2, s2 on n1+n2"), "{stdout}");
+    let model = out.join("model.json");
+    let stdout = run_ok(
+        bin()
+            .args(["model", "train", "objective"])
+            .arg(&trace)
+            .args(["--trees", "10", "--out"])
+            .arg(&model),
+    );
+    assert!(stdout.contains("model s2: held out"), "{stdout}");
+    let settings = out.join("settings.yaml");
+    std::fs::write(
+        &settings,
+        format!("objective: {{ model: {} }}\n", model.display()),
+    )
+    .unwrap();
+    let stdout = run_ok(
+        bin()
+            .arg("sim")
+            .arg(scenario("mesh-two-services.yaml"))
+            .args([
+                "--compare",
+                "objective",
+                "--duration",
+                "30",
+                "--planner-settings",
+            ])
+            .arg(&settings)
+            .arg("--out")
+            .arg(out.join("named")),
+    );
+    assert!(!stdout.contains("training one"), "{stdout}");
+    assert!(stdout.contains("objective: ANR"), "{stdout}");
+
+    // A trace that is not one, a model file that is missing: exit 64 naming the file.
+    std::fs::write(out.join("bad.json"), "{}").unwrap();
+    let o = bin()
+        .args(["model", "train", "objective"])
+        .arg(out.join("bad.json"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.json"));
+    std::fs::write(&settings, "objective: { model: /nonexistent/m.json }\n").unwrap();
+    let o = bin()
+        .arg("sim")
+        .arg(scenario("mesh-two-services.yaml"))
+        .args(["--compare", "objective", "--planner-settings"])
+        .arg(&settings)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("objective.model") && err.contains("/nonexistent/m.json"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -141,7 +141,7 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
         }
     };
     for p in &policies {
-        loadshift_policy::planners::build(p)
+        loadshift_policy::planners::check(p)
             .map_err(|e| anyhow::anyhow!("--compare / --planner: {e}"))?;
     }
     if let Some(sc) = &args.scaler {

@@ -150,6 +150,7 @@ pub fn compare(
             }
         }
     }
+    let anr_notes = score_objective(s, o, &mut outcomes)?;
     let mut report = Report {
         scenario: s.name.clone(),
         seed,
@@ -176,6 +177,7 @@ pub fn compare(
             o.sla_scale
         ));
     }
+    report.notes.extend(anr_notes);
     for o in &outcomes {
         report.notes.push(o.connections_note());
         if let Some(h) = &o.hpa_best {
@@ -198,6 +200,41 @@ pub fn compare(
         report.runs.push(o.run.clone());
     }
     Ok((report, outcomes))
+}
+
+/// With a management objective and [`SimOptions::objective_model`]: every run's ANR (seed 004
+/// eq. 6) into its summary, and a note per run.
+fn score_objective(
+    s: &Scenario,
+    o: &SimOptions,
+    outcomes: &mut [Outcome],
+) -> Result<Vec<String>, SimError> {
+    let (Some(model), Some(_)) = (&o.objective_model, &s.policy.management) else {
+        return Ok(Vec::new());
+    };
+    let settings = o
+        .planner_settings
+        .as_ref()
+        .unwrap_or(&s.policy.planner_settings)
+        .objective
+        .clone();
+    let mut notes = Vec::new();
+    for out in outcomes.iter_mut() {
+        let a = crate::objective::anr(s, model, &settings, &out.steps)
+            .map_err(|e| SimError::Objective(e.to_string()))?;
+        if let Some(a) = a {
+            notes.push(format!(
+                "{}: ANR {:.3} over {} steps of the management objective ({})",
+                out.run.policy,
+                a.anr,
+                a.steps.len(),
+                s.policy.management.as_ref().map_or("", |m| m.kind())
+            ));
+            out.run.summary.anr = Some(a.anr);
+            out.anr = Some(a);
+        }
+    }
+    Ok(notes)
 }
 
 /// Runs every candidate and keeps the chosen one, reported as `name` with its target.

@@ -20,7 +20,10 @@ use super::{
     engine::{Engine, Refusal},
     world::NONE,
 };
-use crate::scenario::Placement;
+use crate::{
+    scenario::Placement,
+    steps::{ServiceStep, StepLog},
+};
 
 /// The simulator as an actuator: replica changes only.
 struct Containers<'a>(&'a mut Engine);
@@ -43,6 +46,9 @@ impl Actuator for Containers<'_> {
 impl Engine {
     /// Runs the tasks due now and applies what they produced; queues the next round.
     pub(super) fn control_round(&mut self) {
+        if self.steps.is_some() {
+            self.log_step();
+        }
         let snap = self.snapshot();
         let round = self.schedule.run_due(&snap);
         for out in &round.outputs {
@@ -232,6 +238,63 @@ impl Engine {
                 )
             })
             .unwrap_or(0)
+    }
+}
+
+impl Engine {
+    /// Closes the step that ends now.
+    pub(super) fn log_step(&mut self) {
+        let Some(rec) = self.steps.as_mut() else {
+            return;
+        };
+        let len_ns = self.now.saturating_sub(rec.last_ns);
+        rec.last_ns = self.now;
+        rec.prev.resize(self.w.svcs.len(), [0; 4]);
+        if len_ns == 0 {
+            return;
+        }
+        let len_s = len_ns as f64 / 1e9;
+        let mut services = BTreeMap::new();
+        for (svc, prev) in self.w.svcs.iter().zip(rec.prev.iter_mut()) {
+            let now = [svc.offered, svc.blocked, svc.answered, svc.answered_ns];
+            let d: Vec<u64> = now.iter().zip(prev.iter()).map(|(a, b)| a - b).collect();
+            *prev = now;
+            let plan = svc.plan.as_ref();
+            let hosts: std::collections::BTreeSet<&str> =
+                svc.eps.iter().map(|e| e.host.as_str()).collect();
+            let mut host_shares: BTreeMap<String, f64> = plan
+                .map(|p| {
+                    p.host_weights
+                        .iter()
+                        .filter(|(h, w)| hosts.contains(h.as_str()) && w.is_finite() && **w >= 0.0)
+                        .map(|(h, w)| (h.clone(), *w))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let sum: f64 = host_shares.values().sum();
+            if sum > 0.0 {
+                host_shares.values_mut().for_each(|w| *w /= sum);
+            } else {
+                host_shares.clear();
+            }
+            services.insert(
+                svc.name.clone(),
+                ServiceStep {
+                    offered_rps: d[0] as f64 / len_s,
+                    carried_rps: (d[0] - d[1].min(d[0])) as f64 / len_s,
+                    mean_ms: (d[2] > 0).then(|| d[3] as f64 / d[2] as f64 / 1e6),
+                    host_shares,
+                    block: plan
+                        .and_then(|p| p.blocking.get("*"))
+                        .map_or(0.0, |b| b.fraction),
+                },
+            );
+        }
+        rec.log.push(StepLog {
+            t_s: self.now as f64 / 1e9,
+            len_s,
+            services,
+        });
     }
 }
 

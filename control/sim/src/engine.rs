@@ -48,6 +48,10 @@ pub(super) struct Engine {
     pub(super) schedule: Schedule,
     /// Every round with the snapshot it read, when tracing.
     pub(super) trace: Option<Vec<(Snapshot, Round)>>,
+    /// The step log (`steps.rs`): per control round, what each service was offered and carried,
+    /// how fast, under which routing and blocking; kept when the scenario has a management
+    /// objective.
+    pub(super) steps: Option<crate::steps::Recorder>,
     pub(super) scale_decisions: Vec<ScaleDecision>,
     pub(super) refusals: Vec<Refusal>,
     /// The scenario as one application, with its management objective (its services never
@@ -133,6 +137,11 @@ impl Engine {
             live_reqs: 0,
             schedule,
             trace: None,
+            steps: s
+                .policy
+                .management
+                .is_some()
+                .then(crate::steps::Recorder::default),
             scale_decisions: Vec::new(),
             refusals: Vec::new(),
             application: Arc::new(ApplicationState {

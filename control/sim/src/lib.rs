@@ -26,12 +26,14 @@ mod control;
 mod engine;
 mod events;
 pub mod hpa_best;
+pub mod objective;
 pub mod oracle;
 pub mod report;
 mod request;
 pub mod scenario;
 pub mod seeds;
 mod snapshot;
+pub mod steps;
 mod summary;
 #[cfg(test)]
 mod tests;
@@ -66,6 +68,8 @@ pub enum SimError {
     UnknownScaler { name: String, known: String },
     #[error("sla_scale {0}: must be a finite number > 0")]
     SlaScale(f64),
+    #[error("management objective: {0}")]
+    Objective(String),
 }
 
 /// Command-line overrides of the scenario's choices.
@@ -85,6 +89,10 @@ pub struct SimOptions {
     pub trace: bool,
     /// Factor on every flow's SLA latency ([`Scenario::scale_sla`]), finite and > 0. Default 1.
     pub sla_scale: f64,
+    /// The objective planner's system model: with it, every run of a scenario with a management
+    /// objective gets its ANR (`summary.json` `anr`).
+    pub objective_model:
+        Option<std::sync::Arc<loadshift_policy::planners::objective::model::SystemModel>>,
 }
 
 impl Default for SimOptions {
@@ -97,6 +105,7 @@ impl Default for SimOptions {
             scaler_settings: None,
             trace: false,
             sla_scale: 1.0,
+            objective_model: None,
         }
     }
 }
@@ -136,6 +145,10 @@ pub struct Outcome {
     pub rounds: Vec<(Snapshot, Round)>,
     /// `hpa-best` runs: every target tried on this seed and the one kept.
     pub hpa_best: Option<HpaBest>,
+    /// The step log (scenarios with a management objective): [`steps`].
+    pub steps: Vec<steps::StepLog>,
+    /// The run's ANR and its steps, when [`SimOptions::objective_model`] is set.
+    pub anr: Option<loadshift_policy::planners::objective::Anr>,
 }
 
 impl Outcome {
@@ -325,6 +338,8 @@ fn run_traced(
         refusals: std::mem::take(&mut e.refusals),
         rounds: e.trace.take().unwrap_or_default(),
         hpa_best: None,
+        steps: e.steps.take().map(|r| r.log).unwrap_or_default(),
+        anr: None,
     }
 }
 

@@ -76,6 +76,7 @@ impl Engine {
         if let Some(g) = ob.gates.get_mut(flow) {
             let blocked = g.gate.admit().is_err() || g.cap.is_some_and(|c| g.in_flight >= c);
             if blocked {
+                self.w.svcs[svc as usize].blocked += 1;
                 if !degradable {
                     self.reqs[req as usize].blocked = true;
                 }
@@ -251,6 +252,9 @@ impl Engine {
         let flow = self.reqs[cr.req as usize].flow as usize;
         let edge = self.w.edge(cr.proxy, cr.svc);
         self.w.edge_calls[edge] += 1;
+        let s = &mut self.w.svcs[cr.svc as usize];
+        s.answered += 1;
+        s.answered_ns += self.now - cr.t_send;
         let ctr = &mut self.w.ctrs[cr.ctr as usize];
         ctr.in_flight -= 1;
         ctr.outbound.record(now_d, latency, cr.error);

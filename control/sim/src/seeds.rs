@@ -81,6 +81,9 @@ pub struct PolicySeeds {
     /// `hpa-best` only: the target utilisation it chose per seed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hpa_target: Option<Stat>,
+    /// ANR of the management objective over the seeds that scored it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anr: Option<Stat>,
     /// Per flow name, its figures over the seeds that reported it.
     #[serde(default)]
     pub flows: BTreeMap<String, FlowSeeds>,
@@ -194,6 +197,7 @@ impl MultiSeed {
                     .collect();
                 let met: Vec<f64> = s.iter().filter_map(|x| x.sla_met_at_s).collect();
                 let targets: Vec<f64> = s.iter().filter_map(|x| x.hpa_target).collect();
+                let anr: Vec<f64> = s.iter().filter_map(|x| x.anr).collect();
                 PolicySeeds {
                     policy: name.clone(),
                     mean_ms: f(&|x| x.mean_ms),
@@ -209,6 +213,7 @@ impl MultiSeed {
                     sla_never_met: (s.len() - met.len()) as u32,
                     plan_pushes: f(&|x| x.plan_pushes as f64),
                     hpa_target: (!targets.is_empty()).then(|| Stat::of(&targets)),
+                    anr: (!anr.is_empty()).then(|| Stat::of(&anr)),
                     flows: flows::over_seeds(&s),
                 }
             })

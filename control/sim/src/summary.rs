@@ -327,6 +327,7 @@ impl Recorder {
             sla_met_at_s: self.sla.met_at_s(),
             plan_pushes: self.plan_pushes,
             requests: self.counts.offered,
+            anr: None,
             hpa_target: None,
             flows: self.flows.summaries(),
         }

@@ -489,3 +489,69 @@ fn imbres_shift_settles_within_six_iterations_and_beats_p2c_on_imbalance() {
         pure.converge_iterations
     );
 }
+
+/// The step log under `random` actions: every step carries at most what was offered, the
+/// blocked share follows the plans' blocking fractions, shares are the plans' host weights; the
+/// collection trace has one entry per managed service in the model's order.
+#[test]
+fn the_step_log_follows_the_plans_in_force() {
+    let mut s = shipped("mesh-two-services.yaml");
+    s.duration_s = 200.0;
+    let o = run(
+        &s,
+        &SimOptions {
+            planner: Some("random".into()),
+            ..Default::default()
+        },
+        &mut quiet,
+    )
+    .unwrap();
+    assert!(o.steps.len() >= 38, "{}", o.steps.len());
+    let (mut offered, mut carried, mut expected_blocked) = (0.0, 0.0, 0.0);
+    for step in o.steps.iter().skip(1) {
+        for name in ["s1", "s2"] {
+            let x = &step.services[name];
+            assert!(x.carried_rps <= x.offered_rps + 1e-9, "{x:?}");
+            assert!(
+                (x.host_shares.values().sum::<f64>() - 1.0).abs() < 1e-9,
+                "{x:?}"
+            );
+            offered += x.offered_rps;
+            carried += x.carried_rps;
+            expected_blocked += x.offered_rps * x.block;
+        }
+    }
+    // The gate blocks its fraction of what is offered.
+    let blocked = offered - carried;
+    assert!(
+        (blocked - expected_blocked).abs() < 0.05 * offered,
+        "blocked {blocked:.1}, plans say {expected_blocked:.1} of {offered:.1}"
+    );
+
+    let (services, trace) = objective::collect(&s, 20, 7, &Default::default(), &mut quiet).unwrap();
+    let names: Vec<&str> = services.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["s1", "s2"]);
+    assert_eq!(services[0].hosts, ["n1", "n2"]);
+    assert_eq!(trace.len(), 20);
+    for t in &trace {
+        assert_eq!(t.services.len(), 2);
+        for x in &t.services {
+            assert!(
+                [5.0, 10.0, 15.0, 20.0]
+                    .iter()
+                    .any(|l| (x.offered_rps - l).abs() < 8.0)
+            );
+            assert_eq!(x.action.shares.len(), 2);
+        }
+    }
+    // Without a management objective there is nothing to collect for.
+    let e = objective::collect(
+        &shipped("imbalance.yaml"),
+        5,
+        1,
+        &Default::default(),
+        &mut quiet,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("no management objective"), "{e}");
+}

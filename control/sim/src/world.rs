@@ -55,6 +55,11 @@ pub(super) struct Svc {
     /// Calls attempted (including blocked), cumulative; and the value at the last snapshot.
     pub offered: u64,
     pub offered_at_snapshot: u64,
+    /// Calls refused by a caller's gate, calls answered and their latency summed (caller side),
+    /// cumulative: the step log's counters (`steps.rs`).
+    pub blocked: u64,
+    pub answered: u64,
+    pub answered_ns: u64,
 }
 
 pub(super) struct Ctr {
@@ -319,6 +324,9 @@ impl World {
                     objective,
                     offered: 0,
                     offered_at_snapshot: 0,
+                    blocked: 0,
+                    answered: 0,
+                    answered_ns: 0,
                 }
             })
             .collect();

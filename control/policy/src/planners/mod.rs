@@ -5,6 +5,7 @@ pub mod baselines;
 mod even;
 pub mod imbres_connect;
 pub mod imbres_shift;
+pub mod objective;
 pub mod perf_table;
 pub mod settings;
 mod r#static;
@@ -15,7 +16,8 @@ pub use baselines::{Connections, Local, Mode};
 pub use even::Even;
 pub use imbres_connect::ImbresConnect;
 pub use imbres_shift::{ImbresShift, InnerPick};
-pub use settings::{PlannerSettings, build_with};
+pub use objective::{ObjectivePlanner, ObjectiveSettings, RandomPlanner};
+pub use settings::{PlannerSettings, SettingsError, build_with};
 pub use r#static::Static;
 
 /// A planner name nobody registered.
@@ -40,7 +42,12 @@ pub const NAMES: &[&str] = &[
     "local",
     "random-partial",
     "full",
+    "objective",
+    "random",
 ];
+
+/// Planners that cannot be built without a file their settings name (`objective`'s model).
+pub const NEED_FILES: &[&str] = &["objective"];
 
 /// One line per name of [`NAMES`], for `--help` and error messages.
 pub const ABOUT: &[(&str, &str)] = &[
@@ -80,22 +87,48 @@ pub const ABOUT: &[(&str, &str)] = &[
         "full",
         "Alg. 1 shares with every caller connected to every container",
     ),
+    (
+        "objective",
+        "Samani & Stadler: routing and blocking for the management objective on a learned model",
+    ),
+    (
+        "random",
+        "routing and blocking drawn uniformly from the objective planner's action space",
+    ),
 ];
 
 /// How far planner `name` sees ([`crate::schedule`]); `None` for an unknown name.
-/// `imbres-connect` is the one application-scoped planner: its connection groups need the
-/// performance tables and Alg. 1 shares of the callers' own services.
+/// Application-scoped: `imbres-connect` (its connection groups need the performance tables and
+/// Alg. 1 shares of the callers' own services), `objective` and `random` (one action over every
+/// service the application's management objective names).
 pub fn scope_kind(name: &str) -> Option<ScopeKind> {
     match name {
-        "imbres-connect" => Some(ScopeKind::Application),
+        "imbres-connect" | "objective" | "random" => Some(ScopeKind::Application),
         n if NAMES.contains(&n) => Some(ScopeKind::Service),
         _ => None,
     }
 }
 
 /// Builds a planner with its defaults (the paper's, except where `PlannerSettings` documents a
-/// measured departure).
-pub fn build(name: &str) -> Result<Box<dyn Planner>, UnknownPlanner> {
+/// measured departure). Those of [`NEED_FILES`] need settings naming their file: [`build_with`].
+pub fn build(name: &str) -> Result<Box<dyn Planner>, SettingsError> {
+    build_with(name, &PlannerSettings::default())
+}
+
+/// Whether `name` is a registered planner.
+pub fn check(name: &str) -> Result<(), UnknownPlanner> {
+    if NAMES.contains(&name) {
+        Ok(())
+    } else {
+        Err(UnknownPlanner {
+            name: name.to_string(),
+            known: NAMES.join(", "),
+        })
+    }
+}
+
+/// The planners without tunables.
+pub(crate) fn build_plain(name: &str) -> Result<Box<dyn Planner>, UnknownPlanner> {
     match name {
         "even" => Ok(Box::new(Even)),
         // Without weights; the control plane builds `Static::new` from the config instead.

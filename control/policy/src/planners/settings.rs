@@ -13,6 +13,7 @@
 //!   table_store: { kind: redb, path: /var/lib/loadshift/perf.redb }
 //!   random_partial: { seed: 0, per_caller: 10 }
 //!   inner_pick: p2c-ewma         # imbres-shift's pick inside its shares; or hot-cold (Prequal)
+//!   objective: { model: models/mesh.objective.json, levels: 6, steepness: 10, seed: 1 }
 //! ```
 
 use std::path::PathBuf;
@@ -21,8 +22,9 @@ use loadshift_core::shift::{ShiftError, ShiftParams};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Connections, ImbresConnect, ImbresShift, UnknownPlanner, build, imbres_connect::ConnectParams,
-    imbres_shift::InnerPick, perf_table::TableParams,
+    Connections, ImbresConnect, ImbresShift, ObjectivePlanner, ObjectiveSettings, RandomPlanner,
+    UnknownPlanner, build_plain, imbres_connect::ConnectParams, imbres_shift::InnerPick,
+    perf_table::TableParams,
 };
 use crate::{BadSetting, Planner};
 
@@ -54,6 +56,9 @@ pub struct PlannerSettings {
     /// Peak-EWMA) or `hot-cold` (Prequal's rule over the endpoints' reported load). Default
     /// `p2c-ewma` (the two measured in `docs/balancing.md`).
     pub inner_pick: InnerPick,
+    /// `objective` and `random` (Samani & Stadler): the model file, levels per action
+    /// dimension, the reward's steepness, `random`'s seed.
+    pub objective: ObjectiveSettings,
 }
 
 impl Default for PlannerSettings {
@@ -67,6 +72,7 @@ impl Default for PlannerSettings {
             table_store: TableStoreConfig::default(),
             random_partial: RandomPartialSettings::default(),
             inner_pick: InnerPick::default(),
+            objective: ObjectiveSettings::default(),
         }
     }
 }
@@ -189,7 +195,12 @@ pub fn build_with(name: &str, s: &PlannerSettings) -> Result<Box<dyn Planner>, S
             };
             Box::new(ImbresConnect::new(params))
         }
-        other => build(other)?,
+        "objective" => Box::new(ObjectivePlanner::new(
+            std::sync::Arc::new(s.objective.load_model()?),
+            s.objective.clone(),
+        )),
+        "random" => Box::new(RandomPlanner::new(s.objective.clone())),
+        other => build_plain(other)?,
     })
 }
 
@@ -228,6 +239,14 @@ mod tests {
     #[test]
     fn builds_every_planner() {
         for &name in super::super::NAMES {
+            if super::super::NEED_FILES.contains(&name) {
+                let e = build_with(name, &PlannerSettings::default()).err().unwrap();
+                assert!(
+                    e.to_string().contains("planner_settings.objective.model"),
+                    "{e}"
+                );
+                continue;
+            }
             assert_eq!(
                 build_with(name, &PlannerSettings::default())
                     .unwrap()

@@ -112,6 +112,10 @@ pub struct PolicySummary {
     pub plan_pushes: u64,
     /// Offered requests after warm-up.
     pub requests: u64,
+    /// Average normalised reward of the management objective (Samani & Stadler eq. 6), for
+    /// scenarios with one when a system model is at hand; `null` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anr: Option<f64>,
     /// `hpa-best` only: the HPA target utilisation it chose for this seed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hpa_target: Option<f64>,
@@ -283,6 +287,7 @@ pub(crate) mod tests {
                 sla_met_at_s: Some(15.0),
                 plan_pushes: 12,
                 requests: 1000,
+                anr: None,
                 hpa_target: None,
                 flows: [
                     ("login".into(), flow(400, p95 / 4.0)),

@@ -169,6 +169,7 @@ fn every_shipped_scenario_loads() {
             "imbalance-cold",
             "large",
             "mesh-two-services",
+            "mesh-two-services-sin",
             "moving-interference",
             "multicloud",
             "skew",
