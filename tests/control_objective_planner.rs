@@ -1,8 +1,9 @@
 //! The `objective` planner (Samani & Stadler) on a real control plane: its model file named in
-//! the planner settings, the application's management objective set with `loadshift ctl` (the
-//! real binary). Without an objective the planner leaves the plans alone; once one is set it
-//! publishes routing weights and blocking for the services the objective names, and the current
-//! objective shows in `ctl status`.
+//! the planner settings, a real proxy control client calling both services and reporting what
+//! they are offered, the application's management objective set with `loadshift ctl` (the real
+//! binary). Without an objective the planner leaves the plans alone; once one is set it
+//! publishes routing weights and blocking for the services the objective names, the proxy
+//! applies them, and the current objective shows in `ctl status`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod control_support;
@@ -134,6 +135,43 @@ async fn an_objective_set_with_ctl_reaches_the_objective_planner() {
     );
     let control = Control::start(cfg).await;
     let server = format!("http://{}", control.addrs.operator);
+    // The front proxy: calls both services and reports their offered load every 100 ms.
+    let dp = RecordingPlane::new(None);
+    let window = loadshift_core::telemetry::WindowSnapshot {
+        count: 60,
+        mean_ms: 40.0,
+        p95_ms: 90.0,
+        window_s: 10.0,
+        ..Default::default()
+    };
+    let ep = |svc: &str, port: u16, c: &str| loadshift_proxy::control_client::EndpointReport {
+        service: svc.into(),
+        endpoint: loadshift_core::endpoint::Endpoint::new(
+            addr(port),
+            format!("host-{port}"),
+            "z1",
+            c,
+        ),
+        window,
+        in_flight: 1,
+        ewma_ms: 40.0,
+    };
+    dp.set_report(loadshift_proxy::control_client::ProxyReport {
+        endpoints: vec![
+            ep("s1", 11, "s1-a"),
+            ep("s1", 12, "s1-b"),
+            ep("s2", 13, "s2-a"),
+            ep("s2", 14, "s2-b"),
+        ],
+        offered: vec![("s1".into(), 150), ("s2".into(), 200)],
+        ..Default::default()
+    });
+    let (_stop, _task) = spawn_proxy(
+        &control.url(),
+        &token,
+        identity("front", None, &["s1", "s2"]),
+        dp.clone(),
+    );
 
     // Planner rounds every 200 ms: without an objective nothing is planned.
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -183,6 +221,18 @@ async fn an_objective_set_with_ctl_reaches_the_objective_planner() {
     for w in p.host_weights.values() {
         assert!(levels.iter().any(|l| (l - w).abs() < 1e-9), "{w}");
     }
+    // The proxy got it.
+    dp.wait_for(
+        10,
+        "the objective planner's plan for s2 at the proxy",
+        |s| {
+            s.current
+                .as_ref()
+                .and_then(|p| p.services.get("s2"))
+                .is_some_and(|sp| !sp.host_weights.is_empty())
+        },
+    )
+    .await;
     let (ok, out, err) = ctl(&server, &token, &["status", "s1", "--json"]).await;
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

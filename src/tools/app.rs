@@ -25,6 +25,7 @@
 //! file (atomically) so a supervisor can find an OS-chosen port.
 
 pub mod children;
+pub mod host_load;
 pub mod interference;
 pub mod server;
 pub mod service_time;
@@ -67,6 +68,21 @@ pub struct AppArgs {
     /// File holding the interference multiplier, re-read every 200 ms.
     #[arg(long)]
     pub interference_file: Option<PathBuf>,
+    /// Directory shared by the apps of one emulated host: with it the app keeps its requests in
+    /// service there and adds the host's CPU term to the multiplier when work starts (the
+    /// simulator's `self_load`; see `host_load`). The interference file then holds the
+    /// multiplier without the CPU term.
+    #[arg(long)]
+    pub host_dir: Option<PathBuf>,
+    /// Cores of the emulated host (with --host-dir).
+    #[arg(long, default_value_t = 1)]
+    pub host_cores: u32,
+    /// Weight of the CPU term (the scenario's interference `a_cpu`; with --host-dir).
+    #[arg(long, default_value_t = 0.5)]
+    pub host_a_cpu: f64,
+    /// Utilisation at which the CPU term stops growing (the scenario's `cap`; with --host-dir).
+    #[arg(long, default_value_t = 0.95)]
+    pub host_cap: f64,
     /// Fraction of the service time spent burning CPU instead of sleeping, in [0, 1].
     #[arg(long, default_value_t = 0.0)]
     pub cpu_fraction: f64,

@@ -127,6 +127,9 @@ const DEFAULT_COMPARE: &[&str] = &["round-robin", "p2c-ewma", "imbres-shift"];
 
 async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::Result<()> {
     let me = std::env::current_exe().context("locate the loadshift binary")?;
+    let mut owned = s.clone();
+    let objective_model = objective_model(&args.out, &mut owned)?;
+    let s: &Scenario = &owned;
     let duration = Duration::from_secs_f64(args.duration_s.unwrap_or(s.duration_s).max(1.0));
     let interval = Duration::from_secs_f64(s.report_interval_s.max(0.1));
     let policies: Vec<String> = match (&args.planner, args.compare.is_empty()) {
@@ -157,6 +160,7 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
     eprintln!("{}", layout.describe());
     let mut runs = Vec::new();
     let mut relay_notes = Vec::new();
+    let mut anr_notes = Vec::new();
     for (i, policy) in policies.iter().enumerate() {
         let dir = args.out.join("run").join(policy);
         eprintln!(
@@ -216,7 +220,7 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
         if let Some(sc) = &scaling {
             sc.check_alive()?;
         }
-        runs.push(run::policy_run(
+        let mut run = run::policy_run(
             s,
             &run_layout,
             &sup,
@@ -225,7 +229,36 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
             duration,
             interval,
             sup.control_interval,
-        ));
+        );
+        if let Some(model) = &objective_model {
+            let steps = run::objective_steps(s, &measured, &model.services);
+            let mo = s
+                .policy
+                .management
+                .as_ref()
+                .expect("a model only with an objective");
+            let scored = loadshift_policy::planners::objective::anr(
+                model,
+                mo,
+                &loadshift_sim::objective::fallback_bounds(s),
+                &s.policy.planner_settings.objective,
+                &steps,
+            )
+            .map_err(|e| anyhow::anyhow!("ANR: {e}"))?;
+            if let Some(a) = scored {
+                anr_notes.push(format!(
+                    "{policy}: ANR {:.3} over {} steps of {} s of the management objective ({}); \
+                     d is the mean end-to-end latency of the successful requests of the \
+                     flows through each service",
+                    a.anr,
+                    a.steps.len(),
+                    loadshift_sim::objective::STEP_S,
+                    mo.kind()
+                ));
+                run.summary.anr = Some(a.anr);
+            }
+        }
+        runs.push(run);
         if let (Some(sc), Some(epoch), Some(run)) = (&mut scaling, epoch, runs.last_mut()) {
             let served = &measured.served;
             sc.finish(s, run, &sup.placed, served, epoch, interval, duration);
@@ -273,9 +306,10 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
         ..Report::default()
     };
     report.notes.extend(relay_notes);
+    report.notes.extend(anr_notes);
     report.describe_scenario(s, duration.as_secs_f64(), layout.rate_scale);
     let sim = if args.with_sim {
-        Some(with_sim(s, &policies, duration).await?)
+        Some(with_sim(s, &policies, duration, objective_model.clone()).await?)
     } else {
         None
     };
@@ -290,8 +324,63 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
     Ok(())
 }
 
+/// The objective planner's system model for a scenario with a management objective: the file
+/// `planner_settings.objective.model` names, or one trained in the twin as `loadshift sim` does
+/// (random actions under random-level load) and written to `OUT/objective-model.json`, whose
+/// absolute path then goes into the settings the lab's control plane gets. It also scores each
+/// run's ANR.
+fn objective_model(
+    out: &std::path::Path,
+    s: &mut Scenario,
+) -> anyhow::Result<Option<std::sync::Arc<loadshift_policy::planners::objective::model::SystemModel>>>
+{
+    use crate::cmd::sim::objective::{TRAIN_SEED, TRAIN_STEPS, print_scores};
+    if s.policy.management.is_none() {
+        return Ok(None);
+    }
+    let settings = &mut s.policy.planner_settings.objective;
+    if let Some(path) = &settings.model {
+        // The control plane runs in its own directory.
+        settings.model = Some(std::path::absolute(path).context("the model file's absolute path")?);
+        let m = settings
+            .load_model()
+            .map_err(|e| anyhow::anyhow!("planner_settings.{e}"))?;
+        return Ok(Some(std::sync::Arc::new(m)));
+    }
+    eprintln!(
+        "no model named (planner_settings.objective.model): training one in the twin \
+         ({TRAIN_STEPS} steps of random actions under random-level load)"
+    );
+    let settings = settings.clone();
+    let model = loadshift_sim::objective::train(
+        s,
+        TRAIN_STEPS,
+        TRAIN_SEED,
+        &settings,
+        Default::default(),
+        &mut |_| {},
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    print_scores(&model);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let path = std::path::absolute(out.join("objective-model.json"))
+        .context("the model file's absolute path")?;
+    std::fs::write(&path, model.to_json()?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("model: {}", path.display());
+    s.policy.planner_settings.objective.model = Some(path);
+    Ok(Some(std::sync::Arc::new(model)))
+}
+
 /// `loadshift sim` on the same scenario, seed and policies, for `duration` (the lab's).
-async fn with_sim(s: &Scenario, policies: &[String], duration: Duration) -> anyhow::Result<Report> {
+async fn with_sim(
+    s: &Scenario,
+    policies: &[String],
+    duration: Duration,
+    objective_model: Option<
+        std::sync::Arc<loadshift_policy::planners::objective::model::SystemModel>,
+    >,
+) -> anyhow::Result<Report> {
     let mut scn = s.clone();
     if duration.as_secs_f64() > scn.warmup_s {
         scn.duration_s = duration.as_secs_f64();
@@ -302,7 +391,10 @@ async fn with_sim(s: &Scenario, policies: &[String], duration: Duration) -> anyh
         loadshift_sim::compare(
             &scn,
             &planners,
-            &loadshift_sim::SimOptions::default(),
+            &loadshift_sim::SimOptions {
+                objective_model,
+                ..Default::default()
+            },
             &mut |_, _| {},
         )
     })

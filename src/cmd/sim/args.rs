@@ -28,7 +28,9 @@ pub struct SimArgs {
     pub seeds: u32,
     /// YAML file of planner tunables for every service (the `planner_settings` section of the
     /// control config and the scenario: interval_ms, shift, shift_pure, connect, table,
-    /// table_store, random_partial); default: the scenario's.
+    /// table_store, random_partial, inner_pick, objective); default: the scenario's. Without
+    /// `objective.model`, a scenario with a management objective that `objective` or `random`
+    /// runs on gets a model trained first (written to OUT/objective-model.json).
     #[arg(long)]
     pub planner_settings: Option<PathBuf>,
     /// YAML file of scaler tunables for every service (the `scaler_settings` section of the

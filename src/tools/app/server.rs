@@ -48,6 +48,8 @@ struct State {
     sizing: Mutex<Sizing>,
     in_service: AtomicUsize,
     interference: Interference,
+    /// The emulated host's own load, with `--host-dir`.
+    host_load: Option<super::host_load::HostLoad>,
     cpu_fraction: f64,
     error_rate: f64,
     downstream: Option<Downstream>,
@@ -91,6 +93,9 @@ struct Slot<'a> {
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         self.state.in_service.fetch_sub(1, Ordering::Relaxed);
+        if let Some(h) = &self.state.host_load {
+            h.publish(|| self.state.in_service.load(Ordering::Relaxed));
+        }
         let Some(permit) = self.permit.take() else {
             return;
         };
@@ -125,6 +130,19 @@ pub async fn serve(args: AppArgs) -> anyhow::Result<()> {
     if let Some(path) = args.interference_file.clone() {
         interference.watch(path);
     }
+    let host_load = match &args.host_dir {
+        Some(dir) => Some(
+            super::host_load::HostLoad::join(
+                dir,
+                &container,
+                args.host_cores,
+                args.host_a_cpu,
+                args.host_cap,
+            )
+            .with_context(|| format!("--host-dir {}", dir.display()))?,
+        ),
+        None => None,
+    };
     let downstream = args.outbound.map(|addr| Downstream {
         children: args
             .children
@@ -150,6 +168,7 @@ pub async fn serve(args: AppArgs) -> anyhow::Result<()> {
         }),
         in_service: AtomicUsize::new(0),
         interference,
+        host_load,
         cpu_fraction: args.cpu_fraction,
         error_rate: args.error_rate,
         downstream,
@@ -200,10 +219,7 @@ async fn handle(
     }
     let (work, picked, fail) = {
         let mut rng = rand::rng();
-        let work = state
-            .service_time
-            .sample(&mut rng)
-            .mul_f64(state.interference.get());
+        let work = state.service_time.sample(&mut rng);
         let picked = state
             .downstream
             .as_ref()
@@ -220,7 +236,16 @@ async fn handle(
             state: &state,
             permit,
         };
-        emulate_work(work, state.cpu_fraction).await;
+        // The multiplier as the work starts: with a host directory, this container's busy
+        // servers and its host-mates' count too.
+        let multiplier = match &state.host_load {
+            Some(h) => {
+                h.publish(|| state.in_service.load(Ordering::Relaxed));
+                state.interference.get() + h.cpu_term()
+            }
+            None => state.interference.get(),
+        };
+        emulate_work(work.mul_f64(multiplier), state.cpu_fraction).await;
     }
     state.served.fetch_add(1, Ordering::Relaxed);
     let mut resp = Response::new(Full::new(Bytes::from_static(b"ok\n")));

@@ -282,7 +282,35 @@ pub fn app_args(
     for o in optional {
         a.extend(["--optional".into(), o.to_string()]);
     }
+    if s.interference.self_load {
+        let dir = host_dir(
+            interference_file.parent().unwrap_or(Path::new(".")),
+            &me.spec.host,
+        );
+        let cores = s
+            .hosts
+            .iter()
+            .find(|h| h.name == me.spec.host)
+            .map_or(1, |h| h.cores);
+        a.extend([
+            "--host-dir".into(),
+            dir.display().to_string(),
+            "--host-cores".into(),
+            cores.to_string(),
+            "--host-a-cpu".into(),
+            s.interference.a_cpu.to_string(),
+            "--host-cap".into(),
+            s.interference.cap.to_string(),
+        ]);
+    }
     a
+}
+
+/// The directory the apps of emulated host `host` share (`loadshift app --host-dir`) under a
+/// run's directory: their busy servers and the host's background CPU share, for scenarios whose
+/// interference counts the containers' own load (`self_load`).
+pub fn host_dir(run_dir: &Path, host: &str) -> PathBuf {
+    run_dir.join("hosts").join(host)
 }
 
 /// Renders a config as YAML.

@@ -244,9 +244,22 @@ fn follow_interference(
                     continue;
                 };
                 let i = &h.interference;
-                let factor = s
-                    .interference
-                    .factor(i.cpu.at(t), i.membw.at(t), i.net.at(t));
+                let factor = if s.interference.self_load {
+                    // The apps add the CPU term themselves, over the host's own load too.
+                    let dir = super::configs::host_dir(
+                        file.parent().unwrap_or(std::path::Path::new(".")),
+                        host,
+                    );
+                    let _ = std::fs::create_dir_all(&dir);
+                    let bg = dir.join(crate::tools::app::host_load::BACKGROUND);
+                    if let Err(e) = write_atomically(&bg, &format!("{}\n", i.cpu.at(t))) {
+                        tracing::warn!(file = %bg.display(), error = %e, "cannot update background CPU");
+                    }
+                    s.interference.factor(0.0, i.membw.at(t), i.net.at(t))
+                } else {
+                    s.interference
+                        .factor(i.cpu.at(t), i.membw.at(t), i.net.at(t))
+                };
                 if let Err(e) = write_atomically(file, &format!("{factor}\n")) {
                     tracing::warn!(file = %file.display(), error = %e, "cannot update interference");
                 }
@@ -501,9 +514,119 @@ fn shares(sup: &Supervisor, m: &Measured, k: usize) -> Shares {
     (norm(by_host), services)
 }
 
+/// The objective planner's steps as the generator measured them: per 5 s step (the generator's
+/// intervals regrouped) and managed service, the requests of the flows that call it from their
+/// entry (or enter at it): offered = sent, carried = sent less the 503s of blocking, `d` = the
+/// mean end-to-end latency of the successful ones. Steps before the warm-up and the last one
+/// (requests still in flight) are left out. The simulator's `d` is the front's call latency;
+/// here the gateway, the entry app and two more proxies add a few milliseconds.
+pub fn objective_steps(
+    s: &Scenario,
+    m: &Measured,
+    services: &[loadshift_policy::planners::objective::space::ManagedService],
+) -> Vec<loadshift_policy::planners::objective::model::TraceStep> {
+    use loadshift_policy::planners::objective::{
+        model::{StepService, TraceStep},
+        space::ServiceAction,
+    };
+    let step_s = loadshift_sim::objective::STEP_S;
+    let per = ((step_s / m.tick.as_secs_f64()).round() as usize).max(1);
+    let flows_of = |svc: &str| -> Vec<usize> {
+        s.flows
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| {
+                f.entry == svc
+                    || s.services
+                        .iter()
+                        .find(|x| x.name == f.entry)
+                        .is_some_and(|e| e.calls.iter().any(|c| c.service == svc))
+            })
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let groups: Vec<Vec<usize>> = services.iter().map(|m| flows_of(&m.name)).collect();
+    let n = m.flows.iter().map(|f| f.intervals.len()).min().unwrap_or(0) / per;
+    let width = m.tick.as_secs_f64() * per as f64;
+    (0..n.saturating_sub(1))
+        .filter(|k| *k as f64 * width >= s.warmup_s)
+        .map(|k| TraceStep {
+            t_s: (k + 1) as f64 * width,
+            services: groups
+                .iter()
+                .zip(services)
+                .map(|(flows, svc)| {
+                    let (mut sent, mut blocked, mut h) = (0u64, 0u64, Histogram::default());
+                    for &i in flows {
+                        for iv in m.flows[i].intervals.iter().skip(k * per).take(per) {
+                            sent += iv.sent;
+                            blocked += iv.blocked;
+                            h.merge(&iv.latency);
+                        }
+                    }
+                    StepService {
+                        offered_rps: sent as f64 / width,
+                        carried_rps: sent.saturating_sub(blocked) as f64 / width,
+                        mean_ms: (h.count() > 0).then(|| mean_ms(&h)),
+                        action: ServiceAction {
+                            shares: vec![0.0; svc.hosts.len()],
+                            block: 0.0,
+                        },
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Per 5 s step and managed service: the flow that calls it, sent, sent less 503s, and the
+    /// mean of its successes; the warm-up and the last step left out.
+    #[test]
+    fn objective_steps_come_from_the_flows_that_call_each_service() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scenarios/mesh-two-services-sin.yaml"
+        );
+        let s = Scenario::load(std::path::Path::new(path)).unwrap();
+        let (_, services) = loadshift_sim::objective::managed(&s).unwrap();
+        let flow = |sent: u64, blocked: u64, ms: u64| {
+            let mut iv = loadgen::report::Interval {
+                sent,
+                completed: sent - blocked,
+                errors: blocked,
+                blocked,
+                ..Default::default()
+            };
+            for _ in 0..sent - blocked {
+                iv.latency.record(ms * 1000);
+            }
+            iv
+        };
+        // Ticks of 5 s: 0-5 and 5-10 are the warm-up, the last one is dropped.
+        let report = |blocked: u64, ms: u64| LoadReport {
+            intervals: (0..5).map(|_| flow(50, blocked, ms)).collect(),
+            ..Default::default()
+        };
+        let m = Measured {
+            flows: vec![report(0, 40), report(10, 100)],
+            served: Vec::new(),
+            tick: Duration::from_secs(5),
+            plan_pushes: None,
+            zone_rtt: Vec::new(),
+        };
+        let steps = objective_steps(&s, &m, &services);
+        assert_eq!(steps.len(), 2, "{steps:?}");
+        assert_eq!(steps[0].t_s, 15.0);
+        let (s1, s2) = (&steps[0].services[0], &steps[0].services[1]);
+        assert_eq!((s1.offered_rps, s1.carried_rps), (10.0, 10.0));
+        assert_eq!((s2.offered_rps, s2.carried_rps), (10.0, 8.0));
+        assert!((s1.mean_ms.unwrap() - 40.0).abs() < 40.0 * 0.07, "{s1:?}");
+        assert!((s2.mean_ms.unwrap() - 100.0).abs() < 100.0 * 0.07, "{s2:?}");
+    }
 
     #[test]
     fn ticks_divide_both_intervals() {

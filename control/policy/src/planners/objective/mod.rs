@@ -19,7 +19,9 @@
 //!
 //! The managed services are the ones the objective names (bounds, utilities, MO3's favoured and
 //! protected service); with no name at all, the application's services that have a latency
-//! objective. Without a management objective both planners leave every plan as it is.
+//! objective. Without a management objective both planners leave every plan as it is, and
+//! `objective` does too while nothing is offered (before the first reports, every action would
+//! tie at zero reward).
 
 pub mod model;
 pub mod reward;
@@ -298,6 +300,11 @@ impl Planner for ObjectivePlanner {
         let names = self.model.service_names();
         let reward = Reward::new(&mo, &names, &fallback_bounds(snap), self.settings.steepness);
         let loads: Vec<f64> = names.iter().map(|n| snap.services[n].offered_rps).collect();
+        // Nothing offered yet (no reports, or no traffic): every action earns nothing, and the
+        // first of the ties would send everything to one host. Leave the plans as they are.
+        if loads.iter().all(|&l| l <= 0.0) {
+            return PlanUpdate::default();
+        }
         match best_action(self.model.as_ref(), space, &reward, &loads) {
             Ok(best) => plans(snap, services, &best.action),
             Err(_) => PlanUpdate::default(),

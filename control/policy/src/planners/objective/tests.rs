@@ -154,8 +154,9 @@ fn the_planner_applies_the_models_best_action_as_host_weights_and_blocking() {
     );
     let mut p = ObjectivePlanner::new(model.clone(), ObjectiveSettings::default());
     assert_eq!(p.name(), "objective");
-    // No management objective: nothing to decide.
+    // No management objective, or nothing offered yet: nothing to decide.
     assert!(p.plan(&app_snapshot(None, [10.0, 10.0])).is_empty());
+    assert!(p.plan(&app_snapshot(Some(mo1()), [0.0, 0.0])).is_empty());
     let snap = app_snapshot(Some(mo1()), [15.0, 20.0]);
     let up = p.plan(&snap);
     let space = ActionSpace::new(two(), 6).unwrap();
