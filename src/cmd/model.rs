@@ -6,7 +6,8 @@
 //!   under the random-level load `U{5, 10, 15, 20}` req/s per 5 s step on every flow (Samani &
 //!   Stadler, seed 004 §IV) and writes the trace of the services the scenario's management
 //!   objective manages: per step their offered and carried load, mean response time, routing
-//!   shares and blocking (JSON).
+//!   shares and blocking (JSON). With `--lab`, the same with real processes on loopback in real
+//!   time (`tools::lab::collect`): 5 s per step.
 //! - `model train objective TRACE --out MODEL`: fits the objective planner's system model (one
 //!   random forest per service, smartcore), prints its held-out error and writes it; name the
 //!   file in `planner_settings.objective.model`.
@@ -51,6 +52,10 @@ enum ModelCmd {
         /// Trace file to write (JSON).
         #[arg(long, default_value = "objective-trace.json")]
         out: PathBuf,
+        /// Real processes on loopback (`loadshift lab`) instead of the simulator: 5 s of real
+        /// time per step; the processes' configs and logs go to `<out>.run/`.
+        #[arg(long)]
+        lab: bool,
     },
     /// Fit a model on a trace.
     Train {
@@ -109,6 +114,7 @@ fn run(args: ModelArgs) -> anyhow::Result<()> {
             steps,
             seed,
             out,
+            lab,
         } => {
             if steps == 0 {
                 anyhow::bail!("--steps 0: must be at least 1");
@@ -124,11 +130,38 @@ fn run(args: ModelArgs) -> anyhow::Result<()> {
                 .progress_chars("=> "),
             );
             let settings: ObjectiveSettings = scn.policy.planner_settings.objective.clone();
-            let (services, trace) = objective::collect(&scn, steps, seed, &settings, &mut |t| {
-                bar.set_position(t as u64)
-            })
-            .map_err(|e| anyhow::anyhow!("{}: {e}", scenario.display()))?;
-            bar.finish_and_clear();
+            let (services, trace) = if lab {
+                bar.finish_and_clear();
+                let mut dir = out.clone().into_os_string();
+                dir.push(".run");
+                let dir = PathBuf::from(dir);
+                println!(
+                    "collecting {steps} steps with real processes: about {:.0} s (their files: {})",
+                    scn.warmup_s + steps as f64 * objective::STEP_S,
+                    dir.display()
+                );
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .context("starting the runtime")?;
+                rt.block_on(async {
+                    tokio::select! {
+                        r = crate::tools::lab::collect::collect(&scn, steps, seed, &dir) => r,
+                        _ = crate::signal::terminated() => {
+                            anyhow::bail!("interrupted; all lab processes stopped")
+                        }
+                    }
+                })
+                .with_context(|| format!("{}: lab collection", scenario.display()))?
+            } else {
+                let r = objective::collect(&scn, steps, seed, &settings, &mut |t| {
+                    bar.set_position(t as u64)
+                })
+                .map_err(|e| anyhow::anyhow!("{}: {e}", scenario.display()))?;
+                bar.finish_and_clear();
+                r
+            };
             let file = TraceFile {
                 scenario: scn.name.clone(),
                 seed,

@@ -19,6 +19,7 @@
 //! the apps' concurrency from CPU limits, and browns out optional services ([`scaling`],
 //! [`fleet`]). Without a scaler the containers stay at the scaled-down initial replicas.
 
+pub mod collect;
 pub mod configs;
 pub mod delay_pipe;
 pub mod fleet;

@@ -305,7 +305,7 @@ async fn served(pool: &Arc<Pool>) -> Option<u64> {
 }
 
 /// The body of a successful `GET path`.
-async fn get(pool: &Arc<Pool>, path: &'static str) -> Option<Vec<u8>> {
+pub async fn get(pool: &Arc<Pool>, path: &'static str) -> Option<Vec<u8>> {
     let mut req = Request::new(Empty::new());
     *req.uri_mut() = http::Uri::from_static(path);
     req.headers_mut()
@@ -514,68 +514,82 @@ fn shares(sup: &Supervisor, m: &Measured, k: usize) -> Shares {
     (norm(by_host), services)
 }
 
+/// The flows through a managed service: those entering at it, or whose entry service calls it.
+fn flows_through(s: &Scenario, svc: &str) -> Vec<usize> {
+    s.flows
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            f.entry == svc
+                || s.services
+                    .iter()
+                    .find(|x| x.name == f.entry)
+                    .is_some_and(|e| e.calls.iter().any(|c| c.service == svc))
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// One step of the objective planner's trace over the generator ticks `ticks`: per managed
+/// service, the requests of the flows through it (sent by intended send time in those ticks):
+/// offered = sent, carried = sent less the 503s of blocking, `d` = the mean end-to-end latency of
+/// the successful ones. The action is left empty (all shares 0, no blocking) for the caller.
+/// The simulator's `d` is the front's call latency; here the gateway, the entry app and two more
+/// proxies add a few milliseconds.
+pub fn steps_over(
+    s: &Scenario,
+    m: &Measured,
+    services: &[loadshift_policy::planners::objective::space::ManagedService],
+    ticks: std::ops::Range<usize>,
+) -> loadshift_policy::planners::objective::model::TraceStep {
+    use loadshift_policy::planners::objective::{
+        model::{StepService, TraceStep},
+        space::ServiceAction,
+    };
+    let tick = m.tick.as_secs_f64();
+    let width = ticks.len() as f64 * tick;
+    TraceStep {
+        t_s: ticks.end as f64 * tick,
+        services: services
+            .iter()
+            .map(|svc| {
+                let (mut sent, mut blocked, mut h) = (0u64, 0u64, Histogram::default());
+                for i in flows_through(s, &svc.name) {
+                    for iv in m.flows[i].intervals.get(ticks.clone()).unwrap_or_default() {
+                        sent += iv.sent;
+                        blocked += iv.blocked;
+                        h.merge(&iv.latency);
+                    }
+                }
+                StepService {
+                    offered_rps: sent as f64 / width,
+                    carried_rps: sent.saturating_sub(blocked) as f64 / width,
+                    mean_ms: (h.count() > 0).then(|| mean_ms(&h)),
+                    action: ServiceAction {
+                        shares: vec![0.0; svc.hosts.len()],
+                        block: 0.0,
+                    },
+                }
+            })
+            .collect(),
+    }
+}
+
 /// The objective planner's steps as the generator measured them: per 5 s step (the generator's
-/// intervals regrouped) and managed service, the requests of the flows that call it from their
-/// entry (or enter at it): offered = sent, carried = sent less the 503s of blocking, `d` = the
-/// mean end-to-end latency of the successful ones. Steps before the warm-up and the last one
-/// (requests still in flight) are left out. The simulator's `d` is the front's call latency;
-/// here the gateway, the entry app and two more proxies add a few milliseconds.
+/// intervals regrouped), [`steps_over`]. Steps before the warm-up and the last one (requests
+/// still in flight) are left out.
 pub fn objective_steps(
     s: &Scenario,
     m: &Measured,
     services: &[loadshift_policy::planners::objective::space::ManagedService],
 ) -> Vec<loadshift_policy::planners::objective::model::TraceStep> {
-    use loadshift_policy::planners::objective::{
-        model::{StepService, TraceStep},
-        space::ServiceAction,
-    };
     let step_s = loadshift_sim::objective::STEP_S;
     let per = ((step_s / m.tick.as_secs_f64()).round() as usize).max(1);
-    let flows_of = |svc: &str| -> Vec<usize> {
-        s.flows
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| {
-                f.entry == svc
-                    || s.services
-                        .iter()
-                        .find(|x| x.name == f.entry)
-                        .is_some_and(|e| e.calls.iter().any(|c| c.service == svc))
-            })
-            .map(|(i, _)| i)
-            .collect()
-    };
-    let groups: Vec<Vec<usize>> = services.iter().map(|m| flows_of(&m.name)).collect();
-    let n = m.flows.iter().map(|f| f.intervals.len()).min().unwrap_or(0) / per;
     let width = m.tick.as_secs_f64() * per as f64;
+    let n = m.flows.iter().map(|f| f.intervals.len()).min().unwrap_or(0) / per;
     (0..n.saturating_sub(1))
         .filter(|k| *k as f64 * width >= s.warmup_s)
-        .map(|k| TraceStep {
-            t_s: (k + 1) as f64 * width,
-            services: groups
-                .iter()
-                .zip(services)
-                .map(|(flows, svc)| {
-                    let (mut sent, mut blocked, mut h) = (0u64, 0u64, Histogram::default());
-                    for &i in flows {
-                        for iv in m.flows[i].intervals.iter().skip(k * per).take(per) {
-                            sent += iv.sent;
-                            blocked += iv.blocked;
-                            h.merge(&iv.latency);
-                        }
-                    }
-                    StepService {
-                        offered_rps: sent as f64 / width,
-                        carried_rps: sent.saturating_sub(blocked) as f64 / width,
-                        mean_ms: (h.count() > 0).then(|| mean_ms(&h)),
-                        action: ServiceAction {
-                            shares: vec![0.0; svc.hosts.len()],
-                            block: 0.0,
-                        },
-                    }
-                })
-                .collect(),
-        })
+        .map(|k| steps_over(s, m, services, k * per..(k + 1) * per))
         .collect()
 }
 
