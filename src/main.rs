@@ -12,8 +12,8 @@ mod cmd;
 mod signal;
 mod tools;
 
-use cmd::{control, ctl, identity, model, proxy, sim, token};
-use tools::{app, bench, lab, load};
+use cmd::{control, ctl, identity, proxy, sim, token};
+use tools::{app, bench, lab, load, model};
 
 /// jemalloc, whose background thread returns freed memory to the system: after a connection
 /// storm the system allocator kept what the storm's connections had used.

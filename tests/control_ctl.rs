@@ -4,25 +4,10 @@
 
 mod control_support;
 
-use std::{path::Path, process::Stdio};
+use std::process::Stdio;
 
 use control_support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
-
-async fn ctl(server: &str, token: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadshift"))
-        .args(["ctl", "--server", server, "--token-file"])
-        .arg(token)
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctl_drives_the_operator_api() {

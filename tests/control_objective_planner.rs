@@ -19,21 +19,6 @@ use loadshift_policy::planners::objective::{
 use loadshift_proto::v1 as pb;
 use rand::SeedableRng;
 
-async fn ctl(server: &str, token: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadshift"))
-        .args(["ctl", "--server", server, "--token-file"])
-        .arg(token)
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// A model over s1 (hosts of ports 11, 12) and s2 (13, 14) trained on a made-up trace in which
 /// a host's delay grows with the load sent to it.
 fn model_file(dir: &Path) -> std::path::PathBuf {

@@ -39,7 +39,7 @@ policy:
 "#;
 
 #[test]
-fn a_lab_collection_writes_a_trace_of_real_steps_that_trains() {
+fn a_lab_collection_writes_a_trace_of_real_steps() {
     let dir = temp_dir("lab-collect");
     let scenario = dir.join("tiny.yaml");
     std::fs::write(&scenario, SCENARIO).unwrap();

@@ -5,7 +5,6 @@
 pub mod control;
 pub mod ctl;
 pub mod identity;
-pub mod model;
 pub mod proxy;
 pub mod sim;
 pub mod token;

@@ -325,52 +325,22 @@ async fn lab(args: &LabArgs, s: &Scenario, layout: &layout::Layout) -> anyhow::R
     Ok(())
 }
 
-/// The objective planner's system model for a scenario with a management objective: the file
-/// `planner_settings.objective.model` names, or one trained in the twin as `loadshift sim` does
-/// (random actions under random-level load) and written to `OUT/objective-model.json`, whose
-/// absolute path then goes into the settings the lab's control plane gets. It also scores each
-/// run's ANR.
+/// The objective planner's system model for a scenario with a management objective, as
+/// `loadshift sim` finds or trains it ([`crate::cmd::sim::objective::load_or_train`], into
+/// `OUT/objective-model.json`); its absolute path goes into the settings the lab's control plane
+/// gets. It also scores each run's ANR.
 fn objective_model(
     out: &std::path::Path,
     s: &mut Scenario,
 ) -> anyhow::Result<Option<std::sync::Arc<loadshift_policy::planners::objective::model::SystemModel>>>
 {
-    use crate::cmd::sim::objective::{TRAIN_SEED, TRAIN_STEPS, print_scores};
     if s.policy.management.is_none() {
         return Ok(None);
     }
-    let settings = &mut s.policy.planner_settings.objective;
-    if let Some(path) = &settings.model {
-        // The control plane runs in its own directory.
-        settings.model = Some(std::path::absolute(path).context("the model file's absolute path")?);
-        let m = settings
-            .load_model()
-            .map_err(|e| anyhow::anyhow!("planner_settings.{e}"))?;
-        return Ok(Some(std::sync::Arc::new(m)));
-    }
-    eprintln!(
-        "no model named (planner_settings.objective.model): training one in the twin \
-         ({TRAIN_STEPS} steps of random actions under random-level load)"
-    );
-    let settings = settings.clone();
-    let model = loadshift_sim::objective::train(
-        s,
-        TRAIN_STEPS,
-        TRAIN_SEED,
-        &settings,
-        Default::default(),
-        &mut |_| {},
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    print_scores(&model);
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let path = std::path::absolute(out.join("objective-model.json"))
-        .context("the model file's absolute path")?;
-    std::fs::write(&path, model.to_json()?)
-        .with_context(|| format!("writing {}", path.display()))?;
-    eprintln!("model: {}", path.display());
-    s.policy.planner_settings.objective.model = Some(path);
-    Ok(Some(std::sync::Arc::new(model)))
+    let mut settings = s.policy.planner_settings.objective.clone();
+    let model = crate::cmd::sim::objective::load_or_train(s, &mut settings, out)?;
+    s.policy.planner_settings.objective = settings;
+    Ok(Some(model))
 }
 
 /// `loadshift sim` on the same scenario, seed and policies, for `duration` (the lab's).

@@ -344,3 +344,19 @@ impl Upstream {
         self.hits.load(Ordering::Relaxed)
     }
 }
+
+/// `loadshift ctl` (the real binary) against `server` with `token`: success, stdout, stderr.
+pub async fn ctl(server: &str, token: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadshift"))
+        .args(["ctl", "--server", server, "--token-file"])
+        .arg(token)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -7,7 +7,10 @@ use std::{path::Path, sync::Arc};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use loadshift_policy::planners::objective::model::{ForestParams, SystemModel};
+use loadshift_policy::planners::{
+    ObjectiveSettings,
+    objective::model::{ForestParams, SystemModel},
+};
 use loadshift_sim::{objective, scenario::Scenario};
 
 use super::{SimArgs, args::Settings, entries};
@@ -51,12 +54,24 @@ pub fn prepare(
     let ps = settings
         .planner
         .get_or_insert_with(|| scn.policy.planner_settings.clone());
-    if ps.objective.model.is_some() {
-        let m = ps
-            .objective
+    load_or_train(scn, &mut ps.objective, out).map(Some)
+}
+
+/// The model `settings.model` names, read; or one trained on `scn` (random actions under
+/// random-level load in the twin, [`TRAIN_STEPS`] steps, seed [`TRAIN_SEED`]) and written to
+/// `out/objective-model.json`. Either way `settings.model` ends up an absolute path, which a
+/// control plane started elsewhere (the lab's) can open too.
+pub fn load_or_train(
+    scn: &Scenario,
+    settings: &mut ObjectiveSettings,
+    out: &Path,
+) -> anyhow::Result<Arc<SystemModel>> {
+    if let Some(path) = &settings.model {
+        settings.model = Some(std::path::absolute(path).context("the model file's path")?);
+        let m = settings
             .load_model()
             .map_err(|e| anyhow::anyhow!("planner_settings.{e}"))?;
-        return Ok(Some(Arc::new(m)));
+        return Ok(Arc::new(m));
     }
     println!(
         "no model named (planner_settings.objective.model): training one on {} \
@@ -74,7 +89,7 @@ pub fn prepare(
         scn,
         TRAIN_STEPS,
         TRAIN_SEED,
-        &ps.objective,
+        settings,
         ForestParams::default(),
         &mut |t| bar.set_position(t as u64),
     )
@@ -82,12 +97,13 @@ pub fn prepare(
     bar.finish_and_clear();
     print_scores(&model);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let path = out.join("objective-model.json");
+    let path =
+        std::path::absolute(out.join("objective-model.json")).context("the model file's path")?;
     std::fs::write(&path, model.to_json()?)
         .with_context(|| format!("writing {}", path.display()))?;
     println!("model: {}", path.display());
-    ps.objective.model = Some(path);
-    Ok(Some(Arc::new(model)))
+    settings.model = Some(path);
+    Ok(Arc::new(model))
 }
 
 /// One line per service: the forest's held-out error.
