@@ -12,7 +12,7 @@ mod cmd;
 mod signal;
 mod tools;
 
-use cmd::{control, ctl, identity, proxy, sim, token};
+use cmd::{control, ctl, identity, install, proxy, sim, token};
 use tools::{app, bench, lab, load, model};
 
 /// jemalloc, whose background thread returns freed memory to the system: after a connection
@@ -49,6 +49,10 @@ enum Cli {
     Identity(identity::IdentityArgs),
     /// Learned models of the planners: collect a trace in the twin, train on it.
     Model(model::ModelArgs),
+    /// Print the control plane's Kubernetes objects (`loadshift install | kubectl apply -f -`).
+    Install(install::InstallArgs),
+    /// Print what `install` creates, for `loadshift uninstall | kubectl delete -f -`.
+    Uninstall,
 }
 
 fn main() -> ExitCode {
@@ -71,6 +75,8 @@ fn main() -> ExitCode {
         Cli::Token(args) => token::main(args),
         Cli::Identity(args) => identity::main(args),
         Cli::Model(args) => model::main(args),
+        Cli::Install(args) => install::install(args),
+        Cli::Uninstall => install::uninstall(),
     }
 }
 

@@ -306,6 +306,14 @@ async fn proxies_get_plans_for_what_they_call_and_pins_win_until_unpinned() {
     for name in names {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
+    // The probes the Kubernetes Deployment uses.
+    for (path, body) in [("/live", "live"), ("/ready", "ready")] {
+        let page = http_get(control.addrs.metrics.unwrap(), path).await;
+        assert!(
+            page.starts_with("HTTP/1.1 200") && page.ends_with(&format!("{body}\n")),
+            "{page}"
+        );
+    }
     // Prometheus conventions: every family has HELP and TYPE, the `_seconds` ones are
     // histograms (aggregatable across control planes), counters with known labels start at 0.
     // (The proxies of this test share the process and its recorder; their families are the

@@ -5,6 +5,7 @@
 pub mod control;
 pub mod ctl;
 pub mod identity;
+pub mod install;
 pub mod proxy;
 pub mod sim;
 pub mod token;

@@ -48,7 +48,7 @@ pub fn main(args: TokenArgs) -> ExitCode {
 }
 
 /// A new token: 32 random bytes as 64 lowercase hex digits.
-fn new_token() -> String {
+pub fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     bytes.iter().fold(String::with_capacity(64), |mut s, b| {

@@ -1,5 +1,7 @@
-//! `/metrics` (Prometheus text) and `/live` for the control plane on `metrics_listen`; a plain
-//! HTTP/1.1 listener so scrapers need no gRPC.
+//! `/metrics` (Prometheus text), `/live` and `/ready` for the control plane on
+//! `metrics_listen`; a plain HTTP/1.1 listener so scrapers and probes need no gRPC. The listener
+//! is bound with the APIs and starts after the first planner round, so `/ready` answers 200
+//! once the control plane has plans to give; 503 once it is stopping.
 
 use std::convert::Infallible;
 
@@ -25,9 +27,9 @@ pub(crate) async fn serve(
             () = super::shared::stopped(&mut stop) => return,
         };
         let Ok((stream, _)) = accepted else { continue };
-        let prom = prom.clone();
+        let (prom, stopping) = (prom.clone(), stop.clone());
         tokio::spawn(async move {
-            let svc = service_fn(move |req| answer(prom.clone(), req));
+            let svc = service_fn(move |req| answer(prom.clone(), *stopping.borrow(), req));
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
@@ -37,14 +39,19 @@ pub(crate) async fn serve(
 
 async fn answer(
     prom: PrometheusHandle,
+    stopping: bool,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => (StatusCode::OK, prom.render()),
         (&Method::GET, "/live") => (StatusCode::OK, "live\n".to_string()),
+        (&Method::GET, "/ready") if stopping => {
+            (StatusCode::SERVICE_UNAVAILABLE, "stopping\n".to_string())
+        }
+        (&Method::GET, "/ready") => (StatusCode::OK, "ready\n".to_string()),
         (&Method::GET, _) => (
             StatusCode::NOT_FOUND,
-            "only /metrics and /live\n".to_string(),
+            "only /metrics, /live and /ready\n".to_string(),
         ),
         _ => (
             StatusCode::METHOD_NOT_ALLOWED,
